@@ -1,0 +1,184 @@
+"""Reproducibility: seeding, device detection and provenance of every reported number.
+
+"Same seed, same data, same numbers": each result file records the profile, seed,
+git commit, device, wall time and package versions that produced it, so a figure in
+the README can always be traced back to the run that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .profiles import Profile, get_profile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# the packages whose versions change numbers; recorded with every result
+TRACKED_PACKAGES = (
+    "mmgeo", "numpy", "matplotlib", "pillow", "torch", "torchvision", "open_clip_torch",
+    "sentence-transformers", "transformers", "peft",
+)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU) with one number."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+        torch.cuda.manual_seed_all(seed)
+    except ImportError:
+        pass
+
+
+def detect_device() -> str:
+    """``cuda`` when a GPU is visible, ``mps`` on Apple silicon, else ``cpu``."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+    except ImportError:
+        pass
+    return "cpu"
+
+
+def describe_device() -> str:
+    """A human-readable device string for result files: GPU name or CPU count."""
+    device = detect_device()
+    if device == "cuda":
+        import torch
+
+        return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"{device}:{os.cpu_count()} cores ({platform.machine()})"
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """The current commit, with ``+dirty`` when the tree has uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["python"] = platform.python_version()
+    return out
+
+
+def provenance(profile: Profile | str | None, seed: int | None, wall_time_s: float | None = None) -> dict:
+    """Everything needed to trace a number back to the run that produced it."""
+    profile = get_profile(profile)
+    return {
+        "profile": profile.name,
+        "seed": seed,
+        "commit": git_commit(),
+        "device": describe_device(),
+        "wall_time_s": None if wall_time_s is None else round(wall_time_s, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": package_versions(),
+    }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see either the old or the whole new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def results_dir(profile: Profile | str | None = None, root: Path | None = None) -> Path:
+    """``results/<profile>/``; ``$MMGEO_RESULTS_DIR`` overrides the root (tests use it)."""
+    root = Path(root or os.environ.get("MMGEO_RESULTS_DIR") or REPO_ROOT / "results")
+    return root / get_profile(profile).name
+
+
+def write_results(name: str, metrics: dict[str, Any], *, profile: Profile | str | None = None,
+                  seed: int | None = None, wall_time_s: float | None = None,
+                  root: Path | None = None) -> Path:
+    """Write ``results/<profile>/<name>.json``: the metrics plus their provenance."""
+    profile = get_profile(profile)
+    record = {"name": name, **provenance(profile, seed, wall_time_s), "metrics": metrics}
+    path = results_dir(profile, root) / f"{name}.json"
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a results file")
+
+
+@dataclass
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    seconds: float = 0.0
+    _start: float = field(default=0.0, repr=False)
+
+    def __enter__(self) -> "Timer":
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+@contextmanager
+def env_var(name: str, value: str | None) -> Iterator[None]:
+    """Temporarily set (or unset, with None) an environment variable."""
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
