@@ -45,7 +45,7 @@ def cmd_bench_diagrams(args: argparse.Namespace) -> int:
 def cmd_course(args: argparse.Namespace) -> int:
     from .course import run_course
 
-    return run_course(get_profile(args.profile), only=args.only, out_dir=args.out)
+    return run_course(get_profile(args.profile), only=args.only, out_dir=args.out, force=args.force)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 00 01")
     p.add_argument("--out", type=Path, default=None, help="where executed notebooks go (default: results/<profile>/notebooks)")
+    p.add_argument("--force", action="store_true", help="re-run notebooks that already ran from the same source")
     p.set_defaults(func=cmd_course)
     return ap
 
