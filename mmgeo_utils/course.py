@@ -59,17 +59,21 @@ def execute_notebook(src: Path, dst: Path, profile: Profile, timeout: int = 6 * 
 
 
 def run_course(profile: Profile | str | None = None, only: list[str] | None = None,
-               out_dir: Path | None = None, force: bool = False) -> int:
+               out_dir: Path | None = None, force: bool = False,
+               notebook_dir: Path = NOTEBOOK_DIR) -> int:
     """Run the notebooks in order; return 0 when all succeeded (a failing one stops the run)."""
     profile = get_profile(profile)
     out_dir = Path(out_dir or results_dir(profile) / "notebooks")
     state_path = results_dir(profile) / "course.json"
     state = json.loads(state_path.read_text()).get("metrics", {}) if state_path.exists() else {}
-    notebooks = course_notebooks()
+    notebooks = course_notebooks(notebook_dir)
+    if not notebooks:
+        raise FileNotFoundError(f"no lesson notebooks (NN_name.ipynb) in {notebook_dir}")
     if only:
+        available = [p.name for p in notebooks]
         notebooks = [p for p in notebooks if p.name[:2] in {o.zfill(2) for o in only}]
         if not notebooks:
-            raise ValueError(f"no notebook matches {only}; have: {[p.name for p in course_notebooks()]}")
+            raise ValueError(f"no notebook matches {only}; have: {available}")
     print(f"mmgeo course: profile {profile.name} ({profile.description}), {len(notebooks)} notebooks",
           flush=True)
     for src in notebooks:

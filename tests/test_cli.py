@@ -1,0 +1,23 @@
+"""The `mmgeo` command line: user errors are one clear line, not a traceback."""
+
+import subprocess
+import sys
+
+from mmgeo_utils.cli import build_parser, main
+
+
+def test_unknown_profile_is_a_clear_error(capsys):
+    assert main(["course", "--profile", "laptop"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown profile 'laptop'" in err and "smoke, cpu, gpu, paper" in err
+
+
+def test_every_command_takes_a_profile():
+    parser = build_parser()
+    for argv in (["data", "build"], ["bench", "diagrams"], ["course"]):
+        assert parser.parse_args(argv + ["--profile", "smoke"]).profile == "smoke"
+
+
+def test_module_entry_point_prints_help():
+    out = subprocess.run([sys.executable, "-m", "mmgeo_utils", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "mmgeo data build" in out.stdout
