@@ -1,4 +1,4 @@
-"""Tests run on the smoke profile and never write into the repository's figures/ or results/."""
+"""Tests and notebooks (nbval) run on the smoke profile and never write into the repository's figures/ or results/."""
 
 import os
 
