@@ -396,6 +396,23 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- validation
 
+# Facts about two segments (or two lines, two triangles) may share a point, as in
+# "AB = AC" or "AB ⟂ AC"; within one segment, line or triangle the points must differ.
+_PAIR_KINDS = ("perpendicular", "parallel", "equal_length")
+
+
+def _distinct_groups(f: Fact) -> list[tuple[str, ...]]:
+    """The groups of a fact's arguments that must name distinct points."""
+    a = f.args
+    if f.kind in _PAIR_KINDS:
+        return [a[:2], a[2:]]
+    if f.kind == "intersection":
+        return [a[1:3], a[3:]]
+    if f.kind in ("similar", "congruent"):
+        return [a[:3], a[3:]]
+    return [a]
+
+
 MIN_SIDE = 1e-3  # relative to the scene's extent: anything shorter is a degenerate side
 
 
@@ -451,8 +468,9 @@ def validate_scene(scene: Scene) -> Scene:
         missing = [p for p in f.args if p not in scene.points]
         if missing:
             raise ValueError(f"fact {f.kind}{f.args} names missing point(s) {missing}")
-        if len(set(f.args)) != len(f.args) and f.kind not in ("similar", "congruent"):
-            raise ValueError(f"fact {f.kind}{f.args} uses a point label twice")
+        for group in _distinct_groups(f):
+            if len(set(group)) != len(group):
+                raise ValueError(f"fact {f.kind}{f.args} uses a point label twice in {''.join(group)}")
     if not (scene.unit > 0 and math.isfinite(scene.unit)):
         raise ValueError(f"scene unit must be a positive number, got {scene.unit}")
     return scene
