@@ -1,0 +1,127 @@
+"""``mmgeo bench diagrams``: how many diagrams per second this machine makes.
+
+Dataset size in the course is bounded by rendering speed, so the number is measured,
+not assumed. One process measures each stage of a sample (scene generation with
+label layout, rendering, PNG encoding); then every core runs the same loop at once
+to give the total a dataset build can reach. Speed goals live here, not in tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from .profiles import Profile, get_profile
+
+BENCH_IMAGE_SIZE = 128  # the throughput goal (≥ 200 diagrams/s per core) is stated at 128 px
+DEFAULT_N = 300  # diagrams per core: a few seconds at the goal's speed
+WARMUP = 50  # untimed diagrams first: the figure and most glyph outlines are built once per process
+
+_barrier = None  # set in pool workers so that all cores start timing together
+
+
+def _time_loop(config, n: int, offset: int) -> dict[str, float]:
+    """Generate, render and encode ``n`` diagrams, timing each stage (seconds, perf_counter)."""
+    from .dataset import encode_png, make_scene, sample_seeds
+    from .render import render, sample_style
+
+    def one(i: int, stages: dict[str, float] | None) -> None:
+        seeds = sample_seeds(config, "train", i)
+        t0 = time.perf_counter()
+        scene = make_scene(config, seeds)
+        t1 = time.perf_counter()
+        image = render(scene, sample_style(config.image_size, seeds.style)).image
+        t2 = time.perf_counter()
+        encode_png(image)
+        t3 = time.perf_counter()
+        if stages is not None:
+            stages["generate_s"] += t1 - t0
+            stages["render_s"] += t2 - t1
+            stages["png_s"] += t3 - t2
+
+    for i in range(WARMUP):
+        one(offset + n + i, None)  # seeds outside the timed range
+    if _barrier is not None:
+        _barrier.wait()
+    stages = {"generate_s": 0.0, "render_s": 0.0, "png_s": 0.0}
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes on one machine
+    for i in range(n):
+        one(offset + i, stages)
+    end = time.perf_counter()
+    return {"n": n, "start": start, "end": end, **stages}
+
+
+def _init_worker(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _pool_task(args: tuple) -> dict[str, float]:
+    return _time_loop(*args)
+
+
+def _rates(r: dict[str, float]) -> dict[str, float]:
+    n = r["n"]
+    return {
+        "diagrams_per_s": round(n / (r["end"] - r["start"]), 1),
+        "render_only_per_s": round(n / r["render_s"], 1),
+        "ms_per_diagram": {k[:-2]: round(1e3 * r[k] / n, 3) for k in ("generate_s", "render_s", "png_s")},
+    }
+
+
+def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, workers: int | None = None,
+                   image_size: int | None = None) -> dict[str, Any]:
+    """Diagrams per second, per core and on all cores, at 128 px unless ``image_size`` is given.
+
+    A "diagram" is the dataset's per-image work: sample a scene and place its labels,
+    render it, encode the PNG (captions excluded). ``render_only_per_s_per_core``
+    isolates the renderer.
+    """
+    import multiprocessing as mp
+
+    from .dataset import DatasetConfig, default_workers
+    from .repro import describe_device, write_results
+
+    profile = get_profile(profile)
+    size = int(image_size or BENCH_IMAGE_SIZE)
+    n = int(n or DEFAULT_N)
+    workers = int(workers or default_workers())
+    if n < 1 or workers < 1:
+        raise ValueError(f"n and workers must be ≥ 1, got n={n}, workers={workers}")
+    config = dataclasses.replace(DatasetConfig.from_profile(profile), image_size=size)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    single = _time_loop(config, n, offset=0)
+    ctx = mp.get_context()
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(ctx.Barrier(workers),)) as pool:
+        runs = pool.map(_pool_task, [(config, n, (k + 1) * (n + WARMUP)) for k in range(workers)], chunksize=1)
+    wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
+    total = sum(r["n"] for r in runs) / wall
+
+    s = _rates(single)
+    result = {
+        "benchmark": "diagrams",
+        "profile": profile.name,
+        "image_size": size,
+        "image_size_note": (f"{size} px given with --image-size" if image_size else
+                            f"{size} px, the size the speed goal is stated at (the {profile.name} profile "
+                            f"builds datasets at {profile.image_size} px; use --image-size to change)"),
+        "diagrams_per_s_per_core": s["diagrams_per_s"],
+        "diagrams_per_s_total": round(total, 1),
+        "render_only_per_s_per_core": s["render_only_per_s"],
+        "workers": workers,
+        "n_per_core": n,
+        "details": {
+            "definition": (f"diagram = sample scene + place labels + render + PNG encode (no captions); "
+                           f"timed after {WARMUP} untimed warm-up diagrams per process"),
+            "single_process": s,
+            "parallel_per_core": [_rates(r) for r in runs],
+            "parallel_diagrams_per_s_per_core": round(total / workers, 1),
+            "load_average_before": load_before,
+            "device": describe_device(),
+        },
+    }
+    result["results_file"] = str(write_results(f"bench_diagrams_{size}px", result, profile=profile))
+    return result
