@@ -125,3 +125,62 @@ def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, w
     }
     result["results_file"] = str(write_results(f"bench_diagrams_{size}px", result, profile=profile))
     return result
+
+
+def bench_negatives(profile: Profile | str | None = None, n: int | None = None,
+                    retrieval_n: int = 100_000, k: int | None = None) -> dict[str, Any]:
+    """Hard-negative construction speed: image and rule negatives per sample, and retrieval top-k.
+
+    ``n`` scenes get the profile's K image negatives (perturb, check, render) and K rule
+    negatives each; retrieval times the chunked top-k over ``retrieval_n`` caption
+    embeddings (100k by default, the size MMGeoLM mines from) plus the real sentence
+    encoder's captions per second (see :func:`mmgeo_utils.retrieval.bench_retrieval`).
+    """
+    from .captions import describe
+    from .dataset import DatasetConfig, sample_seeds
+    from .families import sample_scene
+    from .perturb import make_image_negatives
+    from .render import sample_style
+    from .repro import write_results
+    from .retrieval import bench_retrieval
+    from .textneg import make_text_negatives
+
+    profile = get_profile(profile)
+    n = int(n or 50)
+    k = int(k or profile.num_negatives)
+    config = DatasetConfig.from_profile(profile)
+    scenes = []
+    for i in range(n):
+        seeds = sample_seeds(config, "train", i)
+        scenes.append((sample_scene(seeds.scene), sample_style(profile.image_size, seeds.style), seeds))
+    image_s = text_s = 0.0
+    made_image = made_text = 0
+    for scene, style, seeds in scenes:
+        caption = describe(scene, seeds.caption)
+        t0 = time.perf_counter()
+        negs, _ = make_image_negatives(scene, k, seeds.image_negatives, style=style, caption_seed=seeds.caption)
+        t1 = time.perf_counter()
+        tnegs, _ = make_text_negatives(scene, caption, k, seeds.text_negatives, caption_seed=seeds.caption)
+        t2 = time.perf_counter()
+        image_s, text_s = image_s + (t1 - t0), text_s + (t2 - t1)
+        made_image, made_text = made_image + len(negs), made_text + len(tnegs)
+    retrieval = bench_retrieval(n=int(retrieval_n), k=min(100, int(retrieval_n) - 1),
+                                encode_n=min(2000, int(retrieval_n)))
+    result = {
+        "benchmark": "negatives",
+        "profile": profile.name,
+        "k": k,
+        "samples": n,
+        "image_negatives_per_s": round(made_image / image_s, 1),
+        "image_negatives_per_sample": round(made_image / n, 2),
+        "image_ms_per_sample": round(1000 * image_s / n, 2),
+        "rule_negatives_per_s": round(made_text / text_s, 1),
+        "rule_negatives_per_sample": round(made_text / n, 2),
+        "retrieval_topk_seconds": retrieval["topk_seconds"],
+        "retrieval_n": retrieval["n"],
+        "retrieval_peak_bytes_estimate": retrieval["peak_bytes_estimate"],
+        "encode_captions_per_s": retrieval.get("encode_captions_per_s"),
+        "retrieval": retrieval,
+    }
+    result["results_file"] = str(write_results(f"bench_negatives_n{retrieval['n']}", result, profile=profile))
+    return result

@@ -2,6 +2,7 @@
 
     mmgeo data build   --profile cpu [--out DIR] [--seed S]
     mmgeo bench diagrams [--profile P]
+    mmgeo bench negatives [--profile P] [--retrieval-n N]
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
 
 Every command takes ``--profile``; without it ``$MMGEO_PROFILE`` or the default
@@ -42,6 +43,14 @@ def cmd_bench_diagrams(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_negatives(args: argparse.Namespace) -> int:
+    from .bench import bench_negatives
+
+    result = bench_negatives(get_profile(args.profile), n=args.n, retrieval_n=args.retrieval_n)
+    print(json.dumps({k: v for k, v in result.items() if k != "retrieval"}))
+    return 0
+
+
 def cmd_course(args: argparse.Namespace) -> int:
     from .course import run_course
 
@@ -69,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--image-size", type=int, default=None, help="override the profile's image size")
     p.set_defaults(func=cmd_bench_diagrams)
+
+    p = bench.add_parser("negatives", help="image/rule negatives per second and retrieval top-k time")
+    _add_profile(p)
+    p.add_argument("--n", type=int, default=None, help="scenes to make negatives for (default 50)")
+    p.add_argument("--retrieval-n", type=int, default=100_000, help="captions in the top-k timing (default 100k)")
+    p.set_defaults(func=cmd_bench_negatives)
 
     p = sub.add_parser("course", help="run the notebooks in order, saving executed copies and figures")
     _add_profile(p)

@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 # Bump when any code that decides a sample's pixels or text changes (families, layout,
 # captions, rendering, this module): the version is part of every cache key, so old
 # caches are rebuilt instead of silently mixed with new samples.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 SPLITS = ("train", "val", "test")
 SHARD_SIZE = 256
 MANIFEST = "manifest.json"
@@ -84,6 +83,12 @@ class DatasetConfig:
     n_test: int = 0
     seed: int = 0
     families: tuple[str, ...] | None = None
+    # hard negatives (lesson 02): K image and K rule negatives per sample, and retrieval
+    # negatives mined from the split's captions; 0 builds positives only
+    num_negatives: int = 0
+    allow_drastic: bool = False  # drastic relation flips (∥ → ⟂) in *image* negatives
+    retrieval_candidates: int = 0
+    sentence_encoder: str = "minilm"
     generator_version: str = GENERATOR_VERSION
 
     def __post_init__(self) -> None:
@@ -103,12 +108,19 @@ class DatasetConfig:
                 raise ValueError(f"n_{split} must be a non-negative integer, got {n!r}")
         if not (isinstance(self.image_size, int) and self.image_size >= 16):
             raise ValueError(f"image_size must be an integer ≥ 16, got {self.image_size!r}")
+        if self.num_negatives < 0 or self.retrieval_candidates < 0:
+            raise ValueError("num_negatives and retrieval_candidates must be non-negative")
 
     @classmethod
-    def from_profile(cls, profile: Profile | str | None = None, seed: int = 0) -> "DatasetConfig":
+    def from_profile(cls, profile: Profile | str | None = None, seed: int = 0,
+                     negatives: bool = True) -> "DatasetConfig":
+        """The profile's dataset; ``negatives=False`` builds positives only (lesson 01)."""
         p = get_profile(profile)
-        return cls(name=p.name, image_size=p.image_size, n_train=p.n_train, n_val=p.n_val,
-                   n_test=p.n_test, seed=seed)
+        neg = {"num_negatives": p.num_negatives, "retrieval_candidates": p.retrieval_candidates,
+               "sentence_encoder": p.sentence_encoder} if negatives else {}
+        name = p.name if negatives else f"{p.name}-positives"
+        return cls(name=name, image_size=p.image_size, n_train=p.n_train, n_val=p.n_val,
+                   n_test=p.n_test, seed=seed, **neg)
 
     def size(self, split: str) -> int:
         if split not in SPLITS:
@@ -153,6 +165,8 @@ class SampleSeeds:
     style: int
     caption: int
     qa: int
+    image_negatives: int
+    text_negatives: int
 
 
 def sample_seeds(config: DatasetConfig, split: str, index: int) -> SampleSeeds:
@@ -162,7 +176,7 @@ def sample_seeds(config: DatasetConfig, split: str, index: int) -> SampleSeeds:
     (split, index), so splits never share samples and worker order cannot matter.
     """
     ss = np.random.SeedSequence(int(config.seed), spawn_key=(SPLITS.index(split), int(index)))
-    words = ss.generate_state(4, dtype=np.uint64) >> np.uint64(64 - SEED_BITS)
+    words = ss.generate_state(6, dtype=np.uint64) >> np.uint64(64 - SEED_BITS)
     return SampleSeeds(*(int(w) for w in words))
 
 
@@ -230,6 +244,7 @@ def make_sample(config: DatasetConfig, split: str, index: int) -> SampleRecord:
     except Exception as e:  # name the sample, so the failure can be reproduced alone
         raise RuntimeError(f"sample {sid} (scene seed {seeds.scene}) failed: {e}") from e
     file_name = f"{sid}.png"
+    files = {file_name: png}
     row = {
         "file_name": file_name,
         "id": sid,
@@ -243,7 +258,48 @@ def make_sample(config: DatasetConfig, split: str, index: int) -> SampleRecord:
         "qa": _jsonable(qa),
         "style": style.to_dict(),
     }
-    return SampleRecord(row=row, files={file_name: png})
+    if config.num_negatives:
+        try:
+            row.update(make_negatives(config, scene, caption, style, seeds, sid, files))
+        except Exception as e:
+            raise RuntimeError(f"negatives of sample {sid} (scene seed {seeds.scene}) failed: {e}") from e
+    return SampleRecord(row=row, files=files)
+
+
+NEGATIVE_DIR = "negatives"  # inside each split folder: negative images are not samples of their own
+
+
+def make_negatives(config: DatasetConfig, scene, caption, style, seeds: SampleSeeds, sid: str,
+                   files: dict[str, bytes]) -> dict[str, Any]:
+    """The sample's image and rule hard negatives (lesson 02), linked from its row.
+
+    Image negatives are rendered with the positive's own style, so the only
+    difference a model can see is the perturbed fact. Skipped perturbations and
+    rejected rule edits are counted in the row: nothing is dropped silently.
+    """
+    from .perturb import PERTURBATIONS, make_image_negatives
+    from .render import render
+    from .textneg import make_text_negatives
+
+    image_negs, skips = make_image_negatives(scene, config.num_negatives, seeds.image_negatives,
+                                             allow_drastic=config.allow_drastic, style=style,
+                                             caption_seed=seeds.caption)
+    image_rows = []
+    for j, neg in enumerate(image_negs):
+        name = f"{NEGATIVE_DIR}/{sid}-img{j}.png"
+        files[name] = encode_png(neg.image if neg.image is not None else render(neg.scene, style).image)
+        image_rows.append({
+            "file_name": name, "perturbation": neg.perturbation,
+            "category": PERTURBATIONS[neg.perturbation].category, "change": neg.describe_change(),
+            "removed": _jsonable(neg.removed), "added": _jsonable(neg.added),
+            "caption": neg.caption.text, "scene": neg.scene.to_dict(),
+        })
+    text_negs, rejections = make_text_negatives(scene, caption, config.num_negatives, seeds.text_negatives,
+                                                caption_seed=seeds.caption)
+    text_rows = [{"text": t.text, "error_type": t.error_type, "facts": _jsonable(t.facts),
+                  "edits": _jsonable(t.edits)} for t in text_negs]
+    return {"image_negatives": image_rows, "image_negative_skips": dict(sorted(skips.items())),
+            "text_negatives": text_rows, "text_negative_rejections": dict(sorted(rejections.items()))}
 
 
 # ----------------------------------------------------------------------------- shards
@@ -434,7 +490,7 @@ def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, work
     todo = _shards_to_build(root, config, shards)
     _run_shards(config, root, todo, workers, progress)
     _remove_strays(root, config, shards)
-    manifest = _write_metadata_and_manifest(root, config, shards, shard_size, time.perf_counter() - t0)
+    manifest = _write_metadata_and_manifest(root, config, shards, shard_size, time.perf_counter() - t0, progress)
     log.info("built %s: %s", root, {s: manifest["splits"][s]["n"] for s in SPLITS})
     return root
 
@@ -502,25 +558,32 @@ def _remove_strays(root: Path, config: DatasetConfig, shards: list[Shard]) -> No
         folder = root / split
         if not folder.exists():
             continue
-        wanted = {f"{sample_id(split, i)}.png" for i in range(config.size(split))}
-        for p in folder.iterdir():
-            if p.is_file() and p.name != METADATA and p.name not in wanted:
+        wanted = {METADATA}
+        for shard in (s for s in shards if s.split == split):
+            m, _ = read_shard(root, config, shard, rehash=False)
+            wanted.update(m["files"] if m else ())
+        for p in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            rel = p.relative_to(folder).as_posix()
+            if p.is_file() and rel not in wanted:
                 p.unlink()
-            elif p.is_dir():
-                shutil.rmtree(p)
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
 
 
 def _write_metadata_and_manifest(root: Path, config: DatasetConfig, shards: list[Shard],
-                                 shard_size: int, wall_s: float) -> dict:
+                                 shard_size: int, wall_s: float, progress: bool = True) -> dict:
     splits: dict[str, dict] = {}
     for split in SPLITS:
-        lines, shard_hashes = [], {}
+        rows, shard_hashes = [], {}
         for shard in (s for s in shards if s.split == split):
             m, why = read_shard(root, config, shard, rehash=False)
             if m is None:
                 raise RuntimeError(f"shard {shard.name} is incomplete after building it: {why}")
-            lines.extend(_dumps(row) for row in m["rows"])
+            rows.extend(m["rows"])
             shard_hashes[shard.name] = _sha256((root / SHARD_DIR / shard.name).read_bytes())
+        if config.num_negatives and config.retrieval_candidates and len(rows) > 1:
+            add_retrieval_negatives(rows, config, progress)
+        lines = [_dumps(row) for row in rows]
         data = "".join(line + "\n" for line in lines).encode("utf-8")
         atomic_write_bytes(root / split / METADATA, data)
         splits[split] = {"n": len(lines), "metadata_bytes": len(data), "metadata_sha256": _sha256(data),
@@ -538,6 +601,32 @@ def _write_metadata_and_manifest(root: Path, config: DatasetConfig, shards: list
     }
     atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: bool = True) -> None:
+    """Link each row to its nearest captions *of the same split* that are false of its image.
+
+    Retrieval needs every caption of the split at once, so it runs after the shards,
+    when the metadata is assembled (MMGeoLM §2.2 keeps the top-100 neighbours by a
+    dense retriever; we use the profile's sentence encoder). Candidates that are in
+    fact true of the image are rejected and counted per row.
+    """
+    from .retrieval import load_sentence_encoder, mine_retrieval_negatives
+    from .scene import Fact, Scene
+
+    captions = [r["caption"] for r in rows]
+    facts = [[Fact.from_dict(f) for f in r["caption_facts"]] for r in rows]
+    scenes = [Scene.from_dict(r["scene"]) for r in rows]
+    mined = mine_retrieval_negatives(
+        captions, facts, scenes, load_sentence_encoder(config.sentence_encoder),
+        num_candidates=min(config.retrieval_candidates, len(rows) - 1), num_negatives=config.num_negatives,
+        show_progress=progress)
+    counts = mined.counts()
+    for i, row in enumerate(rows):
+        row["retrieval_negatives"] = [
+            {"id": rows[j]["id"], "text": captions[j], "similarity": round(float(sim), 6)}
+            for j, sim in zip(mined.negatives[i], mined.similarities[i]) if j >= 0]
+        row["retrieval_counts"] = {status: int(c[i]) for status, c in counts.items() if c[i]}
 
 
 def _host() -> str:

@@ -1,0 +1,174 @@
+"""Batches for hard-negative contrastive training: (image, caption, image negatives, text negatives).
+
+A built dataset (:func:`mmgeo_utils.dataset.build_dataset` with ``num_negatives > 0``)
+links every positive to its hard negatives in ``metadata.jsonl``. This module turns
+those rows into fixed-shape tensors the losses of :mod:`mmgeo_utils.losses` take:
+
+============================  ===================  =============================================
+key                           shape                meaning
+============================  ===================  =============================================
+``image``                     (B, C, H, W)         the positive diagrams
+``text``                      (B, L)               their captions, tokenised
+``image_negatives``           (B, K_i, C, H, W)    each sample's perturbed diagrams
+``image_negative_mask``       (B, K_i) bool        False where a sample had fewer negatives
+``text_negatives``            (B, K_t, L)          rule negatives by type slot, then retrieval
+``text_negative_mask``        (B, K_t) bool        False for empty slots
+============================  ===================  =============================================
+
+Text negatives have a **fixed slot layout**: one column per rule error type
+(label, shape, relation, number), then the retrieval negatives. CE-CLIP's CMR loss
+keeps one adaptive threshold per negative type, which only means something if
+column k holds the same kind of negative for every sample. A missing negative is
+an empty, masked slot — never a silently repeated or invented one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+
+from .dataset import load_split
+from .textneg import ERROR_TYPES
+
+# open_clip's normalisation for models trained from OpenAI-style preprocessing
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+NEGATIVE_SOURCES = ("image", "rule", "retrieval")
+
+
+def default_transform(image_size: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL → normalised tensor; resized only when ``image_size`` differs from the stored images."""
+    from torchvision import transforms as T
+
+    steps: list[Any] = []
+    if image_size is not None:
+        steps.append(T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC))
+    steps += [T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)]
+    return T.Compose(steps)
+
+
+@dataclass(frozen=True)
+class NegativeConfig:
+    """Which negatives a batch carries, and how many (the ablations of lesson 08 vary these)."""
+
+    sources: tuple[str, ...] = NEGATIVE_SOURCES
+    num_image: int = 4
+    num_retrieval: int = 4
+    rule_types: tuple[str, ...] = ERROR_TYPES
+
+    def __post_init__(self) -> None:
+        unknown = set(self.sources) - set(NEGATIVE_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown negative source(s) {sorted(unknown)}; known: {', '.join(NEGATIVE_SOURCES)}")
+        bad = set(self.rule_types) - set(ERROR_TYPES)
+        if bad:
+            raise ValueError(f"unknown rule error type(s) {sorted(bad)}; known: {', '.join(ERROR_TYPES)}")
+
+    @property
+    def text_slots(self) -> list[str]:
+        """Column names of the text negatives: ``rule:label`` ... then ``retrieval:0`` ..."""
+        slots = [f"rule:{t}" for t in self.rule_types] if "rule" in self.sources else []
+        if "retrieval" in self.sources:
+            slots += [f"retrieval:{j}" for j in range(self.num_retrieval)]
+        return slots
+
+    @property
+    def image_slots(self) -> int:
+        return self.num_image if "image" in self.sources else 0
+
+
+def text_negative_slots(row: dict, config: NegativeConfig) -> list[str | None]:
+    """The row's text negatives in the fixed slot layout, None where a slot is empty."""
+    out: list[str | None] = []
+    if "rule" in config.sources:
+        by_type: dict[str, str] = {}
+        for neg in row.get("text_negatives", []):
+            by_type.setdefault(neg["error_type"], neg["text"])
+        out += [by_type.get(t) for t in config.rule_types]
+    if "retrieval" in config.sources:
+        found = [n["text"] for n in row.get("retrieval_negatives", [])][: config.num_retrieval]
+        out += found + [None] * (config.num_retrieval - len(found))
+    return out
+
+
+class HardNegativeDataset(torch.utils.data.Dataset):
+    """One split of a built dataset, each item a positive with its hard negatives.
+
+    Items are dicts of an image tensor, a caption string, a (K_i, C, H, W) tensor of
+    negative images with its mask, and the text negatives as a fixed-length list of
+    strings (``""`` in masked slots) with their mask. Tokenisation happens in
+    :func:`make_collate`, once per batch.
+    """
+
+    def __init__(self, root: Path | str, split: str, negatives: NegativeConfig | None = None,
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.rows = load_split(self.root, split)
+        self.negatives = negatives or NegativeConfig()
+        self.transform = transform or default_transform()
+        if self.negatives.sources and self.rows and "image_negatives" not in self.rows[0]:
+            raise ValueError(f"{self.root} was built without negatives (num_negatives=0); "
+                             "build it with DatasetConfig.from_profile(profile) or pass NegativeConfig(sources=())")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _image(self, file_name: str) -> torch.Tensor:
+        path = self.root / self.split / file_name
+        with Image.open(path) as im:
+            return self.transform(im.convert("RGB"))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows[i]
+        image = self._image(row["file_name"])
+        k = self.negatives.image_slots
+        negs = [self._image(n["file_name"]) for n in row.get("image_negatives", [])[:k]]
+        image_mask = torch.zeros(k, dtype=torch.bool)
+        image_mask[: len(negs)] = True
+        image_negatives = torch.zeros((k, *image.shape), dtype=image.dtype)
+        if negs:
+            image_negatives[: len(negs)] = torch.stack(negs)
+        slots = text_negative_slots(row, self.negatives)
+        return {
+            "id": row["id"],
+            "image": image,
+            "caption": row["caption"],
+            "image_negatives": image_negatives,
+            "image_negative_mask": image_mask,
+            "text_negatives": [t or "" for t in slots],
+            "text_negative_mask": torch.tensor([t is not None for t in slots], dtype=torch.bool),
+        }
+
+
+def make_collate(tokenizer: Callable[[Sequence[str]], torch.Tensor]) -> Callable[[list[dict]], dict[str, Any]]:
+    """A collate function that stacks tensors and tokenises captions and text negatives.
+
+    ``tokenizer`` is open_clip's (``open_clip.get_tokenizer(name)``): a list of strings
+    in, a (N, L) tensor of token ids out.
+    """
+
+    def collate(items: list[dict]) -> dict[str, Any]:
+        b = len(items)
+        k_t = len(items[0]["text_negatives"])
+        batch = {
+            "id": [it["id"] for it in items],
+            "image": torch.stack([it["image"] for it in items]),
+            "text": tokenizer([it["caption"] for it in items]),
+            "image_negatives": torch.stack([it["image_negatives"] for it in items]),
+            "image_negative_mask": torch.stack([it["image_negative_mask"] for it in items]),
+            "text_negative_mask": torch.stack([it["text_negative_mask"] for it in items]),
+        }
+        if k_t:
+            flat = [t for it in items for t in it["text_negatives"]]
+            tokens = tokenizer(flat)
+            batch["text_negatives"] = tokens.view(b, k_t, tokens.shape[-1])
+        else:
+            batch["text_negatives"] = batch["text"].new_zeros((b, 0, batch["text"].shape[-1]))
+        return batch
+
+    return collate
