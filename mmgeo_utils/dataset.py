@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 # Bump when any code that decides a sample's pixels or text changes (families, layout,
 # captions, rendering, this module): the version is part of every cache key, so old
 # caches are rebuilt instead of silently mixed with new samples.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "4"
 SPLITS = ("train", "val", "test")
 SHARD_SIZE = 256
 MANIFEST = "manifest.json"
@@ -287,7 +287,7 @@ def make_negatives(config: DatasetConfig, scene, caption, style, seeds: SampleSe
     image_rows = []
     for j, neg in enumerate(image_negs):
         name = f"{NEGATIVE_DIR}/{sid}-img{j}.png"
-        files[name] = encode_png(neg.image if neg.image is not None else render(neg.scene, style).image)
+        files[name] = encode_png(neg.image if neg.image is not None else render(neg.scene, style, frame_of=scene).image)
         image_rows.append({
             "file_name": name, "perturbation": neg.perturbation,
             "category": PERTURBATIONS[neg.perturbation].category, "change": neg.describe_change(),

@@ -62,7 +62,7 @@ from .captions import Caption, describe
 from .facts import check_fact, describe_fact, shape_name
 from .families import ALPHABET, check_legible, drawn_sides, format_number, nice_value
 from .layout import annotation_clearances, label_clearances, place_labels, scene_extent
-from .render import RenderStyle, default_style, render
+from .render import RenderStyle, default_style, fits_frame, render
 from .scene import (Arc, AngleMark, Circle, Element, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
                     RightAngleMark, Scene, Segment, fact_set, validate_scene)
 
@@ -581,8 +581,9 @@ def _legible(neg: Scene) -> str | None:
 
 
 def _differs_in_pixels(a: Scene, b: Scene, style: RenderStyle, a_pixels: np.ndarray | None = None) -> bool:
+    """Whether negative ``b``, drawn in positive ``a``'s frame, differs from ``a`` in any pixel."""
     pa = np.asarray(render(a, style).image) if a_pixels is None else a_pixels
-    return not np.array_equal(pa, np.asarray(render(b, style).image))
+    return not np.array_equal(pa, np.asarray(render(b, style, frame_of=a).image))
 
 
 def _verify_renaming(positive: Scene, neg: ImageNegative) -> None:
@@ -666,7 +667,8 @@ def _result(positive: Scene, spec: Perturbation, change: _Change, neg: Scene, st
         removed, added = change.removed, change.added
     return ImageNegative(scene=neg, perturbation=spec.name, removed=removed, added=added,
                          caption=describe(neg, caption_seed), annotation_only=spec.annotation_only,
-                         style=style, renaming=change.renaming, image=render(neg, style).image)
+                         style=style, renaming=change.renaming,
+                         image=render(neg, style, frame_of=positive).image)
 
 
 def _try_change(positive: Scene, spec: Perturbation, change: _Change, style: RenderStyle, caption_seed: int,
@@ -682,6 +684,8 @@ def _try_change(positive: Scene, spec: Perturbation, change: _Change, style: Ren
     why = _legible(neg)
     if why:
         return _na(spec.name, f"illegible: {why}", "illegible")
+    if not fits_frame(neg, style, frame_of=positive):  # drawn where the positive was, it must stay on the page
+        return _na(spec.name, "leaves the positive's frame", "leaves the frame")
     result = _result(positive, spec, change, neg, style, caption_seed)
     try:
         verify_negative(positive, result, style, positive_pixels=positive_pixels)

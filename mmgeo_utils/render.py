@@ -564,11 +564,15 @@ def _point_labels(ctx: _Ctx, plan: _Plan) -> None:
         plan.texts.append((name, anchor, "point", name))
 
 
-def plan_scene(scene: Scene, style: RenderStyle) -> tuple[_Plan, _Ctx]:
-    """Turn a scene into strokes and texts in display pixels (no matplotlib involved)."""
+def plan_scene(scene: Scene, style: RenderStyle, frame_of: Scene | None = None) -> tuple[_Plan, _Ctx]:
+    """Turn a scene into strokes and texts in display pixels (no matplotlib involved).
+
+    ``frame_of`` draws the scene in another scene's frame: a hard negative is drawn
+    where its positive was, so only the perturbed detail moves on the page.
+    """
     if not scene.points:
         raise ValueError("cannot render a scene without points")
-    frame = fit_frame(scene, style)
+    frame = fit_frame(frame_of if frame_of is not None else scene, style)
     ctx = _Ctx(scene, style, frame)
     plan = _Plan()
     for el in scene.elements:
@@ -667,10 +671,10 @@ class DiagramRenderer:
             self._canvases[size] = _Canvas(size)
         return self._canvases[size]
 
-    def render(self, scene: Scene, style: RenderStyle | None = None) -> RenderResult:
-        """Draw ``scene`` with ``style`` (default: :func:`default_style` at 128 px)."""
+    def render(self, scene: Scene, style: RenderStyle | None = None, frame_of: Scene | None = None) -> RenderResult:
+        """Draw ``scene`` with ``style`` (default: :func:`default_style` at 128 px), in ``frame_of``'s frame if given."""
         style = style or default_style()
-        plan, ctx = plan_scene(scene, style)
+        plan, ctx = plan_scene(scene, style, frame_of)
         plan.texts = [(t, _clamp_text(t, a, style), k, key) for t, a, k, key in plan.texts]
         image = self._canvas(style.image_size).draw(plan, style)
         return _result(image, plan, ctx, style)
@@ -716,9 +720,16 @@ def _process_renderer() -> DiagramRenderer:
     return DiagramRenderer()
 
 
-def render(scene: Scene, style: RenderStyle | None = None) -> RenderResult:
-    """Render with this process's cached :class:`DiagramRenderer`."""
-    return _process_renderer().render(scene, style)
+def fits_frame(scene: Scene, style: RenderStyle, frame_of: Scene) -> bool:
+    """Whether ``scene`` drawn in ``frame_of``'s frame stays inside the image (points, circles, labels)."""
+    frame = fit_frame(frame_of, style)
+    px = frame.apply(_scene_extent_points(scene, np.eye(2)))  # the frame applies the rotation
+    return bool(np.all(px >= 0) and np.all(px <= style.image_size))
+
+
+def render(scene: Scene, style: RenderStyle | None = None, frame_of: Scene | None = None) -> RenderResult:
+    """Render with this process's cached :class:`DiagramRenderer` (in ``frame_of``'s frame if given)."""
+    return _process_renderer().render(scene, style, frame_of)
 
 
 def render_scene(scene: Scene, style: RenderStyle | None = None, image_size: int = REFERENCE_SIZE) -> Image.Image:
@@ -740,6 +751,6 @@ def overlapping_labels(result: RenderResult, pad: float = 0.0) -> list[tuple[str
 
 __all__ = [
     "RenderStyle", "RenderResult", "DiagramRenderer", "STYLE_RANGES", "FONT_FAMILIES", "default_style",
-    "sample_style", "max_em_fraction", "fit_frame", "plan_scene", "render", "render_scene", "boxes_overlap",
+    "sample_style", "max_em_fraction", "fit_frame", "fits_frame", "plan_scene", "render", "render_scene", "boxes_overlap",
     "overlapping_labels",
 ]

@@ -114,9 +114,19 @@ def _well_formed(scene: Scene, fact: Fact) -> bool:
     return True
 
 
+# kinds whose first point is *defined by* the others: it cannot also be one of them
+DEFINED_POINT_KINDS = ("midpoint", "on_segment", "intersection", "altitude", "median")
+
+
 def _sensible(fact: Fact) -> bool:
-    """Rules out statements false by their form alone: two lines through one point called parallel."""
-    return not (fact.kind == "parallel" and len(set(fact.args)) < 4)
+    """Rules out statements false by their form alone, which teach nothing about the picture.
+
+    Two lines through one point called parallel; a point called the intersection
+    (midpoint, foot, ...) of lines through itself, e.g. "E is the intersection of EB and AB".
+    """
+    if fact.kind == "parallel" and len(set(fact.args)) < 4:
+        return False
+    return not (fact.kind in DEFINED_POINT_KINDS and fact.args[0] in fact.args[1:])
 
 
 def _letters_changed(a: Fact, b: Fact) -> int:

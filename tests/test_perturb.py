@@ -365,3 +365,33 @@ def test_drastic_flips_only_when_allowed():
     allowed, _ = make_image_negatives(scene, k, seed=0, allow_drastic=True)
     flips = [n for n in allowed if n.perturbation == "parallel_to_perpendicular"]
     assert flips and flips[0].added[0].kind == "perpendicular"
+
+
+def test_negatives_are_drawn_in_the_positive_frame():
+    """Points a perturbation does not move stay on the same pixels: only the perturbed detail changes."""
+    import numpy as np
+
+    from mmgeo_utils.families import FAMILIES, generate_scene
+    from mmgeo_utils.perturb import NotApplicable, PERTURBATIONS, apply_perturbation
+    from mmgeo_utils.render import render, sample_style
+
+    checked = 0
+    for family in sorted(FAMILIES):
+        scene = generate_scene(family, 1)
+        style = sample_style(128, 1)
+        pos_px = render(scene, style).pixel_points
+        for name, spec in PERTURBATIONS.items():
+            if spec.annotation_only or name == "relabel":
+                continue
+            neg = apply_perturbation(scene, name, np.random.default_rng(1), style=style)
+            if isinstance(neg, NotApplicable):
+                continue
+            neg_px = render(neg.scene, style, frame_of=scene).pixel_points
+            still = [k for k in scene.points if k in neg.scene.points
+                     and np.allclose(scene.points[k], neg.scene.points[k])]
+            assert still, (family, name)
+            for k in still:
+                assert np.allclose(pos_px[k], neg_px[k], atol=1e-6), (family, name, k)
+            assert np.array_equal(np.asarray(neg.image), np.asarray(render(neg.scene, style, frame_of=scene).image))
+            checked += 1
+    assert checked >= 5

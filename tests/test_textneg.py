@@ -196,3 +196,23 @@ def test_verify_text_negative_rejects_a_true_edit():
         verify_text_negative(scene, cap, TextNegative(n.text, tuple(scene.facts), (honest,), n.error_type))
     with pytest.raises(ValueError, match="reads the same"):
         verify_text_negative(scene, Caption(n.text, cap.facts), n)
+
+
+def test_no_negative_is_false_by_form_alone():
+    """A point is never called the midpoint/foot/intersection of lines through itself."""
+    from mmgeo_utils.captions import describe
+    from mmgeo_utils.families import FAMILIES, generate_scene
+    from mmgeo_utils.textneg import DEFINED_POINT_KINDS, make_text_negatives
+
+    seen = 0
+    for family in sorted(FAMILIES):
+        for seed in range(4):
+            scene = generate_scene(family, seed)
+            negs, _ = make_text_negatives(scene, describe(scene, seed), k=6, seed=seed, caption_seed=seed)
+            for neg in negs:
+                for edit in neg.edits:
+                    f = edit.after
+                    if f.kind in DEFINED_POINT_KINDS:
+                        seen += 1
+                        assert f.args[0] not in f.args[1:], (family, seed, f)
+    assert seen > 0  # the rule was exercised
