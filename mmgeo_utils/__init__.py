@@ -2,19 +2,29 @@
 
 One module per concern, imported by the numbered notebooks and the ``mmgeo`` CLI:
 
-====================  ==========================================================
-``profiles``          the four run sizes (smoke, cpu, gpu, paper)
-``repro``             seeding, device, provenance, results files
-``plots``             the course's figure style and ``save_fig``
-``geometry``          pure plane-geometry constructions
-``scene``             the scene language: points, elements, marks, typed facts
-``facts``             checking facts against coordinates
-``families``          random but valid problem families (the diagram generators)
-``captions``          facts → captions in several phrasings, and QA pairs
-``layout``            label placement without collisions
-``render``            fast matplotlib rendering to PIL images
-``dataset``           cached, parallel, byte-deterministic dataset builder
-====================  ==========================================================
+=====================  =================================================================  ======
+module                 concern                                                            lesson
+=====================  =================================================================  ======
+``profiles``           the four run sizes (smoke, cpu, gpu, paper)                         00
+``repro``              seeding, device, provenance, results files                          00
+``plots``              the course's figure style and ``save_fig``                           00
+``course``             run the notebooks in order (``mmgeo course``)                       00
+``geometry``           pure plane-geometry constructions                                   01
+``scene``              the scene language: points, elements, marks, typed facts            01
+``facts``              checking facts against coordinates                                  01
+``families``           random but valid problem families (the diagram generators)          01
+``captions``           facts → captions in several phrasings, and QA pairs                 01
+``layout``             label placement without collisions                                  01
+``render``             fast matplotlib rendering to PIL images                             01
+``dataset``            cached, parallel, byte-deterministic dataset builder                01, 02
+``bench``              ``mmgeo bench diagrams`` and ``mmgeo bench negatives``              01, 02
+``perturb``            image hard negatives: perturb a scene in exactly one fact           02
+``textneg``            text hard negatives by rule, each proved false                      02
+``retrieval``          retrieval negatives: sentence embeddings, chunked top-k             02
+``contrastive_data``   torch Dataset and collate: positives with their negatives           02
+``losses``             CLIP, hard-negative CLIP, MMCLIP, IMC and CMR losses                03
+``cli``                the ``mmgeo`` command line                                          all
+=====================  =================================================================  ======
 """
 
 __version__ = "0.1.0"
