@@ -107,15 +107,12 @@ def provenance(profile: Profile | str | None, seed: int | None, wall_time_s: flo
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see either the old or the whole new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write UTF-8 text so that readers see either the old or the whole new content."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
