@@ -62,15 +62,24 @@ def _on_circle(scene: Scene, p: np.ndarray, center: str, rel_tol: float) -> bool
     return any(_close(dist(p, o), r, rel_tol) for r in circle_radii(scene, center))
 
 
-def _is_degenerate(pts: Sequence[np.ndarray], rel_tol: float) -> bool:
+def _pair_dists(pts: Sequence[np.ndarray]) -> dict[tuple[int, int], float]:
+    """``dist`` between every two vertices, keyed ``(i, j)`` with ``i < j`` (computed once, used twice)."""
+    n = len(pts)
+    return {(i, j): dist(pts[i], pts[j]) for i in range(n) for j in range(i + 1, n)}
+
+
+def _is_degenerate(pts: Sequence[np.ndarray], rel_tol: float,
+                   pair_dists: dict[tuple[int, int], float] | None = None) -> bool:
     """Collinear or coincident vertices: no shape name applies."""
     n = len(pts)
-    scale = max(dist(pts[i], pts[j]) for i in range(n) for j in range(i + 1, n))
+    d = pair_dists if pair_dists is not None else _pair_dists(pts)
+    scale = max(d.values())
     if scale <= 0:
         return True
     for i in range(n):
         a, b, c = pts[i - 1], pts[i], pts[(i + 1) % n]
-        if dist(a, b) <= rel_tol * scale:
+        h = (i - 1) % n
+        if d[min(h, i), max(h, i)] <= rel_tol * scale:  # |ab|
             return True
         if abs(cross(b - a, c - b)) <= rel_tol * scale * scale:
             return True
@@ -87,14 +96,17 @@ def _segments_cross(a, b, c, d) -> bool:
 # ----------------------------------------------------------------------------- shapes
 
 
-def _triangle_name(pts: Sequence[np.ndarray], angle_tol: float, rel_tol: float) -> str:
+def _triangle_name(pts: Sequence[np.ndarray], angle_tol: float, rel_tol: float,
+                   pair_dists: dict[tuple[int, int], float] | None = None) -> str:
     a, b, c = pts
-    sides = sorted([dist(a, b), dist(b, c), dist(c, a)])
-    angles = [angle_at(b, a, c), angle_at(a, b, c), angle_at(c, a, b)]
+    d = pair_dists if pair_dists is not None else _pair_dists(pts)
+    sides = sorted([d[0, 1], d[1, 2], d[0, 2]])
     equal_pairs = sum(_close(sides[i], sides[j], rel_tol) for i in range(3) for j in range(i + 1, 3))
-    right = any(abs(x - 90.0) <= angle_tol for x in angles)
     if equal_pairs == 3:
         return "equilateral triangle"
+    # angles measured only as far as needed: the first right one settles it (no arm has zero
+    # length here, since shape_name rejected degenerate vertices first, so none can raise)
+    right = any(abs(angle_at(v, p, q) - 90.0) <= angle_tol for v, p, q in ((b, a, c), (a, b, c), (c, a, b)))
     if right and equal_pairs:
         return "isosceles right triangle"
     if right:
@@ -139,10 +151,11 @@ def shape_name(points: Sequence, *, angle_tol_deg: float = ANGLE_TOL_DEG, rel_to
     pts = [np.asarray(p, dtype=float).reshape(2) for p in points]
     if len(pts) not in (3, 4):
         raise ValueError(f"no shape names for a polygon with {len(pts)} vertices (only 3 or 4)")
-    if _is_degenerate(pts, rel_tol):
+    pair_dists = _pair_dists(pts)
+    if _is_degenerate(pts, rel_tol, pair_dists):
         raise ValueError("degenerate polygon: collinear or coincident vertices")
     if len(pts) == 3:
-        return _triangle_name(pts, angle_tol_deg, rel_tol)
+        return _triangle_name(pts, angle_tol_deg, rel_tol, pair_dists)
     return _quadrilateral_name(pts, angle_tol_deg, rel_tol)
 
 

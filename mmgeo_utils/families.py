@@ -26,6 +26,7 @@ length, dashed strokes for auxiliary lines.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -34,7 +35,7 @@ import numpy as np
 
 from . import geometry as g
 from .facts import check_scene_facts, shape_name
-from .layout import annotation_clearances, annotation_discs, label_clearances, place_labels, scene_extent
+from .layout import LabelObstacles, annotation_clearances, label_clearances, place_labels
 from .scene import (AngleMark, Circle, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
                     RightAngleMark, Scene, Segment, validate_scene)
 
@@ -154,6 +155,7 @@ class _Draft:
     ticks: list[tuple[str, str]] = field(default_factory=list)
     arrows: list[tuple[str, str]] = field(default_factory=list)
     circles: list[tuple[str, float]] = field(default_factory=list)
+    fact_keys: set[tuple] = field(default_factory=set)  # canonical keys of ``facts``, for O(1) duplicate checks
 
     # -- points and strokes --------------------------------------------------
     def pt(self, name: str, xy) -> str:
@@ -183,7 +185,9 @@ class _Draft:
     # -- facts with their marks ---------------------------------------------
     def fact(self, kind: str, *args: str, value=None) -> None:
         f = Fact(kind, tuple(args), value)
-        if f.key() not in {x.key() for x in self.facts}:
+        key = f.key()
+        if key not in self.fact_keys:
+            self.fact_keys.add(key)
             self.facts.append(f)
 
     def length(self, a: str, b: str) -> None:
@@ -263,20 +267,29 @@ class _Draft:
         """Turn, maybe mirror, centre and scale the figure; number tick and arrow groups."""
         turn = float(rng.integers(0, 360)) if rng.random() < ROTATE_P else 0.0
         mirror = rng.random() < 0.5
+        origin, rot = g.as_vec((0.0, 0.0)), _rotation(turn)
         pts = {}
-        for k, p in self.points.items():
+        for k, p in self.points.items():  # points are float (2,) arrays (see pt)
             q = np.array([-p[0], p[1]]) if mirror else p
-            pts[k] = g.rotate(q, (0.0, 0.0), turn)
+            pts[k] = origin + rot @ (q - origin)  # g.rotate(q, origin, turn), its matrix built once
         circles = [(c, r) for c, r in self.circles]
         lo, hi = _bbox(pts, circles)
         scale = SCENE_SIZE / float(max(hi - lo))
         centre = (lo + hi) / 2
         # sorted, as Scene.to_json writes them: a scene read back from JSON is the same scene
-        points = {k: tuple(round(float(v), 6) for v in (p - centre) * scale) for k, p in sorted(pts.items())}
+        names = sorted(pts)
+        posed = ((np.array([pts[k] for k in names]) - centre) * scale).tolist()  # one array op for all points
+        points = {k: (round(x, 6), round(y, 6)) for k, (x, y) in zip(names, posed)}
         elements = [Circle(c, round(r * scale, 6)) for c, r in circles] + list(self.elements)
         elements += _numbered(self.ticks, self.points, EqualTicks, _same_length)
         elements += _numbered(self.arrows, self.points, ParallelArrows, _same_direction)
         return Scene(self.family, points, elements, list(self.facts), unit=1.0 / scale)
+
+
+def _rotation(angle_deg: float) -> np.ndarray:
+    """The matrix :func:`geometry.rotate` turns by, entry for entry."""
+    t = math.radians(angle_deg)
+    return np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
 
 
 def _bbox(pts: dict[str, np.ndarray], circles: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -959,46 +972,123 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], _Draft]] = {
 }
 
 
-def check_legible(scene: Scene) -> Scene:
+def check_legible(scene: Scene, obstacles: LabelObstacles | None = None) -> Scene:
     """Raise ``ValueError`` naming the problem if the figure would be hard to read.
 
     Sizes are relative to the figure's extent (:func:`~mmgeo_utils.layout.scene_extent`),
-    so the rules hold however the figure is later scaled for drawing.
+    so the rules hold however the figure is later scaled for drawing. ``obstacles``
+    (a :class:`~mmgeo_utils.layout.LabelObstacles` of this scene at the default label
+    radius) saves deriving the extent and the annotation discs again.
+
+    Every rule is measured for all points (or sides) at once with numpy; the loops
+    that remain only find the first offender, so the message names the same problem
+    a point-by-point scan would.
     """
-    ext = scene_extent(scene)
-    pts = {k: np.asarray(v, dtype=float) for k, v in scene.points.items()}
-    names = list(pts)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if g.dist(pts[a], pts[b]) < MIN_POINT_GAP_FRAC * ext:
-                raise ValueError(f"points {a} and {b} are too close")
-    for a, b in drawn_sides(scene):
-        if g.dist(pts[a], pts[b]) < MIN_SIDE_FRAC * ext:
-            raise ValueError(f"side {a}{b} is too short")
-        for p in names:
-            gap = g.point_segment_distance(pts[p], pts[a], pts[b])
-            if p not in (a, b) and 1e-6 * ext < gap < MIN_POINT_LINE_GAP_FRAC * ext:
-                raise ValueError(f"point {p} nearly touches {a}{b}")
+    obs = obstacles if obstacles is not None else LabelObstacles(scene)
+    ext = obs.extent
+    names = list(scene.points)
+    xy = np.array([scene.points[k] for k in names], dtype=float).reshape(-1, 2)
+    pts = dict(zip(names, xy))
+    sides = drawn_sides(scene)
+    _check_point_gaps(names, xy, ext)
+    _check_sides(names, xy, pts, sides, ext)
+    _check_circles_and_angles(scene, names, xy, pts, ext)
+    _check_annotations(scene, names, xy, pts, sides, obs.annotations)
+    polygons = [el.vertices for el in scene.elements if isinstance(el, Polygon)]
+    polygons += [f.args for f in scene.facts if f.kind == "shape"]
+    for vs in dict.fromkeys(polygons):  # a polygon and its shape fact often name the same vertices
+        if g.min_polygon_angle([pts[v] for v in vs]) < MIN_ANGLE_DEG:
+            raise ValueError(f"polygon {''.join(vs)} has an angle under {MIN_ANGLE_DEG}°")
+    return scene
+
+
+def _hypot_to(xy: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Distance from each of ``xy`` (n, 2) to the point ``c``, as :func:`geometry.dist` computes it."""
+    return np.hypot(xy[:, 0] - c[0], xy[:, 1] - c[1])
+
+
+def _side_gaps(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`geometry.point_segment_distance` from every point of ``p`` (K, 2) to every side a→b (N, 2), (K, N).
+
+    The same formula, elementwise (the dot products as ``x * x' + y * y'``, where the
+    scalar version calls ``np.dot``); the rules only compare it with thresholds.
+    """
+    d = b - a
+    L2 = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1]
+    short = L2 < g.EPS  # a side of (almost) zero length is its end point
+    rx, ry = p[:, None, 0] - a[None, :, 0], p[:, None, 1] - a[None, :, 1]
+    t = (rx * d[None, :, 0] + ry * d[None, :, 1]) / np.where(short, 1.0, L2)
+    t = np.minimum(1.0, np.maximum(0.0, t))
+    gap = np.hypot(p[:, None, 0] - (a[None, :, 0] + t * d[None, :, 0]),
+                   p[:, None, 1] - (a[None, :, 1] + t * d[None, :, 1]))
+    return np.where(short, np.hypot(rx, ry), gap)
+
+
+@functools.lru_cache(maxsize=None)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``i < j`` of ``n`` items, in the order a nested loop visits them (cached: scenes reuse a few n)."""
+    return np.triu_indices(n, k=1)
+
+
+def _check_point_gaps(names: list[str], xy: np.ndarray, ext: float) -> None:
+    """Two labelled points too close together crowd their letters."""
+    i, j = _pairs(len(names))
+    close = np.flatnonzero(np.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1]) < MIN_POINT_GAP_FRAC * ext)
+    if len(close):
+        raise ValueError(f"points {names[i[close[0]]]} and {names[j[close[0]]]} are too close")
+
+
+def _check_sides(names: list[str], xy: np.ndarray, pts: dict, sides: list[tuple[str, str]], ext: float) -> None:
+    """No drawn side too short, and no point off a side but nearly on it."""
+    if not sides:
+        return
+    a = np.array([pts[s] for s, _ in sides])
+    b = np.array([pts[t] for _, t in sides])
+    lengths = np.hypot(a[:, 0] - b[:, 0], a[:, 1] - b[:, 1])
+    gaps = _side_gaps(xy, a, b)
+    near = (1e-6 * ext < gaps) & (gaps < MIN_POINT_LINE_GAP_FRAC * ext)
+    for k, (s, t) in enumerate(sides):
+        if lengths[k] < MIN_SIDE_FRAC * ext:
+            raise ValueError(f"side {s}{t} is too short")
+        for i in np.flatnonzero(near[:, k]):
+            if names[i] not in (s, t):
+                raise ValueError(f"point {names[i]} nearly touches {s}{t}")
+
+
+def _check_circles_and_angles(scene: Scene, names: list[str], xy: np.ndarray, pts: dict, ext: float) -> None:
+    """No point nearly on a circle it is not on; no marked angle too small or almost right."""
     for el in scene.elements:
         if isinstance(el, Circle):
-            for p in names:
-                gap = abs(g.dist(pts[p], pts[el.center]) - el.radius)
-                if 1e-6 * ext < gap < MIN_POINT_LINE_GAP_FRAC * ext:
-                    raise ValueError(f"point {p} nearly touches the circle at {el.center}")
-        if isinstance(el, AngleMark) and g.angle_at(pts[el.vertex], pts[el.a], pts[el.b]) < MIN_ANGLE_DEG:
-            raise ValueError(f"marked angle {el.a}{el.vertex}{el.b} is too small")
-        if isinstance(el, AngleMark) and el.label:
-            if abs(g.angle_at(pts[el.vertex], pts[el.a], pts[el.b]) - 90) < NEAR_RIGHT_DEG:
+            gap = np.abs(_hypot_to(xy, pts[el.center]) - el.radius)
+            near = np.flatnonzero((1e-6 * ext < gap) & (gap < MIN_POINT_LINE_GAP_FRAC * ext))
+            if len(near):
+                raise ValueError(f"point {names[near[0]]} nearly touches the circle at {el.center}")
+        if isinstance(el, AngleMark):
+            measure = g.angle_at(pts[el.vertex], pts[el.a], pts[el.b])
+            if measure < MIN_ANGLE_DEG:
+                raise ValueError(f"marked angle {el.a}{el.vertex}{el.b} is too small")
+            if el.label and abs(measure - 90) < NEAR_RIGHT_DEG:
                 raise ValueError(f"marked angle {el.a}{el.vertex}{el.b} looks like a right angle")
-    texts = annotation_discs(scene)
+
+
+def _check_annotations(scene: Scene, names: list[str], xy: np.ndarray, pts: dict, sides: list[tuple[str, str]],
+                       texts: list[tuple[str, np.ndarray, float]]) -> None:
+    """Angle values and length labels cover no point, cross no stroke and keep apart from each other."""
+    if not texts:
+        return
     circles = [(pts[el.center], el.radius) for el in scene.elements if isinstance(el, Circle)]
-    for t, c, rad in texts:
-        for p in names:
-            if g.dist(c, pts[p]) < rad:
-                raise ValueError(f"annotation {t!r} would cover point {p}")
-        for a, b in drawn_sides(scene):
-            if g.point_segment_distance(c, pts[a], pts[b]) < TEXT_STROKE_GAP * rad:
-                raise ValueError(f"annotation {t!r} would be crossed by {a}{b}")
+    centres = np.array([c for _, c, _ in texts], dtype=float)
+    a = np.array([pts[s] for s, _ in sides]).reshape(-1, 2)
+    b = np.array([pts[t] for _, t in sides]).reshape(-1, 2)
+    side_gaps = _side_gaps(centres, a, b)  # (texts, sides)
+    for k, (t, c, rad) in enumerate(texts):
+        covered = np.flatnonzero(_hypot_to(xy, c) < rad)
+        if len(covered):
+            raise ValueError(f"annotation {t!r} would cover point {names[covered[0]]}")
+        crossed = np.flatnonzero(side_gaps[k] < TEXT_STROKE_GAP * rad)
+        if len(crossed):
+            s1, s2 = sides[crossed[0]]
+            raise ValueError(f"annotation {t!r} would be crossed by {s1}{s2}")
         for o, r in circles:
             if abs(g.dist(c, o) - r) < TEXT_STROKE_GAP * rad:
                 raise ValueError(f"annotation {t!r} would be crossed by a circle")
@@ -1006,18 +1096,17 @@ def check_legible(scene: Scene) -> Scene:
         for t2, c2, r2 in texts[i + 1:]:
             if g.dist(c1, c2) < ANNOTATION_GAP * (r1 + r2):
                 raise ValueError(f"annotations {t1!r} and {t2!r} would overlap")
-    polygons = [el.vertices for el in scene.elements if isinstance(el, Polygon)]
-    polygons += [f.args for f in scene.facts if f.kind == "shape"]
-    for vs in polygons:
-        if g.min_polygon_angle([pts[v] for v in vs]) < MIN_ANGLE_DEG:
-            raise ValueError(f"polygon {''.join(vs)} has an angle under {MIN_ANGLE_DEG}°")
-    return scene
 
 
-def _check_labels(scene: Scene) -> Scene:
-    """Reject a figure whose letters cannot all be placed clear of strokes, other letters and numbers."""
-    placed = place_labels(scene.copy())
-    clear, texts = label_clearances(placed), annotation_clearances(placed)
+def _check_labels(scene: Scene, obstacles: LabelObstacles | None = None) -> Scene:
+    """Place the letters, and reject a figure whose letters cannot all sit clear of strokes, letters and numbers.
+
+    The offsets are placed on ``scene`` itself: a scene that passes keeps them, so
+    :func:`generate_scene` need not place its labels a second time.
+    """
+    obs = obstacles if obstacles is not None else LabelObstacles(scene)
+    place_labels(scene, obstacles=obs)
+    clear, texts = label_clearances(scene, obstacles=obs), annotation_clearances(scene, obstacles=obs)
     worst = min(clear, key=clear.get)
     if clear[worst] <= 0:
         raise ValueError(f"no free spot for the label of {worst}")
@@ -1038,7 +1127,10 @@ def drawn_sides(scene: Scene) -> list[tuple[str, str]]:
 
 
 def _resampling(name: str, build: Callable[[np.random.Generator], _Draft]) -> Callable[[np.random.Generator], Scene]:
-    """Wrap a builder so it redraws (from the same generator) until the figure is legible."""
+    """Wrap a builder so it redraws (from the same generator) until the figure is legible.
+
+    The scene it returns has its labels placed (the legibility check places them).
+    """
 
     def generate(rng: np.random.Generator) -> Scene:
         reasons: list[str] = []
@@ -1047,7 +1139,9 @@ def _resampling(name: str, build: Callable[[np.random.Generator], _Draft]) -> Ca
                 draft = build(rng)
                 if len(draft.facts) < MIN_FACTS:
                     raise _Reject(f"only {len(draft.facts)} facts")
-                return _check_labels(check_legible(draft.finish(rng)))
+                scene = draft.finish(rng)
+                obstacles = LabelObstacles(scene)  # built once, shared by both checks and the placement
+                return _check_labels(check_legible(scene, obstacles), obstacles)
             except (_Reject, ValueError) as e:
                 reasons.append(str(e))
         raise RuntimeError(f"family {name!r} found no legible figure in {MAX_DRAWS} draws; last: {reasons[-3:]}")
@@ -1070,11 +1164,11 @@ def generate_scene(family: str, seed: int) -> Scene:
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; valid families: {', '.join(FAMILIES)}")
-    scene = FAMILIES[family](np.random.default_rng(seed))
+    scene = FAMILIES[family](np.random.default_rng(seed))  # labels already placed by its legibility check
     scene.seed = int(seed)
     validate_scene(scene)
     check_scene_facts(scene)
-    return place_labels(scene)
+    return scene
 
 
 def sample_scene(seed: int, families: Sequence[str] | None = None) -> Scene:

@@ -14,6 +14,7 @@ obstacles: avoided when possible, never at the price of touching a stroke.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from .scene import (AngleMark, Arc, Circle, LengthLabel, Line, Polygon, Ray, RightAngleMark, Scene, Segment)
 
 __all__ = ["place_labels", "label_clearances", "annotation_clearances", "scene_extent", "annotation_discs",
-           "DEFAULT_LABEL_RADIUS_FRAC"]
+           "LabelObstacles", "DEFAULT_LABEL_RADIUS_FRAC"]
 
 DEFAULT_LABEL_RADIUS_FRAC = 0.055  # a letter's half-size relative to the figure (≈ 5 px of a 128 px image)
 OFFSET_STEPS = (1.6, 2.1, 2.7, 3.4)  # label distance from its point, in label radii, nearest first
@@ -87,21 +88,23 @@ def _marks(scene: Scene, radius: float) -> list[tuple[str | None, np.ndarray, fl
     """Marks as discs ``(text, centre, radius)``: angle arcs with their values, right-angle squares,
     length labels (``text`` is None for a mark without one)."""
     xy = {k: np.asarray(v, dtype=float) for k, v in scene.points.items()}
-    centroid = np.mean([xy[k] for k in sorted(xy)], axis=0)
+    centroid = None  # of all points: where a length label's side has no polygon (computed if needed)
     out: list[tuple[str | None, np.ndarray, float]] = []
     for el in scene.elements:
         if isinstance(el, (AngleMark, RightAngleMark)):
             v = xy[el.vertex]
             u1, u2 = (xy[el.a] - v), (xy[el.b] - v)
-            bis = u1 / np.linalg.norm(u1) + u2 / np.linalg.norm(u2)
-            n = np.linalg.norm(bis)
+            bis = u1 / _norm(u1) + u2 / _norm(u2)
+            n = _norm(bis)
             if n > 1e-9:
                 label = el.label if isinstance(el, AngleMark) else None
                 out.append((label, *_angle_text_disc(v, bis / n, _angle_between(u1, u2), label, radius)))
         elif isinstance(el, LengthLabel):
             a, b = xy[el.a], xy[el.b]
-            mid, u = (a + b) / 2, (b - a) / np.linalg.norm(b - a)
+            mid, u = (a + b) / 2, (b - a) / _norm(b - a)
             n = np.array([-u[1], u[0]])
+            if centroid is None:
+                centroid = np.mean([xy[k] for k in sorted(xy)], axis=0)
             if np.dot(mid - _owner_centre(scene, el.a, el.b, centroid), n) < 0:
                 n = -n
             tr = _text_radius(el.text, radius)
@@ -109,8 +112,13 @@ def _marks(scene: Scene, radius: float) -> list[tuple[str | None, np.ndarray, fl
     return out
 
 
+def _norm(v: np.ndarray) -> float:
+    """``np.linalg.norm`` of a 1-D vector, bit for bit (it computes ``sqrt(v.dot(v))``), without its overhead."""
+    return math.sqrt(v.dot(v))
+
+
 def _angle_between(u: np.ndarray, w: np.ndarray) -> float:
-    c = float(np.dot(u, w) / (np.linalg.norm(u) * np.linalg.norm(w)))
+    c = float(np.dot(u, w) / (_norm(u) * _norm(w)))
     return math.acos(max(-1.0, min(1.0, c)))
 
 
@@ -140,45 +148,120 @@ def annotation_discs(scene: Scene, label_radius: float | None = None) -> list[tu
     return [m for m in _marks(scene, _default_radius(scene, label_radius)) if m[0]]
 
 
-def _mark_discs(scene: Scene, radius: float) -> np.ndarray:
-    """Soft obstacles as a (K, 3) array: centre x, y and radius of every mark."""
-    return np.array([(*c, rad) for _, c, rad in _marks(scene, radius)], dtype=float).reshape(-1, 3)
+def _discs(marks: list[tuple[str | None, np.ndarray, float]]) -> np.ndarray:
+    """Marks as a (K, 3) array: centre x, y and radius of each."""
+    return np.array([(*c, rad) for _, c, rad in marks], dtype=float).reshape(-1, 3)
+
+
+class LabelObstacles:
+    """Everything a scene's letters must keep clear of, derived once per scene (scene units).
+
+    Checking a figure's legibility, placing its labels and measuring their clearances
+    all need the same strokes, points and mark discs; deriving them once and passing
+    this object along, instead of once per call, is most of what makes scene
+    generation fast. Each part is computed on first use and then kept, so a figure
+    rejected early (say, for crowded annotations) never pays for the rest. The parts
+    depend only on the points and elements, not on the label offsets: make a new
+    object if the geometry changes.
+    """
+
+    def __init__(self, scene: Scene, label_radius: float | None = None):
+        self.scene = scene
+        self.extent = scene_extent(scene)
+        self.radius = DEFAULT_LABEL_RADIUS_FRAC * self.extent if label_radius is None else float(label_radius)
+
+    @functools.cached_property
+    def marks(self) -> list[tuple[str | None, np.ndarray, float]]:
+        """``(text or None, centre, radius)`` of every mark, in element order (see :func:`_marks`)."""
+        return _marks(self.scene, self.radius)
+
+    @property
+    def annotations(self) -> list[tuple[str, np.ndarray, float]]:
+        """The marks that carry a number, as :func:`annotation_discs` returns them."""
+        return [m for m in self.marks if m[0]]
+
+    @functools.cached_property
+    def segments(self) -> np.ndarray:
+        """(N, 2, 2) straight strokes, lines and rays clipped."""
+        return _stroke_segments(self.scene, self.extent)
+
+    @functools.cached_property
+    def circles(self) -> np.ndarray:
+        """(M, 3) centre x, y and radius of every circle or arc."""
+        return _circles(self.scene)
+
+    @functools.cached_property
+    def points(self) -> np.ndarray:
+        """(P, 2) every point, sorted by name (order-free)."""
+        return np.array([self.scene.points[k] for k in sorted(self.scene.points)], dtype=float).reshape(-1, 2)
+
+    @functools.cached_property
+    def mark_discs(self) -> np.ndarray:
+        """(K, 3) every mark: the soft obstacles."""
+        return _discs(self.marks)
+
+    @functools.cached_property
+    def text_discs(self) -> np.ndarray:
+        """(T, 3) the marks that carry a number."""
+        return _discs(self.annotations)
+
+
+# The distance helpers below lay arrays out obstacle-major, (obstacles, candidates), and
+# reduce over axis 0: numpy's min over a short *last* axis is about ten times slower than
+# this elementwise minimum down the rows. Ufuncs are called directly, since on arrays this
+# small the Python wrappers of ``np.clip`` or ``ndarray.min`` cost more than the work.
+# ``sqrt(dx * dx + dy * dy)`` is bit for bit what ``np.linalg.norm(..., axis=-1)``
+# computes for 2-vectors (the squares, summed, then sqrt), so offsets do not change.
+
+
+def _dists(p: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Distance from every centre (N, 2+) to every point of ``p`` (K, 2), as an (N, K) array."""
+    dx = p[:, 0] - centres[:, 0:1]
+    dy = p[:, 1] - centres[:, 1:2]
+    return np.sqrt(dx * dx + dy * dy)
 
 
 def _soft_clearance(p: np.ndarray, discs: np.ndarray, r: float) -> np.ndarray:
     """Gap between label discs centred at ``p`` (K, 2) and the nearest mark disc, (K,)."""
     if len(discs) == 0:
         return np.full(len(p), np.inf)
-    d = np.linalg.norm(p[:, None, :] - discs[None, :, :2], axis=2) - discs[None, :, 2] - r
-    return d.min(axis=1)
+    return np.minimum.reduce(_dists(p, discs) - discs[:, 2:3] - r, axis=0)
 
 
 def _dist_to_segments(p: np.ndarray, segs: np.ndarray) -> np.ndarray:
     """Distance from each of ``p`` (K, 2) to the nearest segment of ``segs`` (N, 2, 2), (K,)."""
     if len(segs) == 0:
         return np.full(len(p), np.inf)
-    a, d = segs[None, :, 0], (segs[:, 1] - segs[:, 0])[None]
-    L2 = np.maximum((d * d).sum(axis=2), 1e-18)
-    t = np.clip(((p[:, None] - a) * d).sum(axis=2) / L2, 0.0, 1.0)
-    return np.linalg.norm(a + t[..., None] * d - p[:, None], axis=2).min(axis=1)
+    px, py = p[:, 0], p[:, 1]
+    ax, ay = segs[:, 0, 0:1], segs[:, 0, 1:2]  # (N, 1): one row per segment
+    dx, dy = segs[:, 1, 0:1] - ax, segs[:, 1, 1:2] - ay
+    L2 = np.maximum(dx * dx + dy * dy, 1e-18)
+    t = np.minimum(np.maximum(((px - ax) * dx + (py - ay) * dy) / L2, 0.0), 1.0)  # nearest point on each, 0..1
+    ex, ey = ax + t * dx - px, ay + t * dy - py
+    return np.minimum.reduce(np.sqrt(ex * ex + ey * ey), axis=0)
 
 
 def _dist_to_circles(p: np.ndarray, circles: np.ndarray) -> np.ndarray:
     if len(circles) == 0:
         return np.full(len(p), np.inf)
-    return np.abs(np.linalg.norm(p[:, None] - circles[None, :, :2], axis=2) - circles[None, :, 2]).min(axis=1)
+    return np.minimum.reduce(np.abs(_dists(p, circles) - circles[:, 2:3]), axis=0)
 
 
 def _dist_to_points(p: np.ndarray, pts: np.ndarray) -> np.ndarray:
     if len(pts) == 0:
         return np.full(len(p), np.inf)
-    return np.linalg.norm(p[:, None] - pts[None], axis=2).min(axis=1)
+    return np.minimum.reduce(_dists(p, pts), axis=0)
 
 
-def _hard_clearance(p: np.ndarray, segs, circles, points, labels, r: float) -> np.ndarray:
-    """Gap between label discs at ``p`` (K, 2) and the nearest stroke, point or placed label (>0: no overlap)."""
-    return np.minimum.reduce([_dist_to_segments(p, segs) - r, _dist_to_circles(p, circles) - r,
-                              _dist_to_points(p, points) - r, _dist_to_points(p, labels) - 2 * r])
+def _fixed_clearance(p: np.ndarray, obs: LabelObstacles) -> np.ndarray:
+    """Gap between label discs at ``p`` (K, 2) and the nearest stroke or point (>0: no overlap), (K,).
+
+    The part of the hard clearance that does not depend on where other labels went,
+    so it is measured for every candidate of every point in one batch.
+    """
+    r = obs.radius
+    return np.minimum(np.minimum(_dist_to_segments(p, obs.segments) - r, _dist_to_circles(p, obs.circles) - r),
+                      _dist_to_points(p, obs.points) - r)
 
 
 # ----------------------------------------------------------------------------- placement
@@ -188,81 +271,124 @@ def _default_radius(scene: Scene, label_radius: float | None) -> float:
     return DEFAULT_LABEL_RADIUS_FRAC * scene_extent(scene) if label_radius is None else float(label_radius)
 
 
+# The candidate ring, the same for every point: OFFSET_STEPS × N_DIRECTIONS spots, nearest ring first.
+_ANGLES = 2 * math.pi * np.arange(N_DIRECTIONS) / N_DIRECTIONS
+_DIRS = np.column_stack([np.cos(_ANGLES), np.sin(_ANGLES)])  # (N_DIRECTIONS, 2) unit vectors
+_RING_INDEX = np.repeat(np.arange(len(OFFSET_STEPS)), N_DIRECTIONS)  # which ring each candidate is on
+_RING_STEPS = np.asarray(OFFSET_STEPS)[_RING_INDEX, None]  # (C, 1), in label radii
+_RING_DIR_INDEX = np.tile(np.arange(N_DIRECTIONS), len(OFFSET_STEPS))  # which direction each candidate takes
+_RING_DIRS = _DIRS[_RING_DIR_INDEX]  # (C, 2)
+
+
 def _crowding_order(scene: Scene, segs: np.ndarray) -> list[str]:
-    """Most crowded points first (they have the fewest free directions), ties by name."""
-    def degree(name: str) -> int:
-        p = np.asarray(scene.points[name], dtype=float)
-        ends = np.concatenate([segs[:, 0], segs[:, 1]]) if len(segs) else np.zeros((0, 2))
-        return int(np.sum(np.hypot(*(ends - p).T) < 1e-9))
-    return sorted(scene.points, key=lambda n: (-degree(n), n))
+    """Most crowded points first (they have the fewest free directions), ties by name.
+
+    A point's crowding is how many stroke ends sit on it, counted for all points at once.
+    """
+    names = list(scene.points)
+    pts = np.array([scene.points[n] for n in names], dtype=float).reshape(-1, 2)
+    ends = segs.reshape(-1, 2)
+    near = np.hypot(ends[None, :, 0] - pts[:, None, 0], ends[None, :, 1] - pts[:, None, 1]) < 1e-9
+    degree = dict(zip(names, near.sum(axis=1).tolist()))
+    return sorted(names, key=lambda n: (-degree[n], n))
 
 
-def place_labels(scene: Scene, *, label_radius: float | None = None) -> Scene:
+def _best_candidate(hard: np.ndarray, soft: np.ndarray, out: np.ndarray, cap: float, extent: float) -> int:
+    """Index of the best candidate, the first with the largest key; ``hard``, ``soft`` rounded, (C,).
+
+    Keys, compared in order: free of everything; free of strokes; nearest ring (when
+    free of strokes) or largest stroke clearance (when not); roomiest, up to ``cap``;
+    most outward (along the unit vector ``out``). This is ``max(range(C), key=keys)``
+    without building C Python tuples: the first three keys only pick a pool (the
+    nearest ring with a free spot, else the spots of largest clearance), and the last
+    two are compared within the pool, keeping ties, until one candidate is left.
+    """
+    free = hard > 0
+    for pool in (free & (soft > 0), free):
+        if pool.any():
+            idx = pool.nonzero()[0]  # candidates are ordered ring by ring, nearest first
+            idx = idx[_RING_INDEX[idx] == _RING_INDEX[idx[0]]]
+            break
+    else:
+        idx = (hard == hard.max()).nonzero()[0]
+    if len(idx) > 1:
+        roomy = np.minimum(np.minimum(hard[idx], soft[idx]), cap)
+        idx = idx[roomy == roomy.max()]
+    if len(idx) > 1:  # rounded like the clearances (× extent / extent keeps the historical arithmetic)
+        outward = ((_DIRS @ out) * extent / extent).round(TIE_DECIMALS)[_RING_DIR_INDEX[idx]]
+        idx = idx[outward == outward.max()]
+    return int(idx[0])
+
+
+def place_labels(scene: Scene, *, label_radius: float | None = None,
+                 obstacles: LabelObstacles | None = None) -> Scene:
     """Fill ``scene.label_offsets`` (label centre minus point, scene units) for every point.
 
     Greedy and deterministic: the same scene always gets the same offsets. Each
     label takes the nearest ring of candidates where its disc touches nothing (the
     roomiest spot on that ring, ties broken towards the outside of the figure); if no
-    spot is free of strokes, the spot with the largest clearance.
+    spot is free of strokes, the spot with the largest clearance. ``obstacles``
+    (a :class:`LabelObstacles` of this scene) saves deriving them again.
     """
-    r = _default_radius(scene, label_radius)
-    extent = scene_extent(scene)
-    segs, circles = _stroke_segments(scene, extent), _circles(scene)
-    points = np.array([scene.points[k] for k in sorted(scene.points)], dtype=float)  # order-free
-    marks = _mark_discs(scene, r)
-    centre = points.mean(axis=0)
-    angles = 2 * math.pi * np.arange(N_DIRECTIONS) / N_DIRECTIONS
-    dirs = np.column_stack([np.cos(angles), np.sin(angles)])
-    placed: list[np.ndarray] = []
+    obs = obstacles if obstacles is not None else LabelObstacles(scene, label_radius)
+    r, extent = obs.radius, obs.extent
+    order = _crowding_order(scene, obs.segments)
+    anchors = np.array([scene.points[k] for k in order], dtype=float).reshape(-1, 2)
+    # Every candidate of every point at once, (n, C, 2); only the clearance to labels placed
+    # earlier depends on the greedy order, so strokes, points and marks are measured in one batch.
+    cands = anchors[:, None, :] + (r * _RING_STEPS) * _RING_DIRS
+    flat = cands.reshape(-1, 2)
+    fixed = _fixed_clearance(flat, obs).reshape(len(order), -1)
+    # rounding makes ties (symmetric figures) break the same way whatever the float noise
+    soft = (_soft_clearance(flat, obs.mark_discs, r) / extent).round(TIE_DECIMALS).reshape(len(order), -1)
+    centre = obs.points.mean(axis=0)
+    placed = np.empty((len(order), 2))  # label centres in placement order: the first i are placed
     offsets: dict[str, tuple[float, float]] = {}
-    for name in _crowding_order(scene, segs):
-        p = np.asarray(scene.points[name], dtype=float)
+    for i, (name, p, cand, fixed_p, soft_p) in enumerate(zip(order, anchors, cands, fixed, soft)):
         out = p - centre  # "outside the figure"; a point at the centre has no outside: prefer up
-        out = out / np.linalg.norm(out) if np.linalg.norm(out) > TIE_EPS * extent else np.array([0.0, 1.0])
-        labels = np.array(placed).reshape(-1, 2)
-        steps = np.repeat(np.arange(len(OFFSET_STEPS)), N_DIRECTIONS)
-        cand = p + r * np.asarray(OFFSET_STEPS)[steps, None] * np.tile(dirs, (len(OFFSET_STEPS), 1))
-        hard = _hard_clearance(cand, segs, circles, points, labels, r)
-        soft = _soft_clearance(cand, marks, r)
-        outward = np.tile(dirs @ out, len(OFFSET_STEPS))
-        # rounding makes ties (symmetric figures) break the same way whatever the float noise
-        hard, soft, outward = (np.round(x / extent, TIE_DECIMALS) for x in (hard, soft, outward * extent))
-        keys = [(bool(h > 0 and s > 0), bool(h > 0), -int(i) if h > 0 else float(h), float(min(h, s, r / extent)),
-                 float(o)) for h, s, i, o in zip(hard, soft, steps, outward)]
-        best = cand[max(range(len(keys)), key=keys.__getitem__)]
-        placed.append(best)
+        norm = _norm(out)
+        out = out / norm if norm > TIE_EPS * extent else np.array([0.0, 1.0])
+        hard = (np.minimum(fixed_p, _dist_to_points(cand, placed[:i]) - 2 * r) / extent).round(TIE_DECIMALS)
+        best = cand[_best_candidate(hard, soft_p, out, r / extent, extent)]
+        placed[i] = best
         off = best - p
         offsets[name] = (round(float(off[0]), OFFSET_DECIMALS), round(float(off[1]), OFFSET_DECIMALS))
     scene.label_offsets = {k: offsets[k] for k in scene.points}
     return scene
 
 
-def label_clearances(scene: Scene, label_radius: float | None = None) -> dict[str, float]:
+def _label_centres(scene: Scene) -> tuple[list[str], np.ndarray]:
+    """Names of the placed labels and their centres (point + stored offset), (n, 2)."""
+    names = [k for k in scene.label_offsets if k in scene.points]
+    centres = [np.asarray(scene.points[k], dtype=float) + np.asarray(scene.label_offsets[k], dtype=float)
+               for k in names]
+    return names, np.array(centres, dtype=float).reshape(-1, 2)
+
+
+def label_clearances(scene: Scene, label_radius: float | None = None, *,
+                     obstacles: LabelObstacles | None = None) -> dict[str, float]:
     """For each placed label, the gap between its disc and the nearest stroke, point or other label.
 
     Positive everywhere means no letter touches a line, a dot or another letter
     (under the disc approximation). Points without a placed label are skipped.
     """
-    r = _default_radius(scene, label_radius)
-    extent = scene_extent(scene)
-    segs, circles = _stroke_segments(scene, extent), _circles(scene)
-    points = np.array([scene.points[k] for k in sorted(scene.points)], dtype=float)  # order-free
-    centres = {k: np.asarray(scene.points[k], dtype=float) + np.asarray(off, dtype=float)
-               for k, off in scene.label_offsets.items() if k in scene.points}
-    out = {}
-    for name, c in centres.items():
-        others = np.array([v for k, v in centres.items() if k != name]).reshape(-1, 2)
-        out[name] = float(_hard_clearance(c[None], segs, circles, points, others, r)[0])
-    return out
+    obs = obstacles if obstacles is not None else LabelObstacles(scene, label_radius)
+    names, centres = _label_centres(scene)
+    if not names:
+        return {}
+    pair = _dists(centres, centres)  # label to label, all pairs at once
+    np.fill_diagonal(pair, np.inf)  # a label is not its own obstacle
+    clear = np.minimum(_fixed_clearance(centres, obs), np.minimum.reduce(pair, axis=0) - 2 * obs.radius)
+    return dict(zip(names, clear.tolist()))
 
 
-def annotation_clearances(scene: Scene, label_radius: float | None = None) -> dict[str, float]:
+def annotation_clearances(scene: Scene, label_radius: float | None = None, *,
+                          obstacles: LabelObstacles | None = None) -> dict[str, float]:
     """For each placed label, the gap between its disc and the nearest angle value or length label.
 
     Negative means a point's letter would be printed over a number: the figure
     generators redraw such scenes.
     """
-    r = _default_radius(scene, label_radius)
-    texts = np.array([(*c, rad) for _, c, rad in annotation_discs(scene, r)], dtype=float).reshape(-1, 3)
-    return {k: float(_soft_clearance((np.asarray(scene.points[k], dtype=float) + np.asarray(off))[None], texts, r)[0])
-            for k, off in scene.label_offsets.items() if k in scene.points}
+    obs = obstacles if obstacles is not None else LabelObstacles(scene, label_radius)
+    names, centres = _label_centres(scene)
+    return dict(zip(names, _soft_clearance(centres, obs.text_discs, obs.radius).tolist()))

@@ -336,3 +336,100 @@ def test_a_false_fact_in_a_generated_scene_is_caught():
 def test_letters_are_single_capitals():
     for family in FAMILIES:
         assert all(re.fullmatch(r"[A-Z]", p) for p in scene_of(family, 0).points)
+
+
+# ----------------------------------------------------------------------------- legibility rules, one at a time
+
+
+def _triangle(**extra_points) -> Scene:
+    """A plainly legible triangle ABC (angles about 69°, 49° and 62°) to break one rule at a time."""
+    points = {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (3.0, 8.0), **extra_points}
+    return Scene("hand", points, [Polygon(("A", "B", "C"))], [])
+
+
+def _with(scene: Scene, *elements) -> Scene:
+    scene.elements += list(elements)
+    return scene
+
+
+def _value_disc_centre(scene: Scene) -> tuple[float, float]:
+    """Where the (only) angle value of ``scene`` will be written."""
+    from mmgeo_utils.layout import annotation_discs
+
+    (_, centre, _), = annotation_discs(scene)
+    return tuple(float(x) for x in centre)
+
+
+def _value_scene(**extra_points) -> Scene:
+    return _with(_triangle(**extra_points), AngleMark("A", "B", "C", "69°"))
+
+
+def _value_covering_a_point() -> Scene:
+    return _value_scene(D=_value_disc_centre(_value_scene()))
+
+
+def _value_crossed_by_a_segment() -> Scene:
+    x, y = _value_disc_centre(_value_scene())
+    return _with(_value_scene(D=(2.5 * x, 2.5 * y)), Segment("A", "D"))  # AD runs through the value
+
+
+ILLEGIBLE = {
+    "points A and D are too close": lambda: _triangle(D=(0.3, 0.3)),
+    "side AD is too short": lambda: _with(_triangle(D=(0.6, 0.6)), Segment("A", "D")),
+    "point D nearly touches AB": lambda: _triangle(D=(5.0, 0.2)),
+    "point A nearly touches the circle at O": lambda: _with(_triangle(O=(4.0, 3.0)), Circle("O", 5.2)),
+    "marked angle BAC is too small": lambda: _with(
+        Scene("hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (8.0, 2.68)}, [Polygon(("A", "B", "C"))], []),
+        AngleMark("A", "B", "C")),
+    "marked angle BAC looks like a right angle": lambda: _with(
+        Scene("hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (0.35, 10.0)}, [Polygon(("A", "B", "C"))], []),
+        AngleMark("A", "B", "C", "88°")),
+    "annotation '69°' would cover point D": _value_covering_a_point,
+    "annotation '69°' would be crossed by AD": _value_crossed_by_a_segment,
+    "annotations '69°' and '69°' would overlap": lambda: _with(_value_scene(), AngleMark("A", "C", "B", "69°")),
+    "polygon ABC has an angle under 20.0°": lambda: Scene(
+        "hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (8.0, 2.68)}, [Polygon(("A", "B", "C"))], []),
+}
+
+
+def test_a_legible_figure_passes_the_check():
+    from mmgeo_utils.families import check_legible
+
+    for scene in (_triangle(), _value_scene()):
+        assert check_legible(scene) is scene
+
+
+@pytest.mark.parametrize("problem", sorted(ILLEGIBLE))
+def test_check_legible_names_the_first_problem(problem):
+    """Each rule on a figure that breaks only it; the message names the offending points."""
+    from mmgeo_utils.families import check_legible
+
+    with pytest.raises(ValueError, match=f"^{re.escape(problem)}$"):
+        check_legible(ILLEGIBLE[problem]())
+
+
+# ----------------------------------------------------------------------------- label placement internals
+
+
+def test_best_candidate_is_the_lexicographic_maximum():
+    """The vectorised choice equals ``max`` over the keys the placement is defined by (ties included)."""
+    from mmgeo_utils.layout import N_DIRECTIONS, OFFSET_STEPS, _DIRS, _RING_DIR_INDEX, _RING_INDEX, _best_candidate
+
+    rng = np.random.default_rng(0)
+    n = N_DIRECTIONS * len(OFFSET_STEPS)
+    for case in range(500):
+        # coarse values make ties common, as in symmetric figures; some cases have no free spot at all
+        hard = rng.integers(-3, 3 if case % 5 else 0, n) / 4
+        soft = rng.choice([-0.5, 0.25, 0.5, np.inf], n)
+        out = _unit(rng.choice([0.0, 1.0, -1.0], 2))  # axis and diagonal directions: outward ties
+        cap, extent = 0.25, float(rng.uniform(5, 15))
+        outward = np.round((_DIRS @ out) * extent / extent, 9)[_RING_DIR_INDEX]
+        keys = [(bool(h > 0 and s > 0), bool(h > 0), -int(i) if h > 0 else float(h), float(min(h, s, cap)), float(o))
+                for h, s, i, o in zip(hard, soft, _RING_INDEX, outward)]
+        assert _best_candidate(hard, soft, out, cap, extent) == max(range(n), key=keys.__getitem__), case
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1; the zero vector points up, as a label at the figure's centre prefers."""
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-9 else np.array([0.0, 1.0])
