@@ -489,13 +489,17 @@ def _mark_centre(a: np.ndarray, u: np.ndarray, length: float, key: tuple[str, st
     return mid
 
 
-def _draw_ticks(el: EqualTicks, ctx: _Ctx, plan: _Plan) -> None:
+def _segment_mark_frame(el: EqualTicks | ParallelArrows, ctx: _Ctx, kind: str
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Where a mark on segment AB goes: its centre, the unit direction u, the normal n, and the mark size."""
     a, b = ctx.p(el.a, el), ctx.p(el.b, el)
-    length = math.hypot(*(b - a))
     u = _unit(b - a, f"segment {el.a}{el.b}")
-    n = _perp(u)
-    m = ctx.style.mark_size
-    centre = _mark_centre(a, u, length, _seg_key(el.a, el.b), ctx, "ticks")
+    centre = _mark_centre(a, u, math.hypot(*(b - a)), _seg_key(el.a, el.b), ctx, kind)
+    return centre, u, _perp(u), ctx.style.mark_size
+
+
+def _draw_ticks(el: EqualTicks, ctx: _Ctx, plan: _Plan) -> None:
+    centre, u, n, m = _segment_mark_frame(el, ctx, "ticks")
     half, step = 0.45 * m, 0.3 * m
     for i in range(max(1, el.count)):
         c = centre + (i - (el.count - 1) / 2) * step * u
@@ -503,12 +507,7 @@ def _draw_ticks(el: EqualTicks, ctx: _Ctx, plan: _Plan) -> None:
 
 
 def _draw_arrows(el: ParallelArrows, ctx: _Ctx, plan: _Plan) -> None:
-    a, b = ctx.p(el.a, el), ctx.p(el.b, el)
-    length = math.hypot(*(b - a))
-    u = _unit(b - a, f"segment {el.a}{el.b}")
-    n = _perp(u)
-    m = ctx.style.mark_size
-    centre = _mark_centre(a, u, length, _seg_key(el.a, el.b), ctx, "arrows")
+    centre, u, n, m = _segment_mark_frame(el, ctx, "arrows")
     h, w, step = 0.45 * m, 0.35 * m, 0.35 * m
     for i in range(max(1, el.count)):
         tip = centre + ((i - (el.count - 1) / 2) * step + h / 2) * u
