@@ -7,7 +7,6 @@ bug in a generator.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 
@@ -20,20 +19,12 @@ from mmgeo_utils.families import (FAMILIES, MIN_ANGLE_DEG, MIN_FACTS, MIN_SIDE_F
 from mmgeo_utils.layout import label_clearances, place_labels, scene_extent
 from mmgeo_utils.scene import (AngleMark, Circle, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
                                RightAngleMark, Scene, Segment, validate_scene)
+from scene_cache import scene_json, scene_of
 
 SEEDS = range(20)
 ANGLE_TOL = 0.5  # degrees
 REL = 1e-3
 CASES = [(f, s) for f in FAMILIES for s in SEEDS]
-
-
-@functools.lru_cache(maxsize=None)
-def _json(family: str, seed: int) -> str:
-    return generate_scene(family, seed).to_json()
-
-
-def scene_of(family: str, seed: int) -> Scene:
-    return Scene.from_json(_json(family, seed))
 
 
 # ----------------------------------------------------------------------------- independent measurements
@@ -288,7 +279,7 @@ def test_json_round_trip_and_determinism(family):
         back = Scene.from_json(scene.to_json())
         assert back == scene and back.to_json() == scene.to_json()
         assert generate_scene(family, seed).to_json() == scene.to_json()
-    jsons = {_json(family, s) for s in SEEDS}
+    jsons = {scene_json(family, s) for s in SEEDS}
     assert len(jsons) == len(SEEDS), "different seeds must give different scenes"
 
 

@@ -14,28 +14,20 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.facts import check_fact
-from mmgeo_utils.families import FAMILIES, generate_scene
+from mmgeo_utils.families import FAMILIES
 from mmgeo_utils.perturb import (ANNOTATION_ONLY, CATEGORIES, PERTURBATIONS, ImageNegative, NotApplicable,
                                  _rename_scene, apply_perturbation, make_image_negatives, mark_supporters,
                                  rename_fact, verify_negative)
 from mmgeo_utils.render import default_style, render
 from mmgeo_utils.scene import (AngleMark, Circle, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
                                RightAngleMark, Scene, fact_set)
+from scene_cache import scene_of
 
 SEEDS = range(8)  # per family: enough for every applicable type to show up (searched in a fixed order)
 # Never applicable to the current families, for a documented reason (see the module docstring);
 # tested on constructed scenes instead.
 BLOCKED = {"similar_congruent", "tangent_to_secant"}
 MARKS = (RightAngleMark, AngleMark, EqualTicks, ParallelArrows, LengthLabel)
-
-
-@functools.lru_cache(maxsize=None)
-def _json(family: str, seed: int) -> str:
-    return generate_scene(family, seed).to_json()
-
-
-def scene_of(family: str, seed: int) -> Scene:
-    return Scene.from_json(_json(family, seed))
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,22 +11,14 @@ import pytest
 
 from mmgeo_utils.captions import Caption, describe
 from mmgeo_utils.facts import check_fact
-from mmgeo_utils.families import FAMILIES, format_number, generate_scene
+from mmgeo_utils.families import FAMILIES, format_number
 from mmgeo_utils.scene import Fact, Scene, fact_set
 from mmgeo_utils.textneg import (ERROR_TYPES, ChangedSpan, TextNegative, changed_spans, edit_candidates,
                                  make_text_negatives, slot_by_type, verify_text_negative)
+from scene_cache import scene_of
 
 SEEDS = range(3)
 CASES = [(f, s) for f in FAMILIES for s in SEEDS]
-
-
-@functools.lru_cache(maxsize=None)
-def _json(family: str, seed: int) -> str:
-    return generate_scene(family, seed).to_json()
-
-
-def scene_of(family: str, seed: int) -> Scene:
-    return Scene.from_json(_json(family, seed))
 
 
 @functools.lru_cache(maxsize=None)
