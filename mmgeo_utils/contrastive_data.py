@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -172,3 +173,91 @@ def make_collate(tokenizer: Callable[[Sequence[str]], torch.Tensor]) -> Callable
         return batch
 
     return collate
+
+
+# ----------------------------------------------------------------------------- batch order
+
+
+BATCHING = ("random", "hard")
+
+
+def neighbour_lists(rows: list[dict]) -> list[list[int]]:
+    """For each row, the indices of the rows its retrieval negatives came from (same split)."""
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    return [[index[n["id"]] for n in r.get("retrieval_negatives", []) if n["id"] in index] for r in rows]
+
+
+def hard_order(neighbours: list[list[int]], rng: np.random.Generator) -> np.ndarray:
+    """An epoch's sample order in which consecutive samples are each other's hard negatives.
+
+    Breadth-first walks over the retrieval-neighbour graph from random starting samples: each
+    walk lists a sample, then its unvisited neighbours, their neighbours, and so on, so a batch
+    cut from the order holds clusters of captions that differ in a few facts (MMGeoLM Table 6,
+    "batches made of mutual hard negatives"). Every sample appears exactly once per epoch.
+    """
+    n = len(neighbours)
+    seen = np.zeros(n, dtype=bool)
+    order: list[int] = []
+    for start in rng.permutation(n):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue = [int(start)]
+        while queue:
+            i = queue.pop(0)
+            order.append(i)
+            for j in rng.permutation(neighbours[i]) if neighbours[i] else ():
+                if not seen[j]:
+                    seen[j] = True
+                    queue.append(int(j))
+    return np.asarray(order, dtype=np.int64)
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """The batches of steps ``start, start+1, ...``: a pure function of (seed, step).
+
+    Batch ``s`` is cut from epoch ``s // steps_per_epoch``'s order, which comes from
+    ``np.random.default_rng([seed, epoch])``, so a run resumed at step ``s`` sees exactly the
+    batches an uninterrupted run would have (no DataLoader state to save). Under DDP each rank
+    takes its contiguous slice of the *global* batch, so the global batch, and with gathered
+    features the loss, does not depend on the number of processes. The last incomplete batch
+    of an epoch is dropped, as in open_clip.
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, *, seed: int, start: int = 0,
+                 batching: str = "random", neighbours: list[list[int]] | None = None,
+                 rank: int = 0, world_size: int = 1):
+        if batching not in BATCHING:
+            raise ValueError(f"unknown batching {batching!r}; known: {', '.join(BATCHING)}")
+        if batch_size > n:
+            raise ValueError(f"batch of {batch_size} samples but the split has only {n}")
+        if batch_size % world_size:
+            raise ValueError(f"global batch {batch_size} is not divisible by {world_size} processes")
+        if batching == "hard" and neighbours is None:
+            raise ValueError("batching='hard' needs the retrieval neighbours of every sample")
+        self.n, self.batch_size, self.steps, self.seed, self.start = n, batch_size, steps, seed, start
+        self.batching, self.neighbours, self.rank, self.world_size = batching, neighbours, rank, world_size
+        self.steps_per_epoch = n // batch_size
+        self._epoch, self._order = -1, np.zeros(0, dtype=np.int64)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._order = (hard_order(self.neighbours, rng) if self.batching == "hard"  # type: ignore[arg-type]
+                           else rng.permutation(self.n))
+            self._epoch = epoch
+        return self._order
+
+    def global_batch(self, step: int) -> list[int]:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        order = self.epoch_order(epoch)
+        return order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+
+    def __iter__(self):
+        local = self.batch_size // self.world_size
+        for step in range(self.start, self.steps):
+            batch = self.global_batch(step)
+            yield batch[self.rank * local:(self.rank + 1) * local]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)

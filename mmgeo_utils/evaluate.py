@@ -1,0 +1,291 @@
+"""Evaluating a CLIP model on what the course is about: fine-grained geometry, and retrieval.
+
+Every test diagram comes with hard negatives that are *known* to be false (lesson 02), so the
+benchmark needs no human labels:
+
+* **fine-grained image→text** (``i2t_fine``): does the image score its true caption above every
+  one of its hard-negative captions (rule edits and retrieved captions)? Broken down by the
+  rule's error type (label / shape / relation / number, each a two-way choice) and retrieval.
+* **fine-grained text→image** (``t2i_fine``): does the caption score the true diagram above every
+  diagram perturbed from it? Broken down by perturbation type (each a two-way choice).
+* **standard retrieval** R@1 / R@5 in both directions over the whole test split: the general
+  skill hard-negative training must not destroy.
+* **Hit@1 probes per negative source** (MMGeoLM App. C): the positive among its negatives of one
+  source only (image, rule, retrieval); each kind of negative should help most on its own probe.
+* **robustness** (MMGeoLM Table 7): the fine-grained benchmark again on diagrams rotated 30° and
+  on diagrams downscaled 0.5× (and brought back to the model's input size).
+
+A choice counts as correct only when the true candidate scores *strictly* higher than every
+false one, so a collapsed model that scores everything the same gets 0, not chance. Every number
+comes with its chance level: a uniformly random scorer's expected accuracy on the same items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .contrastive_data import CLIP_MEAN, CLIP_STD
+from .dataset import load_split
+from .textneg import ERROR_TYPES
+
+ROTATION_DEG = 30.0
+DOWNSCALE = 0.5
+
+
+# ----------------------------------------------------------------------------- image variants
+
+
+def eval_transform(image_size: int, variant: str = "clean") -> Callable[[Image.Image], torch.Tensor]:
+    """PIL → normalised tensor at ``image_size``; ``variant`` is clean, rotate30 or downscale0.5.
+
+    Rotation fills the corners with the diagram's white background (black corners would be a
+    cue no diagram has). Downscaling halves the resolution and scales back up, so the model
+    sees its usual input size with half the detail, as in MMGeoLM's robustness test.
+    """
+    from torchvision import transforms as T
+
+    steps: list[Any] = []
+    if variant == "rotate30":
+        steps.append(T.RandomRotation((ROTATION_DEG, ROTATION_DEG), interpolation=T.InterpolationMode.BILINEAR,
+                                      fill=(255, 255, 255)))
+    elif variant == "downscale0.5":
+        low = max(8, round(image_size * DOWNSCALE))
+        steps.append(T.Resize((low, low), interpolation=T.InterpolationMode.BICUBIC, antialias=True))
+    elif variant != "clean":
+        raise ValueError(f"unknown image variant {variant!r}; known: clean, rotate30, downscale0.5")
+    steps += [T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+              T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)]
+    return T.Compose(steps)
+
+
+VARIANTS = ("clean", "rotate30", "downscale0.5")
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, paths: Sequence[Path], transform):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im.convert("RGB"))
+
+
+@torch.no_grad()
+def encode_images(model: nn.Module, paths: Sequence[Path], transform, *, batch_size: int = 128,
+                  device: str | torch.device = "cpu", workers: int = 0) -> torch.Tensor:
+    """L2-normalised image embeddings (N, D) of the image files, in order."""
+    loader = torch.utils.data.DataLoader(_ImageFiles(paths, transform), batch_size=batch_size,
+                                         num_workers=workers)
+    out = [model.encode_image(x.to(device), normalize=True).float().cpu() for x in loader]
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@torch.no_grad()
+def encode_texts(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 256,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """L2-normalised text embeddings (N, D), in order."""
+    out = [model.encode_text(tokenizer(list(texts[i:i + batch_size])).to(device), normalize=True).float().cpu()
+           for i in range(0, len(texts), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@dataclass
+class SplitItems:
+    """What the benchmark compares, as file paths, strings and index tables (no tensors yet)."""
+
+    rows: list[dict]
+    image_paths: list[Path]          # positives first (N), then every image negative
+    image_neg_index: np.ndarray      # (N, Ki) into image_paths, -1 = none
+    image_neg_types: list[list[str]]
+    texts: list[str]                 # captions first (N), then every text negative
+    rule_index: np.ndarray           # (N, 4) into texts, one column per rule error type, -1 = none
+    retrieval_index: np.ndarray      # (N, Kr) into texts, -1 = none
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+
+def split_items(root: Path | str, split: str = "test", max_samples: int | None = None) -> SplitItems:
+    """Collect a split's positives and negatives; a split built without negatives is an error."""
+    root = Path(root)
+    rows = load_split(root, split)[:max_samples]
+    if not rows:
+        raise ValueError(f"split {split!r} of {root} is empty: nothing to evaluate")
+    if "image_negatives" not in rows[0]:
+        raise ValueError(f"{root} was built without hard negatives; the fine-grained benchmark needs them "
+                         "(build with DatasetConfig.from_profile(profile))")
+    n = len(rows)
+    paths = [root / split / r["file_name"] for r in rows]
+    texts = [r["caption"] for r in rows]
+    ki = max(len(r["image_negatives"]) for r in rows)
+    kr = max(len(r.get("retrieval_negatives", [])) for r in rows)
+    img_idx = np.full((n, ki), -1, dtype=np.int64)
+    rule_idx = np.full((n, len(ERROR_TYPES)), -1, dtype=np.int64)
+    ret_idx = np.full((n, kr), -1, dtype=np.int64)
+    types = []
+    for i, r in enumerate(rows):
+        types.append([neg["perturbation"] for neg in r["image_negatives"]])
+        for j, neg in enumerate(r["image_negatives"]):
+            img_idx[i, j] = len(paths)
+            paths.append(root / split / neg["file_name"])
+        for neg in r.get("text_negatives", []):
+            col = ERROR_TYPES.index(neg["error_type"])
+            if rule_idx[i, col] < 0:
+                rule_idx[i, col] = len(texts)
+                texts.append(neg["text"])
+        for j, neg in enumerate(r.get("retrieval_negatives", [])):
+            ret_idx[i, j] = len(texts)
+            texts.append(neg["text"])
+    return SplitItems(rows, paths, img_idx, types, texts, rule_idx, ret_idx)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _pick(pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per item: 1 if ``pos`` beats every valid negative strictly, and the chance of a random pick."""
+    neg = neg.masked_fill(~valid, float("-inf"))
+    hit = (pos > neg.max(dim=1).values) if neg.shape[1] else torch.ones_like(pos, dtype=torch.bool)
+    chance = 1.0 / (1.0 + valid.sum(dim=1).double())
+    return hit.numpy().astype(float), chance.numpy()
+
+
+def _summary(hit: np.ndarray, chance: np.ndarray, keep: np.ndarray | None = None) -> dict[str, float]:
+    if keep is not None:
+        hit, chance = hit[keep], chance[keep]
+    if len(hit) == 0:
+        return {"acc": float("nan"), "chance": float("nan"), "n": 0}
+    return {"acc": float(hit.mean()), "chance": float(chance.mean()), "n": int(len(hit))}
+
+
+def _gather(features: torch.Tensor, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.as_tensor(index)
+    valid = idx >= 0
+    return features[idx.clamp_min(0)], valid
+
+
+def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_features: torch.Tensor) -> dict:
+    """The fine-grained benchmark and the per-source probes from precomputed embeddings."""
+    n = items.n
+    img, cap = image_features[:n], text_features[:n]
+    pos = (img * cap).sum(-1)  # the true pair's cosine, (N,)
+
+    rule, rule_ok = _gather(text_features, items.rule_index)
+    ret, ret_ok = _gather(text_features, items.retrieval_index)
+    rule_s = torch.einsum("nd,nkd->nk", img, rule)
+    ret_s = torch.einsum("nd,nkd->nk", img, ret)
+    all_s, all_ok = torch.cat([rule_s, ret_s], 1), torch.cat([rule_ok, ret_ok], 1)
+    i2t = {"all": _summary(*_pick(pos, all_s, all_ok), keep=all_ok.any(1).numpy())}
+    for col, etype in enumerate(ERROR_TYPES):
+        ok = rule_ok[:, col:col + 1]
+        i2t[etype] = _summary(*_pick(pos, rule_s[:, col:col + 1], ok), keep=ok[:, 0].numpy())
+    i2t["retrieval"] = _summary(*_pick(pos, ret_s, ret_ok), keep=ret_ok.any(1).numpy())
+
+    negs, neg_ok = _gather(image_features, items.image_neg_index)
+    neg_s = torch.einsum("nd,nkd->nk", cap, negs)
+    t2i = {"all": _summary(*_pick(pos, neg_s, neg_ok), keep=neg_ok.any(1).numpy())}
+    by_type: dict[str, list[float]] = {}
+    for i, types in enumerate(items.image_neg_types):
+        for j, t in enumerate(types):
+            by_type.setdefault(t, []).append(float(pos[i] > neg_s[i, j]))
+    for t in sorted(by_type):
+        t2i[t] = {"acc": float(np.mean(by_type[t])), "chance": 0.5, "n": len(by_type[t])}
+
+    rule_probe = _summary(*_pick(pos, rule_s, rule_ok), keep=rule_ok.any(1).numpy())
+    return {"i2t_fine": i2t, "t2i_fine": t2i,
+            "probes": {"image": t2i["all"], "rule": rule_probe, "retrieval": i2t["retrieval"]}}
+
+
+def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict:
+    """R@k image→text and text→image over N pairs (chance k/N)."""
+    n = image_features.shape[0]
+    sims = image_features @ text_features.T
+    target = torch.arange(n)
+    out = {}
+    for name, s in (("i2t", sims), ("t2i", sims.T)):
+        # rank of the true item = how many candidates score strictly higher (ties favour no one)
+        rank = (s > s[target, target][:, None]).sum(1)
+        for k in ks:
+            out[f"{name}_r{k}"] = {"acc": float((rank < k).double().mean()), "chance": min(1.0, k / n), "n": n}
+    return out
+
+
+# ----------------------------------------------------------------------------- the whole benchmark
+
+
+@torch.no_grad()
+def evaluate_clip(model: nn.Module, tokenizer, root: Path | str, *, split: str = "test", image_size: int,
+                  variants: Sequence[str] = VARIANTS, max_samples: int | None = None,
+                  batch_size: int = 128, device: str | torch.device = "cpu", workers: int = 0) -> dict:
+    """Every metric of this module for one model on one split, as a JSON-able dict.
+
+    ``variants`` other than ``clean`` re-encode the diagrams (positives and negatives) only; the
+    text embeddings are shared. ``max_samples`` limits the split (periodic evaluation in training).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        items = split_items(root, split, max_samples)
+        texts = encode_texts(model, tokenizer, items.texts, device=device)
+        result: dict[str, Any] = {"split": split, "n": items.n}
+        for variant in variants:
+            images = encode_images(model, items.image_paths, eval_transform(image_size, variant),
+                                   batch_size=batch_size, device=device, workers=workers)
+            fine = fine_grained_scores(items, images, texts)
+            if variant == "clean":
+                result.update(fine)
+                result["retrieval"] = retrieval_scores(images[:items.n], texts[:items.n])
+            else:
+                result.setdefault("robustness", {})[variant] = {"i2t_fine": fine["i2t_fine"]["all"],
+                                                                "t2i_fine": fine["t2i_fine"]["all"]}
+    finally:
+        model.train(was_training)
+    return result
+
+
+def headline(result: dict) -> dict[str, float]:
+    """The numbers a comparison reports: fine-grained accuracies and R@1, as fractions."""
+    out = {"i2t_fine": result["i2t_fine"]["all"]["acc"], "t2i_fine": result["t2i_fine"]["all"]["acc"],
+           "i2t_r1": result["retrieval"]["i2t_r1"]["acc"], "t2i_r1": result["retrieval"]["t2i_r1"]["acc"],
+           "i2t_r5": result["retrieval"]["i2t_r5"]["acc"], "t2i_r5": result["retrieval"]["t2i_r5"]["acc"]}
+    out["i2t_fine_by_type"] = {k: v["acc"] for k, v in result["i2t_fine"].items() if k != "all"}
+    out["t2i_fine_by_type"] = {k: v["acc"] for k, v in result["t2i_fine"].items() if k != "all"}
+    return out
+
+
+def tidy_table(result: dict, model: str | None = None):
+    """One row per number: benchmark, breakdown, accuracy %, chance %, items (a pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+
+    def add(bench, part, d):
+        rows.append({"benchmark": bench, "breakdown": part, "accuracy_%": 100 * d["acc"],
+                     "chance_%": 100 * d["chance"], "n": d["n"]})
+
+    for bench in ("i2t_fine", "t2i_fine", "probes"):
+        for part, d in result[bench].items():
+            add(bench, part, d)
+    for part, d in result["retrieval"].items():
+        add("retrieval", part, d)
+    for variant, d in result.get("robustness", {}).items():
+        for bench, v in d.items():
+            add(f"{bench}@{variant}", "all", v)
+    df = pd.DataFrame(rows)
+    if model is not None:
+        df.insert(0, "model", model)
+    return df.round({"accuracy_%": 1, "chance_%": 1})

@@ -1,0 +1,116 @@
+"""open_clip models for the course: small configs shipped here, hub models on ``paper``.
+
+Three ways to get a CLIP model, one function (:func:`create_clip`):
+
+* a config shipped in ``mmgeo_utils/model_configs/`` (``mmgeo-resnet-tiny`` for ``smoke``/``cpu``,
+  ``mmgeo-vit-small`` for ``gpu``), randomly initialised: registered with
+  ``open_clip.add_model_config`` so open_clip builds it like any of its own;
+* an open_clip model name with a pretrained tag (``ViT-B-32`` + ``openai`` on ``paper``), which
+  open_clip downloads once;
+* the same name with ``pretrained`` set to a *local file* (``.safetensors``, ``.bin``, ``.pt``):
+  the offline path, and what a checkpoint of :mod:`mmgeo_utils.train` is loaded through.
+
+Why a ResNet tower on CPU: a probe on 2 cores found open_clip's ViT from scratch at 64-96 px
+learned nothing fine-grained in minutes, while its ``ModifiedResNet`` (layers [1,1,1,1], width
+32) learned which vertex carries a right-angle mark. Convolutions bring the locality prior a
+tiny model cannot learn from a few thousand diagrams.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .profiles import Profile, get_profile
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+_registered = False
+
+
+def shipped_models() -> list[str]:
+    """The model configs that ship with the course (no download needed)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def register_model_configs() -> None:
+    """Make the shipped configs known to open_clip (idempotent)."""
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(CONFIG_DIR)
+        _registered = True
+
+
+def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_size: int | None = None,
+                device: str | torch.device = "cpu") -> nn.Module:
+    """An open_clip ``CLIP`` model, on ``device``, in train mode.
+
+    ``pretrained`` is an open_clip tag (needs the internet the first time) or a path to a
+    checkpoint file on disk; a missing path is an error that names it, never a silent random
+    init. ``image_size`` overrides the config's input size (the profiles render diagrams at
+    64-336 px; a ResNet's attention pool and a ViT's position embedding are sized from it).
+    """
+    import open_clip
+
+    register_model_configs()
+    if model_name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
+                         "(or any name of open_clip.list_models())")
+    if pretrained is not None:
+        pretrained = str(pretrained)
+        looks_like_path = any(c in pretrained for c in "/\\") or Path(pretrained).suffix
+        if looks_like_path and not Path(pretrained).is_file():
+            raise FileNotFoundError(f"pretrained checkpoint {pretrained} not found")
+    model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
+                                   device=device)
+    model.train()
+    return model
+
+
+def create_clip_for_profile(profile: Profile | str | None = None, *, device: str | torch.device = "cpu",
+                            pretrained: str | Path | None = None) -> nn.Module:
+    """The profile's model (``profile.clip_model``), at the profile's image size."""
+    p = get_profile(profile)
+    return create_clip(p.clip_model, pretrained if pretrained is not None else p.clip_pretrained,
+                       image_size=p.image_size, device=device)
+
+
+def get_tokenizer(model_name: str) -> Callable:
+    """open_clip's tokenizer for ``model_name`` (the BPE vocabulary ships inside open_clip)."""
+    import open_clip
+
+    register_model_configs()
+    return open_clip.get_tokenizer(model_name)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameters of the image tower, the text side and in total."""
+    visual = sum(p.numel() for p in model.visual.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return {"visual": visual, "text": total - visual, "total": total}
+
+
+def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A (B, C, h, w) map of local features from the image tower, for correspondence (lesson 05).
+
+    ModifiedResNet: the last residual stage, before attention pooling. VisionTransformer: the
+    patch tokens of the last block (before the final norm and projection), laid out on the grid.
+    """
+    visual = model.visual
+    if hasattr(visual, "attnpool"):  # open_clip.modified_resnet.ModifiedResNet
+        x = visual.stem(images.to(visual.conv1.weight.dtype))
+        for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+            x = layer(x)
+        return x
+    if hasattr(visual, "transformer") and hasattr(visual, "conv1"):  # open_clip VisionTransformer
+        grid = visual.grid_size
+        x = visual.transformer(visual._embeds(images))  # open_clip's own patchify + cls + pos + ln_pre
+        return x[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, *grid)
+    raise ValueError(f"dense features are not implemented for image tower {type(visual).__name__}")

@@ -1,0 +1,571 @@
+"""Training CLIP and MMCLIP with open_clip: the loop of lesson 04 and ``mmgeo train-clip``.
+
+One function, :func:`train`, runs every variant the course compares; they differ only in
+:class:`TrainConfig`:
+
+* ``loss``: ``clip`` (in-batch symmetric InfoNCE), ``negclip`` (in-batch plus each sample's own
+  hard negatives as extra candidates), ``mmclip`` (in-batch CLIP *plus* the paper's per-anchor
+  loss, one positive against only its own negatives, MMGeoLM §3.3 "IB+MM"), ``mmclip+imc_cmr``
+  (that, plus CE-CLIP's intra-modal contrast and adaptive rank loss);
+* ``negatives``: any subset of image, rule, retrieval; ``num_negatives`` K per sample;
+* ``batching``: ``random``, or ``hard`` (batches of samples that are each other's retrieval
+  neighbours, MMGeoLM Table 6);
+* ``init``: start from an earlier run's weights (the paper's two-stage recipe: plain in-batch CLIP
+  first, then hard negatives from that checkpoint).
+
+**A fair budget.** ``images_per_step`` counts every image the vision tower encodes in a step,
+negatives included: plain CLIP gets batches of ``images_per_step`` diagrams, a run with K image
+negatives per sample gets ``images_per_step / (1 + K)`` positives. So a comparison at equal
+``images_per_step`` and ``steps`` gives both models the same vision compute.
+
+The loop is the standard one, written out because it is the lesson: AdamW without weight decay
+on gains, biases and the logit scale (as open_clip), cosine schedule with linear warm-up, mixed
+precision (bf16 autocast on GPUs), gradient accumulation, gradient clipping, logit scale clamped
+at 100, a tqdm bar with throughput, periodic validation, metrics to CSV, and checkpoints in
+safetensors (:mod:`mmgeo_utils.checkpoint`). Resuming restores model, optimizer, scheduler, loss
+state and RNGs, and the batch order is a pure function of (seed, step)
+(:class:`~mmgeo_utils.contrastive_data.StepBatchSampler`), so an interrupted run that resumes
+ends with the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import CheckpointError, load_training_state, save_model, save_training_state
+from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
+                               StepBatchSampler, default_transform, make_collate, neighbour_lists)
+from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
+from .losses import HardNegativeLoss, clip_loss
+from .profiles import Profile, get_profile
+from .repro import REPO_ROOT, atomic_write_text, detect_device, provenance, seed_everything
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("clip", "negclip", "mmclip", "mmclip+imc_cmr")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+STATE_FILE = "state.safetensors"
+MODEL_FILE = "model.safetensors"
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``None`` fields take the profile's size (see :meth:`resolved`)."""
+
+    profile: str = "cpu"
+    loss: str = "mmclip"
+    negatives: tuple[str, ...] = NEGATIVE_SOURCES
+    num_negatives: int | None = None   # K image and K retrieval negatives per sample (rule: one per type)
+    batching: str = "random"
+    model: str | None = None           # open_clip name or shipped config (default: the profile's)
+    pretrained: str | None = None      # open_clip tag or local checkpoint file
+    init: str | None = None            # an earlier run's folder or model.safetensors (two-stage recipe)
+    seed: int = 0                      # model init and batch order
+    data_seed: int = 0                 # which dataset (the profile's is built with seed 0)
+    steps: int | None = None
+    images_per_step: int | None = None  # images the vision tower sees per step, negatives included
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup: float = 0.1                # fraction of steps with linearly rising learning rate
+    grad_accum: int = 1
+    grad_clip: float | None = 1.0
+    precision: str = "auto"
+    eval_every: int | None = None      # validation every N steps (default: 5 times per run)
+    eval_samples: int = 200            # validation items per evaluation
+    checkpoint_every: int | None = None  # default: 10 times per run
+    log_every: int = 10
+    workers: int | None = None         # DataLoader workers (default: 1 on CPU, 8 with CUDA)
+
+    def __post_init__(self) -> None:
+        get_profile(self.profile)
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        negatives = tuple(self.negatives)
+        object.__setattr__(self, "negatives", negatives)
+        unknown = set(negatives) - set(NEGATIVE_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown negative source(s) {sorted(unknown)}; known: {', '.join(NEGATIVE_SOURCES)}")
+        if self.loss != "clip" and not negatives:
+            raise ValueError(f"loss {self.loss!r} needs at least one negative source (image, rule, retrieval)")
+        if self.loss == "mmclip+imc_cmr" and not set(negatives) & {"rule", "retrieval"}:
+            raise ValueError("mmclip+imc_cmr needs text negatives (rule and/or retrieval): IMC and CMR rank captions")
+        if self.batching not in BATCHING:
+            raise ValueError(f"unknown batching {self.batching!r}; known: {', '.join(BATCHING)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        for name in ("num_negatives", "steps", "images_per_step", "eval_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < (0 if name == "num_negatives" else 1)):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+    def resolved(self) -> "TrainConfig":
+        """Fill every ``None`` size from the profile."""
+        p = get_profile(self.profile)
+        steps = self.steps or p.train_steps
+        return dataclasses.replace(
+            self,
+            model=self.model or p.clip_model,
+            pretrained=self.pretrained if self.pretrained is not None else p.clip_pretrained,
+            num_negatives=p.num_negatives if self.num_negatives is None else self.num_negatives,
+            steps=steps,
+            images_per_step=self.images_per_step or p.batch_size,
+            eval_every=self.eval_every or max(1, steps // 5),
+            checkpoint_every=self.checkpoint_every or max(1, steps // 10),
+        )
+
+    @property
+    def uses_negatives(self) -> bool:
+        return self.loss != "clip"
+
+    def negative_config(self) -> NegativeConfig:
+        if not self.uses_negatives:
+            return NegativeConfig(sources=())
+        k = self.num_negatives if self.num_negatives is not None else get_profile(self.profile).num_negatives
+        return NegativeConfig(sources=self.negatives, num_image=k, num_retrieval=k)
+
+    @property
+    def positives_per_step(self) -> int:
+        """Diagrams per step whose captions are trained on: images_per_step / (1 + K image negatives)."""
+        cfg = self.resolved()
+        per_sample = 1 + cfg.negative_config().image_slots
+        b = cfg.images_per_step // per_sample  # type: ignore[operator]
+        if b < 2:
+            raise ValueError(f"images_per_step={cfg.images_per_step} leaves {b} positives per step with "
+                             f"{per_sample - 1} image negatives each; a contrastive batch needs at least 2")
+        return b
+
+    def run_name(self) -> str:
+        neg = "+".join(self.negatives) if self.uses_negatives else "inbatch"
+        k = f"-k{self.num_negatives}" if self.uses_negatives and self.num_negatives is not None else ""
+        init = "-init" if self.init else ""
+        return f"{self.loss}-{neg}{k}-{self.batching}{init}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["negatives"] = list(self.negatives)
+        return d
+
+
+def runs_root() -> Path:
+    """``runs/`` in the repository, or ``$MMGEO_RUNS_DIR``: checkpoints are not committed."""
+    return Path(os.environ.get("MMGEO_RUNS_DIR") or REPO_ROOT / "runs")
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return runs_root() / config.profile / config.run_name()
+
+
+# ----------------------------------------------------------------------------- the objective
+
+
+class ContrastiveObjective(nn.Module):
+    """The loss selected by ``TrainConfig.loss``, on features gathered from every process.
+
+    Returns a dict with ``"loss"`` (to backpropagate) and its parts. The CMR thresholds of
+    ``mmclip+imc_cmr`` live in the submodule's buffer, so they are checkpointed with the run.
+    """
+
+    def __init__(self, loss: str):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        self.loss = loss
+        self.hard: HardNegativeLoss | None = None
+        if loss == "negclip":
+            self.hard = HardNegativeLoss(contrastive="in_batch", imc_weight=0.0, cmr_weight=0.0)
+        elif loss == "mmclip":
+            self.hard = HardNegativeLoss(contrastive="per_anchor", imc_weight=0.0, cmr_weight=0.0)
+        elif loss == "mmclip+imc_cmr":
+            self.hard = HardNegativeLoss(contrastive="per_anchor")  # CE-CLIP's weights 0.3 / 0.2
+
+    def forward(self, image: Tensor, text: Tensor, logit_scale: Tensor, *,
+                image_negatives: Tensor | None = None, image_negative_mask: Tensor | None = None,
+                text_negatives: Tensor | None = None, text_negative_mask: Tensor | None = None) -> dict[str, Tensor]:
+        if self.hard is None:
+            value = clip_loss(image, text, logit_scale)
+            return {"loss": value, "clip_loss": value}
+        out = self.hard(image, text, logit_scale, image_negative_features=image_negatives,
+                        image_negative_mask=image_negative_mask, text_negative_features=text_negatives,
+                        text_negative_mask=text_negative_mask)
+        out = {k: v for k, v in out.items() if k != "cmr_thresholds"}
+        if self.loss.startswith("mmclip"):  # "IB+MM": the per-anchor loss is added to in-batch CLIP
+            out["clip_loss"] = clip_loss(image, text, logit_scale)
+            out["loss"] = out["loss"] + out["clip_loss"]
+        return out
+
+
+# ----------------------------------------------------------------------------- pieces of the loop
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """open_clip's rule: no weight decay on gains, biases, embeddings' norms and the logit scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exclude = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+        (no_decay if exclude else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up then cosine decay to 0 (transformers' scheduler, a torch ``LambdaLR``).
+
+    Warm-up matters here: a probe of a tiny CLIP from scratch collapsed to a constant loss
+    without it.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+
+
+def resolve_precision(precision: str, device_type: str) -> torch.dtype | None:
+    """The autocast dtype, or None for full fp32. ``auto``: bf16 on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        precision = "bf16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def encode_batch(model: nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+    """One forward pass over positives *and* negatives; features split back into their roles.
+
+    Images: the B positives and their B·K_i negatives go through the tower together (one call,
+    so DDP sees one forward), likewise captions and their B·K_t text negatives.
+    """
+    image = batch["image"].to(device, non_blocking=True)
+    text = batch["text"].to(device, non_blocking=True)
+    b = image.shape[0]
+    img_neg = batch["image_negatives"].to(device, non_blocking=True)
+    txt_neg = batch["text_negatives"].to(device, non_blocking=True)
+    k_i, k_t = img_neg.shape[1], txt_neg.shape[1]
+    images = torch.cat([image, img_neg.flatten(0, 1)]) if k_i else image
+    texts = torch.cat([text, txt_neg.flatten(0, 1)]) if k_t else text
+    image_features, text_features, logit_scale = model(image=images, text=texts)[:3]
+    out = {"image": image_features[:b], "text": text_features[:b], "logit_scale": logit_scale}
+    if k_i:
+        out["image_negatives"] = image_features[b:].view(b, k_i, -1)
+        out["image_negative_mask"] = batch["image_negative_mask"].to(device)
+    if k_t:
+        out["text_negatives"] = text_features[b:].view(b, k_t, -1)
+        out["text_negative_mask"] = batch["text_negative_mask"].to(device)
+    return out
+
+
+def gather_features(features: dict[str, Tensor], info: DistInfo) -> dict[str, Tensor]:
+    """Every process's features, concatenated (gradients flow back to each process's slice)."""
+    out = {}
+    for key, value in features.items():
+        if key == "logit_scale":
+            out[key] = value
+        elif value.dtype == torch.bool:
+            out[key] = gather_no_grad(value, info)
+        else:
+            out[key] = gather(value, info)
+    return out
+
+
+def micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Split a batch into ``n`` equal micro-batches for gradient accumulation."""
+    if n == 1:
+        return [batch]
+    b = batch["image"].shape[0]
+    if b % n:
+        raise ValueError(f"batch of {b} is not divisible into {n} accumulation steps")
+    m = b // n
+    return [{k: v[i * m:(i + 1) * m] for k, v in batch.items()} for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class CsvLog:
+    """Append rows to a CSV file; on resume, rows after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, fields: Sequence[str], keep_until: int | None = None):
+        self.path, self.fields = path, list(fields)
+        rows = []
+        if keep_until is not None and path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def read_csv(path: Path | str):
+    """A run's ``train_log.csv`` or ``eval_log.csv`` as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+TRAIN_FIELDS = ("step", "loss", "clip_loss", "contrastive_loss", "imc_loss", "cmr_loss", "lr", "logit_scale",
+                "grad_norm", "images_per_s", "data_wait_share", "elapsed_s")
+EVAL_FIELDS = ("step", "i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1")
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    """Where a run lives and what it did."""
+
+    run_dir: Path
+    config: TrainConfig
+    steps_done: int
+    resumed_from: int = 0
+    wall_time_s: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_path(self) -> Path:
+        return self.run_dir / MODEL_FILE
+
+
+def _dataset_root(cfg: TrainConfig, progress: bool) -> Path:
+    from .dataset import DatasetConfig, build_dataset
+
+    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress)
+
+
+def load_init(model: nn.Module, init: str | Path) -> Path:
+    """Load an earlier run's weights (its folder or ``model.safetensors``) into ``model``."""
+    from safetensors.torch import load_file
+
+    path = Path(init)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--init checkpoint {path} not found (give a run folder or its {MODEL_FILE})")
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as e:
+        raise CheckpointError(f"--init checkpoint {path} does not fit model: {str(e)[:400]}") from None
+    return path
+
+
+def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: bool = False,
+          data_root: Path | str | None = None, device: str | None = None, progress: bool = True,
+          callbacks: Iterable[Callable[[int, dict], None]] = ()) -> TrainResult:
+    """Train one model; return where its weights and logs are.
+
+    ``resume=True`` continues the run in ``out_dir`` from its last checkpoint (a finished run
+    returns at once); without it an existing checkpoint is an error, so a run is never
+    overwritten by accident. ``callbacks`` get ``(step, record)`` after every step (the resume
+    test interrupts a run from one). On an interrupt the completed steps are checkpointed first.
+    """
+    cfg = config.resolved()
+    device_type = device or detect_device()
+    info = init_distributed(device_type)
+    dev = torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else device_type)
+    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
+    state_path, summary_path = run_dir / STATE_FILE, run_dir / "summary.json"
+
+    if summary_path.exists() and state_path.exists():
+        if not resume:
+            raise FileExistsError(f"{run_dir} already holds a finished run; pass resume=True (--resume) to reuse it "
+                                  "or choose another output folder")
+        _check_same_config(run_dir, cfg)
+        summary = json.loads(summary_path.read_text())
+        return TrainResult(run_dir, cfg, summary["steps"], summary["steps"], 0.0, summary)
+    if state_path.exists() and not resume:
+        raise FileExistsError(f"{run_dir} holds an unfinished run (checkpoint {state_path.name}); pass "
+                              "resume=True (--resume) to continue it or choose another output folder")
+
+    seed_everything(cfg.seed)
+    from .models import create_clip, get_tokenizer
+
+    model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size, device=dev)  # type: ignore[arg-type]
+    if cfg.init:
+        load_init(model, cfg.init)
+    objective = ContrastiveObjective(cfg.loss).to(dev)
+    tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
+
+    root = Path(data_root) if data_root is not None else _dataset_root(cfg, progress and info.is_main)
+    negatives = cfg.negative_config()
+    dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform())
+    batch = cfg.positives_per_step
+    if batch % (info.world_size * cfg.grad_accum):
+        raise ValueError(f"{batch} positives per step do not split over {info.world_size} processes × "
+                         f"{cfg.grad_accum} accumulation steps")
+
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    scheduler = cosine_with_warmup(optimizer, int(cfg.warmup * cfg.steps), cfg.steps)  # type: ignore[operator]
+    amp_dtype = resolve_precision(cfg.precision, device_type)
+    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
+
+    start = 0
+    if resume and state_path.exists():
+        _check_same_config(run_dir, cfg)
+        start = load_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler,
+                                    objective=objective, scaler=scaler)["step"]
+        log.info("resuming %s at step %d of %d", run_dir, start, cfg.steps)
+    elif info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    train_model: nn.Module = model
+    if info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if device_type == "cuda" else None)
+
+    neighbours = neighbour_lists(dataset.rows) if cfg.batching == "hard" else None
+    sampler = StepBatchSampler(len(dataset), batch, cfg.steps, seed=cfg.seed, start=start,  # type: ignore[arg-type]
+                               batching=cfg.batching, neighbours=neighbours, rank=info.rank,
+                               world_size=info.world_size)
+    workers = cfg.workers if cfg.workers is not None else (8 if device_type == "cuda" else 1)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer),
+                                         num_workers=workers, pin_memory=device_type == "cuda",
+                                         persistent_workers=False, prefetch_factor=4 if workers else None)
+
+    train_log = eval_log = None
+    if info.is_main:
+        train_log = CsvLog(run_dir / "train_log.csv", TRAIN_FIELDS, keep_until=start if start else None)
+        eval_log = CsvLog(run_dir / "eval_log.csv", EVAL_FIELDS, keep_until=start if start else None)
+
+    from tqdm.auto import tqdm
+
+    images_per_step = batch * (1 + negatives.image_slots)
+    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.run_name(), unit="step",
+               disable=not (progress and info.is_main))
+    step, t_run, wait_total, compute_total = start, time.perf_counter(), 0.0, 0.0
+    autocast = (torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None
+                else contextlib.nullcontext())
+    try:
+        it = iter(loader)
+        while step < cfg.steps:  # type: ignore[operator]
+            t0 = time.perf_counter()
+            batch_data = next(it)
+            t1 = time.perf_counter()
+            record = _train_step(train_model, objective, optimizer, scheduler, scaler, batch_data, cfg, info,
+                                 dev, autocast)
+            if device_type == "cuda":
+                torch.cuda.synchronize(dev)
+            t2 = time.perf_counter()
+            step += 1
+            wait_total, compute_total = wait_total + (t1 - t0), compute_total + (t2 - t1)
+            record.update(step=step, images_per_s=images_per_step / max(t2 - t0, 1e-9),
+                          data_wait_share=(t1 - t0) / max(t2 - t0, 1e-9), elapsed_s=time.perf_counter() - t_run)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.0f}")
+            if train_log is not None and (step % cfg.log_every == 0 or step == cfg.steps or step == start + 1):
+                train_log.write(record)
+            if step % cfg.eval_every == 0 or step == cfg.steps:  # type: ignore[operator]
+                if info.is_main and eval_log is not None:
+                    eval_log.write({"step": step, **_validate(model, tokenizer, root, cfg, dev)})
+                barrier(info)
+            for cb in callbacks:
+                cb(step, record)
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:  # type: ignore[operator]
+                _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
+    except KeyboardInterrupt:
+        if step > start:
+            _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
+            log.warning("interrupted at step %d: checkpoint saved, continue with resume=True (--resume)", step)
+        raise
+    finally:
+        bar.close()
+
+    wall = time.perf_counter() - t_run
+    _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
+    summary: dict[str, Any] = {}
+    if info.is_main:
+        save_model(run_dir / MODEL_FILE, model, metadata={"model": str(cfg.model), "run": cfg.run_name()})
+        summary = {"steps": step, "positives_per_step": batch, "images_per_step": images_per_step,
+                   "world_size": info.world_size, "resumed_from": start,
+                   "data_wait_share": wait_total / max(wait_total + compute_total, 1e-9),
+                   "images_per_s": images_per_step * (step - start) / max(wait_total + compute_total, 1e-9),
+                   **provenance(cfg.profile, cfg.seed, wall)}
+        atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+    barrier(info)
+    return TrainResult(run_dir, cfg, step, start, wall, summary)
+
+
+def _train_step(model, objective, optimizer, scheduler, scaler, batch, cfg: TrainConfig, info: DistInfo,
+                dev: torch.device, autocast) -> dict[str, float]:
+    parts: dict[str, float] = {}
+    micro = micro_batches(batch, cfg.grad_accum)
+    for i, mb in enumerate(micro):
+        sync = i == len(micro) - 1
+        no_sync = model.no_sync() if (info.enabled and not sync) else contextlib.nullcontext()
+        with no_sync:
+            with autocast:
+                features = gather_features(encode_batch(model, mb, dev), info)
+            losses = objective(**{k: (v.float() if v.is_floating_point() else v) for k, v in features.items()})
+            scaler.scale(losses["loss"] / len(micro)).backward()
+        for k, v in losses.items():
+            parts[k] = parts.get(k, 0.0) + float(v.detach()) / len(micro)
+    scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else float("inf"))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    base = unwrap(model)
+    with torch.no_grad():
+        base.logit_scale.clamp_(0, math.log(100))  # open_clip's clamp: temperature never below 0.01
+    parts.update(lr=optimizer.param_groups[0]["lr"], logit_scale=float(base.logit_scale.exp()),
+                 grad_norm=float(grad_norm))
+    return parts
+
+
+def _validate(model: nn.Module, tokenizer, root: Path, cfg: TrainConfig, dev: torch.device) -> dict[str, float]:
+    from .evaluate import evaluate_clip, headline
+
+    result = evaluate_clip(model, tokenizer, root, split="val", image_size=get_profile(cfg.profile).image_size,
+                           variants=("clean",), max_samples=cfg.eval_samples, device=dev)
+    h = headline(result)
+    return {k: h[k] for k in EVAL_FIELDS if k != "step"}
+
+
+def _checkpoint(path: Path, model, optimizer, scheduler, objective, scaler, step: int, info: DistInfo) -> None:
+    if info.is_main:
+        save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=step,
+                            objective=objective, scaler=scaler)
+    barrier(info)
+
+
+def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} has a checkpoint but no config.json; it was not written by mmgeo train")
+    saved = json.loads(path.read_text())
+    now = cfg.to_dict()
+    # how much of the run to log or checkpoint may change on resume; what it computes may not
+    volatile = {"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"}
+    diff = {k: (saved.get(k), now[k]) for k in now if k not in volatile and saved.get(k) != now[k]}
+    if diff:
+        raise CheckpointError(f"cannot resume {run_dir}: its config differs in "
+                              + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
