@@ -3,7 +3,15 @@
     mmgeo data build   --profile cpu [--out DIR] [--seed S]
     mmgeo bench diagrams [--profile P]
     mmgeo bench negatives [--profile P] [--retrieval-n N]
+    mmgeo train-clip   --profile cpu --loss mmclip --negatives image,rule,retrieval [--resume]
+    mmgeo eval-clip    --checkpoint runs/cpu/<run> [--split test]
+    mmgeo experiment clip-vs-mmclip --profile cpu [--seeds 0 1 2]
+    mmgeo bench train  [--profile P]      # per-image step time of CLIP vs MMCLIP, data wait share
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
+
+Training runs on several GPUs with torchrun (one process per GPU, gloo on CPU):
+
+    torchrun --nproc_per_node 4 -m mmgeo_utils train-clip --profile gpu --loss mmclip
 
 Every command takes ``--profile``; without it ``$MMGEO_PROFILE`` or the default
 (``gpu`` with CUDA, else ``cpu``) is used.
@@ -51,6 +59,74 @@ def cmd_bench_negatives(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    negatives = tuple(n.strip() for n in args.negatives.split(",") if n.strip()) if args.negatives else ()
+    return TrainConfig(profile=get_profile(args.profile).name, loss=args.loss, negatives=negatives,
+                       num_negatives=args.num_negatives, batching=args.batching, model=args.model,
+                       pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
+                       images_per_step=args.images_per_step, lr=args.lr, grad_accum=args.grad_accum,
+                       precision=args.precision, eval_every=args.eval_every, workers=args.workers)
+
+
+def cmd_train_clip(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(_train_config(args), out_dir=args.out, resume=args.resume, progress=not args.quiet,
+                   device=args.device, data_root=args.data)
+    if result.summary:
+        print(json.dumps({"run_dir": str(result.run_dir), "steps": result.steps_done,
+                          "images_per_s": result.summary.get("images_per_s"),
+                          "data_wait_share": result.summary.get("data_wait_share")}))
+    return 0
+
+
+def cmd_eval_clip(args: argparse.Namespace) -> int:
+    from .dataset import DatasetConfig, build_dataset
+    from .evaluate import evaluate_clip, tidy_table
+    from .models import create_clip, get_tokenizer
+    from .repro import atomic_write_text, detect_device
+
+    profile = get_profile(args.profile)
+    ckpt = Path(args.checkpoint)
+    model_name = args.model
+    if ckpt.is_dir():
+        config = ckpt / "config.json"
+        if model_name is None and config.exists():
+            model_name = json.loads(config.read_text())["model"]
+        ckpt = ckpt / "model.safetensors"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt} not found (give a run folder or a .safetensors file)")
+    model_name = model_name or profile.clip_model
+    device = args.device or detect_device()
+    root = args.data or build_dataset(DatasetConfig.from_profile(profile), progress=False)
+    model = create_clip(model_name, ckpt, image_size=profile.image_size, device=device)
+    result = evaluate_clip(model, get_tokenizer(model_name), root, split=args.split,
+                           image_size=profile.image_size, device=device)
+    print(tidy_table(result).to_string(index=False))
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import comparison_table, run_comparison
+
+    record = run_comparison(args.profile, seeds=args.seeds, progress=not args.quiet, device=args.device,
+                            **({"steps": args.steps} if args.steps else {}))
+    print(comparison_table(record).to_string())
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from .bench import bench_train
+
+    result = bench_train(get_profile(args.profile), steps=args.steps, device=args.device)
+    print(json.dumps(result))  # the last line is machine-readable JSON
+    return 0
+
+
 def cmd_course(args: argparse.Namespace) -> int:
     from .course import run_course
 
@@ -85,6 +161,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval-n", type=int, default=100_000, help="captions in the top-k timing (default 100k)")
     p.set_defaults(func=cmd_bench_negatives)
 
+    p = bench.add_parser("train", help="per-image step time of CLIP and MMCLIP, and the share spent waiting for data")
+    _add_profile(p)
+    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 20, smoke 3)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_bench_train)
+
+    from .contrastive_data import BATCHING
+    from .train import LOSSES, PRECISIONS
+
+    p = sub.add_parser("train-clip", help="train CLIP or MMCLIP with open_clip (torchrun for several GPUs)")
+    _add_profile(p)
+    p.add_argument("--loss", choices=LOSSES, default="mmclip")
+    p.add_argument("--negatives", default="image,rule,retrieval",
+                   help="comma-separated subset of image, rule, retrieval (ignored by --loss clip)")
+    p.add_argument("--num-negatives", type=int, default=None, help="K image and K retrieval negatives per sample")
+    p.add_argument("--batching", choices=BATCHING, default="random",
+                   help="hard: batches of samples that are each other's retrieval neighbours")
+    p.add_argument("--model", default=None, help="open_clip model name or shipped config (default: the profile's)")
+    p.add_argument("--pretrained", default=None, help="open_clip pretrained tag or a local checkpoint file")
+    p.add_argument("--init", default=None, help="start from an earlier run (folder or model.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--images-per-step", type=int, default=None, help="images encoded per step, negatives included")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's, built if needed)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>/<run name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_clip)
+
+    p = sub.add_parser("eval-clip", help="fine-grained benchmark, retrieval, probes and robustness of a checkpoint")
+    _add_profile(p)
+    p.add_argument("--checkpoint", required=True, help="a run folder or a .safetensors file")
+    p.add_argument("--model", default=None, help="model name (default: from the run's config.json)")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", type=Path, default=None, help="write the full result as JSON here")
+    p.set_defaults(func=cmd_eval_clip)
+
+    exp = sub.add_parser("experiment", help="the course's experiments").add_subparsers(dest="action", required=True)
+    p = exp.add_parser("clip-vs-mmclip", help="CLIP vs MMCLIP at equal budget over seeds -> results/<profile>/clip_vs_mmclip.json")
+    _add_profile(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_experiment)
+
     p = sub.add_parser("course", help="run the notebooks in order, saving executed copies and figures")
     _add_profile(p)
     p.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 00 01")
@@ -102,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # user errors: say what is wrong, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # user errors: say what is wrong, no traceback
         print(f"mmgeo: error: {e}", file=sys.stderr)
         return 2
 

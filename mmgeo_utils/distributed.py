@@ -56,7 +56,24 @@ def gather(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
         return x
     import torch.distributed.nn as dist_nn
 
-    return torch.cat(dist_nn.all_gather(x.contiguous()), dim=0)
+    return torch.cat([_ContiguousGrad.apply(part) for part in dist_nn.all_gather(x.contiguous())], dim=0)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous.
+
+    On gloo, ``all_gather``'s backward is an all-to-all that silently mixes up strided
+    gradients (an ``einsum`` over (B, K, D) negatives produces them); the test of this module
+    caught it comparing two processes with one.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad.contiguous()
 
 
 def gather_no_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:

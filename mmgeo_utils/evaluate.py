@@ -217,8 +217,9 @@ def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor, 
     target = torch.arange(n)
     out = {}
     for name, s in (("i2t", sims), ("t2i", sims.T)):
-        # rank of the true item = how many candidates score strictly higher (ties favour no one)
-        rank = (s > s[target, target][:, None]).sum(1)
+        # rank of the true item = how many other candidates score at least as high (a tie is a miss,
+        # as in the fine-grained benchmark, so a collapsed encoder gets 0, not 1)
+        rank = (s >= s[target, target][:, None]).sum(1) - 1
         for k in ks:
             out[f"{name}_r{k}"] = {"acc": float((rank < k).double().mean()), "chance": min(1.0, k / n), "n": n}
     return out

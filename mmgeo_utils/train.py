@@ -299,6 +299,38 @@ def micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return [{k: v[i * m:(i + 1) * m] for k, v in batch.items()} for i in range(n)]
 
 
+def make_optimization(model: nn.Module, cfg: TrainConfig, device_type: str):
+    """AdamW (open_clip's betas and eps), the schedule, a grad scaler (fp16 only) and the autocast dtype."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    scheduler = cosine_with_warmup(optimizer, int(cfg.warmup * cfg.steps), cfg.steps)  # type: ignore[operator]
+    amp_dtype = resolve_precision(cfg.precision, device_type)
+    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
+    return optimizer, scheduler, scaler, amp_dtype
+
+
+def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, start: int = 0,
+                info: DistInfo = DistInfo(), device_type: str = "cpu") -> torch.utils.data.DataLoader:
+    """Batches of steps ``start..cfg.steps`` for this process: pre-rendered PNGs decoded in workers.
+
+    Workers default to 1 on CPU (the second core trains) and 8 with CUDA; memory is pinned on
+    CUDA so host-to-device copies overlap compute. ``mmgeo bench train`` measures the share of
+    step time spent waiting for data.
+    """
+    neighbours = neighbour_lists(dataset.rows) if cfg.batching == "hard" else None
+    sampler = StepBatchSampler(len(dataset), cfg.positives_per_step, cfg.steps, seed=cfg.seed,  # type: ignore[arg-type]
+                               start=start, batching=cfg.batching, neighbours=neighbours, rank=info.rank,
+                               world_size=info.world_size)
+    workers = cfg.workers if cfg.workers is not None else (8 if device_type == "cuda" else 1)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer),
+                                       num_workers=workers, pin_memory=device_type == "cuda",
+                                       prefetch_factor=4 if workers else None)
+
+
+def autocast_context(amp_dtype: torch.dtype | None, device_type: str):
+    return (torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None
+            else contextlib.nullcontext())
+
+
 # ----------------------------------------------------------------------------- logging
 
 
@@ -420,10 +452,7 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
         raise ValueError(f"{batch} positives per step do not split over {info.world_size} processes × "
                          f"{cfg.grad_accum} accumulation steps")
 
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    scheduler = cosine_with_warmup(optimizer, int(cfg.warmup * cfg.steps), cfg.steps)  # type: ignore[operator]
-    amp_dtype = resolve_precision(cfg.precision, device_type)
-    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
+    optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
 
     start = 0
     if resume and state_path.exists():
@@ -436,18 +465,15 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     train_model: nn.Module = model
+    if info.enabled and device_type == "cuda":
+        # BatchNorm statistics over the global batch (open_clip's --use-bn-sync); gloo on CPU
+        # has no SyncBatchNorm, so there each process normalises its own share
+        train_model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if device_type == "cuda" else None)
 
-    neighbours = neighbour_lists(dataset.rows) if cfg.batching == "hard" else None
-    sampler = StepBatchSampler(len(dataset), batch, cfg.steps, seed=cfg.seed, start=start,  # type: ignore[arg-type]
-                               batching=cfg.batching, neighbours=neighbours, rank=info.rank,
-                               world_size=info.world_size)
-    workers = cfg.workers if cfg.workers is not None else (8 if device_type == "cuda" else 1)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer),
-                                         num_workers=workers, pin_memory=device_type == "cuda",
-                                         persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader = make_loader(dataset, tokenizer, cfg, start=start, info=info, device_type=device_type)
 
     train_log = eval_log = None
     if info.is_main:
@@ -460,15 +486,14 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.run_name(), unit="step",
                disable=not (progress and info.is_main))
     step, t_run, wait_total, compute_total = start, time.perf_counter(), 0.0, 0.0
-    autocast = (torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None
-                else contextlib.nullcontext())
+    autocast = autocast_context(amp_dtype, device_type)
     try:
         it = iter(loader)
         while step < cfg.steps:  # type: ignore[operator]
             t0 = time.perf_counter()
             batch_data = next(it)
             t1 = time.perf_counter()
-            record = _train_step(train_model, objective, optimizer, scheduler, scaler, batch_data, cfg, info,
+            record = train_step(train_model, objective, optimizer, scheduler, scaler, batch_data, cfg, info,
                                  dev, autocast)
             if device_type == "cuda":
                 torch.cuda.synchronize(dev)
@@ -479,7 +504,7 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
                           data_wait_share=(t1 - t0) / max(t2 - t0, 1e-9), elapsed_s=time.perf_counter() - t_run)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.0f}")
-            if train_log is not None and (step % cfg.log_every == 0 or step == cfg.steps or step == start + 1):
+            if train_log is not None and (step % cfg.log_every == 0 or step in (1, cfg.steps)):
                 train_log.write(record)
             if step % cfg.eval_every == 0 or step == cfg.steps:  # type: ignore[operator]
                 if info.is_main and eval_log is not None:
@@ -512,8 +537,9 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
     return TrainResult(run_dir, cfg, step, start, wall, summary)
 
 
-def _train_step(model, objective, optimizer, scheduler, scaler, batch, cfg: TrainConfig, info: DistInfo,
+def train_step(model, objective, optimizer, scheduler, scaler, batch, cfg: TrainConfig, info: DistInfo,
                 dev: torch.device, autocast) -> dict[str, float]:
+    """One optimizer step over a (possibly accumulated) batch; returns the logged numbers."""
     parts: dict[str, float] = {}
     micro = micro_batches(batch, cfg.grad_accum)
     for i, mb in enumerate(micro):
@@ -536,7 +562,7 @@ def _train_step(model, objective, optimizer, scheduler, scaler, batch, cfg: Trai
     base = unwrap(model)
     with torch.no_grad():
         base.logit_scale.clamp_(0, math.log(100))  # open_clip's clamp: temperature never below 0.01
-    parts.update(lr=optimizer.param_groups[0]["lr"], logit_scale=float(base.logit_scale.exp()),
+    parts.update(lr=optimizer.param_groups[0]["lr"], logit_scale=float(base.logit_scale.detach().exp()),
                  grad_norm=float(grad_norm))
     return parts
 

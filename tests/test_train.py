@@ -1,0 +1,210 @@
+"""The training loop: configuration errors, batch order, losses, resume, checkpoints, init."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmgeo_utils.checkpoint import CheckpointError
+from mmgeo_utils.contrastive_data import StepBatchSampler, hard_order, neighbour_lists
+from mmgeo_utils.dataset import load_split
+from mmgeo_utils.losses import clip_loss, per_anchor_hard_negative_loss
+from mmgeo_utils.models import create_clip
+from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, train
+
+
+def _cfg(**kw):
+    return TrainConfig(**{"profile": "smoke", "steps": 4, "eval_every": 2, "checkpoint_every": 2,
+                          "workers": 0, **kw})
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"loss": "triplet"}, "unknown loss 'triplet'"),
+    ({"negatives": ("image", "paraphrase")}, "unknown negative source"),
+    ({"batching": "sorted"}, "unknown batching 'sorted'"),
+    ({"loss": "mmclip", "negatives": ()}, "needs at least one negative source"),
+    ({"loss": "mmclip+imc_cmr", "negatives": ("image",)}, "needs text negatives"),
+    ({"precision": "fp8"}, "unknown precision"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"profile": "laptop"}, "unknown profile"),
+])
+def test_bad_config_names_the_problem(kw, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**kw)
+
+
+def test_images_per_step_counts_image_negatives():
+    clip = TrainConfig(profile="cpu", loss="clip", negatives=(), images_per_step=64)
+    mm = TrainConfig(profile="cpu", loss="mmclip", negatives=("image", "rule"), num_negatives=3, images_per_step=64)
+    text_only = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule", "retrieval"), images_per_step=64)
+    assert clip.positives_per_step == 64 and mm.positives_per_step == 16 and text_only.positives_per_step == 64
+    with pytest.raises(ValueError, match="at least 2"):
+        TrainConfig(profile="cpu", loss="mmclip", negatives=("image",), num_negatives=40,
+                    images_per_step=64).positives_per_step
+
+
+# ----------------------------------------------------------------------------- batch order
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    full = list(StepBatchSampler(50, 8, 20, seed=3))
+    resumed = list(StepBatchSampler(50, 8, 20, seed=3, start=7))
+    assert resumed == full[7:]
+    assert list(StepBatchSampler(50, 8, 20, seed=4)) != full
+    epoch = [i for b in full[:6] for i in b]  # 6 full batches per epoch of 50
+    assert len(set(epoch)) == 48  # no sample twice within an epoch
+    ranks = [list(StepBatchSampler(50, 8, 20, seed=3, rank=r, world_size=2)) for r in range(2)]
+    assert [a + b for a, b in zip(*ranks)] == full  # ranks split the same global batch
+
+
+def test_sampler_rejects_impossible_batches():
+    with pytest.raises(ValueError, match="only 5"):
+        StepBatchSampler(5, 8, 3, seed=0)
+    with pytest.raises(ValueError, match="not divisible"):
+        StepBatchSampler(50, 9, 3, seed=0, world_size=2)
+
+
+def test_hard_batches_group_retrieval_neighbours(smoke_data):
+    rows = load_split(smoke_data, "train")
+    nbrs = neighbour_lists(rows)
+    order = hard_order(nbrs, np.random.default_rng(0))
+    assert sorted(order.tolist()) == list(range(len(rows)))
+
+    def neighbour_pairs(order):
+        batches = [set(order[i:i + 8].tolist()) for i in range(0, len(order) - 7, 8)]
+        return sum(j in b for b in batches for i in b for j in nbrs[i])
+
+    rand = np.mean([neighbour_pairs(np.random.default_rng(s).permutation(len(rows))) for s in range(20)])
+    assert neighbour_pairs(order) > 2 * rand
+
+
+# ----------------------------------------------------------------------------- the objective
+
+
+def _features(b=6, k=3, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    f = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
+    return dict(image=f(b, d), text=f(b, d), logit_scale=torch.tensor(10.0), image_negatives=f(b, k, d),
+                image_negative_mask=torch.ones(b, k, dtype=torch.bool), text_negatives=f(b, k, d),
+                text_negative_mask=torch.ones(b, k, dtype=torch.bool))
+
+
+def test_clip_objective_agrees_with_open_clip():
+    from open_clip.loss import ClipLoss
+
+    f = _features()
+    ours = ContrastiveObjective("clip")(f["image"], f["text"], f["logit_scale"])["loss"]
+    theirs = ClipLoss()(f["image"], f["text"], f["logit_scale"])
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_mmclip_is_in_batch_clip_plus_the_per_anchor_loss():
+    f = _features()
+    out = ContrastiveObjective("mmclip")(**f)
+    per_anchor = (per_anchor_hard_negative_loss(f["image"], f["text"], f["text_negatives"], f["logit_scale"])
+                  + per_anchor_hard_negative_loss(f["text"], f["image"], f["image_negatives"], f["logit_scale"])) / 2
+    assert torch.allclose(out["loss"], clip_loss(f["image"], f["text"], f["logit_scale"]) + per_anchor, atol=1e-6)
+    full = ContrastiveObjective("mmclip+imc_cmr")(**f)
+    assert full["loss"] > out["loss"] and {"imc_loss", "cmr_loss"} <= set(full)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains_and_logs(loss, smoke_data, tmp_path):
+    result = train(_cfg(loss=loss, steps=2, negatives=("image", "rule", "retrieval") if loss != "clip" else ()),
+                   out_dir=tmp_path / loss, data_root=smoke_data, progress=False)
+    log = (result.run_dir / "train_log.csv").read_text().splitlines()
+    assert log[0].startswith("step,loss") and len(log) == 3  # header, step 1, step 2
+    evals = (result.run_dir / "eval_log.csv").read_text().splitlines()
+    assert len(evals) == 2 and evals[1].startswith("2,")
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["profile"] == "smoke" and summary["images_per_s"] > 0
+    assert np.isfinite(float(log[2].split(",")[1]))  # the total loss
+
+
+def test_hard_batching_trains(smoke_data, tmp_path):
+    result = train(_cfg(loss="negclip", batching="hard", steps=2), out_dir=tmp_path / "hard",
+                   data_root=smoke_data, progress=False)
+    assert result.steps_done == 2
+
+
+class _Stop:
+    def __init__(self, at):
+        self.at = at
+
+    def __call__(self, step, record):
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(smoke_data, tmp_path):
+    cfg = _cfg(loss="mmclip+imc_cmr", steps=6, checkpoint_every=2)
+    whole = train(cfg, out_dir=tmp_path / "whole", data_root=smoke_data, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False, callbacks=[_Stop(3)])
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    resumed = train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False, resume=True)
+    assert resumed.resumed_from == 3 and resumed.steps_done == 6
+    a, b = load_file(str(whole.model_path)), load_file(str(resumed.model_path))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda p: [",".join(r.split(",")[:-3]) for r in p.read_text().splitlines()]  # noqa: E731 (timings differ)
+    assert strip(whole.run_dir / "train_log.csv") == strip(resumed.run_dir / "train_log.csv")
+
+
+def test_runs_are_never_overwritten_and_resume_checks_the_config(smoke_data, tmp_path):
+    cfg = _cfg(loss="clip", negatives=(), steps=2)
+    train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False)
+    with pytest.raises(FileExistsError, match="finished run"):
+        train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False)
+    again = train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False, resume=True)
+    assert again.steps_done == 2  # a finished run is reused, not retrained
+    with pytest.raises(CheckpointError, match="lr"):
+        train(_cfg(loss="clip", negatives=(), steps=2, lr=1e-3), out_dir=tmp_path / "r", data_root=smoke_data,
+              progress=False, resume=True)
+
+
+def test_a_corrupt_checkpoint_is_named(smoke_data, tmp_path):
+    cfg = _cfg(loss="clip", negatives=(), steps=4, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out_dir=tmp_path / "c", data_root=smoke_data, progress=False, callbacks=[_Stop(2)])
+    state = tmp_path / "c" / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="state.safetensors is corrupt"):
+        train(cfg, out_dir=tmp_path / "c", data_root=smoke_data, progress=False, resume=True)
+
+
+def test_pretrained_weights_load_from_a_local_file(tmp_path):
+    from mmgeo_utils.checkpoint import save_model
+
+    a = create_clip("mmgeo-resnet-tiny", image_size=64)
+    path = save_model(tmp_path / "w.safetensors", a)
+    b = create_clip("mmgeo-resnet-tiny", pretrained=path, image_size=64)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="missing.safetensors not found"):
+        create_clip("mmgeo-resnet-tiny", pretrained=tmp_path / "missing.safetensors", image_size=64)
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        create_clip("mmgeo-resnet-huge")
+
+
+def test_two_stage_init_starts_from_the_first_stage(smoke_data, tmp_path):
+    from mmgeo_utils.train import load_init
+
+    first = train(_cfg(loss="clip", negatives=(), steps=2), out_dir=tmp_path / "s1", data_root=smoke_data,
+                  progress=False)
+    model = create_clip("mmgeo-resnet-tiny", image_size=64)
+    load_init(model, first.run_dir)
+    saved = load_file(str(first.model_path))
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    second = train(_cfg(loss="mmclip", steps=1, init=str(first.run_dir), negatives=("rule",)),
+                   out_dir=tmp_path / "s2", data_root=smoke_data, progress=False)
+    assert second.steps_done == 1 and "-init-" in second.config.run_name()
+    with pytest.raises(FileNotFoundError, match="--init checkpoint"):
+        train(_cfg(loss="clip", negatives=(), init=str(tmp_path / "nope")), out_dir=tmp_path / "s3",
+              data_root=smoke_data, progress=False)
