@@ -13,13 +13,15 @@ measured cheaply before any LMM is fully trained:
   caption on test pairs, both centred on the training mean so that predicting "an average
   caption" scores 0.
 * **C, correspondence**: can local features find the same point in another image? The paper
-  uses SPair-71k keypoints and PCK@0.10. Our diagrams give keypoints for free: every labelled
-  point's pixel position is known exactly. We pair each test diagram with its image negatives
-  (same frame, same letters, but the perturbation moved some points), take the local feature
-  at each *moved* point in the source, find the most similar location in the target's feature
-  map, and count it correct when it lands within 0.10 × image size of the point's true new
-  position (PCK@0.10). Points that did not move are left out: there an encoder wins by
-  copying coordinates.
+  uses SPair-71k keypoints (two photos of one object category) and PCK@0.10. Our diagrams give
+  keypoints for free: every labelled point's pixel position is known exactly. We pair each test
+  diagram with the *same scene drawn again* in another style (line width, fonts, scale) and turned
+  by 30-90°, take the local feature at each labelled point of the first, find the most similar
+  location in the second's feature map, and count it correct when it lands within 0.10 × image
+  size of the point's true position there (PCK@0.10). Points that moved less than that are left
+  out: there an encoder wins by copying coordinates. (Pairing a diagram with its perturbed
+  negatives instead, a first design, put every encoder at chance: a perturbation moves exactly
+  the points whose neighbourhood it changes.)
 
 :func:`fit_ac_polynomial` is the law's fitted relation (degree-2 polynomial in A and C, ordinary
 least squares). It needs downstream scores of several fully trained LMMs, which lesson 06 and
@@ -35,6 +37,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .dataset import load_split
@@ -99,37 +102,44 @@ def encoder_alignment(model: nn.Module, root: Path | str, captions: CaptionEmbed
 
 @dataclass(frozen=True)
 class KeypointPair:
-    """Two diagrams and the pixel positions (x right, y down) of the points that moved between them."""
+    """Two drawings of one scene and the pixel positions (x right, y down) of its labelled points."""
 
-    source: Path
-    target: Path
+    source: Image.Image
+    target: Image.Image
     source_xy: np.ndarray  # (P, 2)
     target_xy: np.ndarray  # (P, 2)
 
 
 def keypoint_pairs(root: Path | str, split: str = "test", max_pairs: int | None = None,
-                   min_move: float = PCK_ALPHA) -> list[KeypointPair]:
-    """Pairs (diagram, one of its image negatives) with the points that moved ≥ ``min_move`` × size."""
-    from .render import RenderStyle, render
+                   min_move: float = PCK_ALPHA, seed: int = 0) -> list[KeypointPair]:
+    """Each diagram of ``split`` with its scene redrawn in another style, turned by 30-90°.
+
+    Deterministic in ``seed``; only points that moved at least ``min_move`` × image size count.
+    """
+    import dataclasses
+
+    from .render import RenderStyle, render, sample_style
     from .scene import Scene
 
     root = Path(root)
+    rng = np.random.default_rng(seed)
     pairs: list[KeypointPair] = []
     for row in load_split(root, split):
-        if not row.get("image_negatives"):
-            continue
         style = RenderStyle.from_dict(row["style"])
         scene = Scene.from_dict(row["scene"])
-        src = render(scene, style).pixel_points
-        for neg in row["image_negatives"]:
-            tgt = render(Scene.from_dict(neg["scene"]), style, frame_of=scene).pixel_points
-            names = [n for n in src if n in tgt and
-                     np.hypot(src[n][0] - tgt[n][0], src[n][1] - tgt[n][1]) >= min_move * style.image_size]
-            if names:
-                pairs.append(KeypointPair(root / split / row["file_name"], root / split / neg["file_name"],
-                                          np.array([src[n] for n in names]), np.array([tgt[n] for n in names])))
-            if max_pairs is not None and len(pairs) >= max_pairs:
-                return pairs
+        src = render(scene, style)
+        turn = float(rng.uniform(30, 90) * rng.choice([-1, 1]))
+        other = sample_style(style.image_size, int(rng.integers(2**31)))
+        other = dataclasses.replace(other, rotation_deg=round(style.rotation_deg + turn, 2))
+        tgt = render(scene, other)
+        names = [n for n in src.pixel_points if n in tgt.pixel_points and
+                 np.hypot(*np.subtract(src.pixel_points[n], tgt.pixel_points[n])) >= min_move * style.image_size]
+        if names:
+            pairs.append(KeypointPair(src.image.convert("RGB"), tgt.image.convert("RGB"),
+                                      np.array([src.pixel_points[n] for n in names]),
+                                      np.array([tgt.pixel_points[n] for n in names])))
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
     return pairs
 
 
@@ -144,8 +154,6 @@ def correspondence_score(model: nn.Module, pairs: Sequence[KeypointPair], image_
     """
     if not pairs:
         raise ValueError("no keypoint pairs: the split has no image negatives that move a point")
-    from PIL import Image
-
     was_training = model.training
     model.eval()
     tf = eval_transform(image_size)
@@ -153,7 +161,7 @@ def correspondence_score(model: nn.Module, pairs: Sequence[KeypointPair], image_
     hits = total = 0
     try:
         for pair in pairs:
-            imgs = torch.stack([tf(Image.open(p).convert("RGB")) for p in (pair.source, pair.target)]).to(device)
+            imgs = torch.stack([tf(pair.source), tf(pair.target)]).to(device)
             fmap = F.interpolate(dense_image_features(model, imgs).float(), size=(grid, grid), mode="bilinear",
                                  align_corners=False)
             fmap = F.normalize(fmap, dim=1)

@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # cache hits, resumed shards and rebuilt caches are reported through logging
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # open_clip narrates every model build at INFO on the root logger
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or "open_clip" not in r.pathname)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

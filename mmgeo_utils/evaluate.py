@@ -4,10 +4,13 @@ Every test diagram comes with hard negatives that are *known* to be false (lesso
 benchmark needs no human labels:
 
 * **fine-grained image→text** (``i2t_fine``): does the image score its true caption above every
-  one of its hard-negative captions (rule edits and retrieved captions)? Broken down by the
-  rule's error type (label / shape / relation / number, each a two-way choice) and retrieval.
+  one of its K hard-negative captions, each the caption with exactly one fact edited by rule? Broken
+  down by the rule's error type (label / shape / relation / number, each a two-way choice).
 * **fine-grained text→image** (``t2i_fine``): does the caption score the true diagram above every
-  diagram perturbed from it? Broken down by perturbation type (each a two-way choice).
+  one of the K diagrams perturbed from it in exactly one fact? Broken down by perturbation type.
+* **with retrieval negatives** (``i2t_with_retrieval``): ``i2t_fine`` with the retrieved captions
+  added to the candidates. A retrieved caption describes *another* diagram and differs in many
+  facts, so it is not a one-fact test; it is reported beside, never folded in silently.
 * **standard retrieval** R@1 / R@5 in both directions over the whole test split: the general
   skill hard-negative training must not destroy.
 * **Hit@1 probes per negative source** (MMGeoLM App. C): the positive among its negatives of one
@@ -189,11 +192,12 @@ def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_fe
     rule_s = torch.einsum("nd,nkd->nk", img, rule)
     ret_s = torch.einsum("nd,nkd->nk", img, ret)
     all_s, all_ok = torch.cat([rule_s, ret_s], 1), torch.cat([rule_ok, ret_ok], 1)
-    i2t = {"all": _summary(*_pick(pos, all_s, all_ok), keep=all_ok.any(1).numpy())}
+    i2t = {"all": _summary(*_pick(pos, rule_s, rule_ok), keep=rule_ok.any(1).numpy())}
     for col, etype in enumerate(ERROR_TYPES):
         ok = rule_ok[:, col:col + 1]
         i2t[etype] = _summary(*_pick(pos, rule_s[:, col:col + 1], ok), keep=ok[:, 0].numpy())
-    i2t["retrieval"] = _summary(*_pick(pos, ret_s, ret_ok), keep=ret_ok.any(1).numpy())
+    with_retrieval = {"all": _summary(*_pick(pos, all_s, all_ok), keep=all_ok.any(1).numpy()),
+                      "retrieval only": _summary(*_pick(pos, ret_s, ret_ok), keep=ret_ok.any(1).numpy())}
 
     negs, neg_ok = _gather(image_features, items.image_neg_index)
     neg_s = torch.einsum("nd,nkd->nk", cap, negs)
@@ -205,9 +209,8 @@ def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_fe
     for t in sorted(by_type):
         t2i[t] = {"acc": float(np.mean(by_type[t])), "chance": 0.5, "n": len(by_type[t])}
 
-    rule_probe = _summary(*_pick(pos, rule_s, rule_ok), keep=rule_ok.any(1).numpy())
-    return {"i2t_fine": i2t, "t2i_fine": t2i,
-            "probes": {"image": t2i["all"], "rule": rule_probe, "retrieval": i2t["retrieval"]}}
+    return {"i2t_fine": i2t, "t2i_fine": t2i, "i2t_with_retrieval": with_retrieval,
+            "probes": {"image": t2i["all"], "rule": i2t["all"], "retrieval": with_retrieval["retrieval only"]}}
 
 
 def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict:
@@ -258,11 +261,45 @@ def evaluate_clip(model: nn.Module, tokenizer, root: Path | str, *, split: str =
     return result
 
 
+@torch.no_grad()
+def encode_items(model: nn.Module, tokenizer, items: SplitItems, image_size: int, *, variant: str = "clean",
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and text embeddings of every positive and negative of ``items`` (for per-item analysis)."""
+    was_training = model.training
+    model.eval()
+    try:
+        texts = encode_texts(model, tokenizer, items.texts, device=device)
+        images = encode_images(model, items.image_paths, eval_transform(image_size, variant), device=device)
+    finally:
+        model.train(was_training)
+    return images, texts
+
+
+def i2t_choices(items: SplitItems, image_features: torch.Tensor, text_features: torch.Tensor) -> list[dict]:
+    """Per test item: the caption the model prefers among the true one and its text negatives.
+
+    Each entry has ``correct`` (bool), ``chosen`` (the preferred text) and ``kind`` (``caption``,
+    ``rule:<type>`` or ``retrieval``): the raw material for "which facts does a model confuse".
+    """
+    out = []
+    for i in range(items.n):
+        cands = [(i, "caption")]
+        cands += [(int(j), f"rule:{ERROR_TYPES[c]}") for c, j in enumerate(items.rule_index[i]) if j >= 0]
+        cands += [(int(j), "retrieval") for j in items.retrieval_index[i] if j >= 0]
+        scores = torch.stack([image_features[i] @ text_features[j] for j, _ in cands])
+        best = int(scores.argmax())
+        ties = int((scores == scores[best]).sum()) > 1
+        out.append({"index": i, "correct": best == 0 and not ties, "chosen": items.texts[cands[best][0]],
+                    "kind": cands[best][1], "caption": items.texts[i]})
+    return out
+
+
 def headline(result: dict) -> dict[str, float]:
     """The numbers a comparison reports: fine-grained accuracies and R@1, as fractions."""
     out = {"i2t_fine": result["i2t_fine"]["all"]["acc"], "t2i_fine": result["t2i_fine"]["all"]["acc"],
            "i2t_r1": result["retrieval"]["i2t_r1"]["acc"], "t2i_r1": result["retrieval"]["t2i_r1"]["acc"],
            "i2t_r5": result["retrieval"]["i2t_r5"]["acc"], "t2i_r5": result["retrieval"]["t2i_r5"]["acc"]}
+    out["i2t_with_retrieval"] = result["i2t_with_retrieval"]["all"]["acc"]
     out["i2t_fine_by_type"] = {k: v["acc"] for k, v in result["i2t_fine"].items() if k != "all"}
     out["t2i_fine_by_type"] = {k: v["acc"] for k, v in result["t2i_fine"].items() if k != "all"}
     return out
@@ -278,7 +315,7 @@ def tidy_table(result: dict, model: str | None = None):
         rows.append({"benchmark": bench, "breakdown": part, "accuracy_%": 100 * d["acc"],
                      "chance_%": 100 * d["chance"], "n": d["n"]})
 
-    for bench in ("i2t_fine", "t2i_fine", "probes"):
+    for bench in ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "probes"):
         for part, d in result[bench].items():
             add(bench, part, d)
     for part, d in result["retrieval"].items():

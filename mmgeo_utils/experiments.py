@@ -12,6 +12,8 @@ on the validation split, which the training loop evaluates periodically.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +36,9 @@ def comparison_configs(profile: Profile | str | None = None, seed: int = 0, **ov
             "mmclip": TrainConfig(**{**MMCLIP_RECIPE, **base})}
 
 
+HEADLINE = ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")
+
+
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
@@ -42,7 +47,7 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 def aggregate(per_seed: list[dict]) -> dict[str, Any]:
     """Mean ± std over seeds of every headline number and of every per-type accuracy."""
     out: dict[str, Any] = {}
-    for key in ("i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5"):
+    for key in HEADLINE:
         out[key] = _mean_std([s[key] for s in per_seed])
     for key in ("i2t_fine_by_type", "t2i_fine_by_type"):
         types = sorted(set().union(*(s[key] for s in per_seed)))
@@ -50,19 +55,35 @@ def aggregate(per_seed: list[dict]) -> dict[str, Any]:
     return out
 
 
+EVAL_FILE = "test_eval.json"
+
+
 def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, device: str = "cpu",
                  variants: Sequence[str] = ("clean", "rotate30", "downscale0.5")) -> dict:
-    """The full test-split benchmark of a finished run."""
+    """The full test-split benchmark of a finished run, cached in the run folder.
+
+    The cache (``test_eval.json``) is keyed by the sha256 of ``model.safetensors`` and the
+    variants, so retraining a run can never serve a stale evaluation.
+    """
     from .dataset import DatasetConfig, build_dataset
     from .evaluate import evaluate_clip
     from .models import create_clip, get_tokenizer
+    from .repro import atomic_write_text
 
     cfg = result.config
     p = get_profile(cfg.profile)
+    digest = hashlib.sha256(result.model_path.read_bytes()).hexdigest()
+    cache = result.run_dir / EVAL_FILE
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("model_sha256") == digest and saved.get("variants") == list(variants):
+            return saved["result"]
     root = data_root or build_dataset(DatasetConfig.from_profile(p, seed=cfg.data_seed), progress=False)
     model = create_clip(cfg.model, result.model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-    return evaluate_clip(model, get_tokenizer(cfg.model), root, split="test", image_size=p.image_size,  # type: ignore[arg-type]
-                         variants=variants, device=device)
+    out = evaluate_clip(model, get_tokenizer(cfg.model), root, split="test", image_size=p.image_size,  # type: ignore[arg-type]
+                        variants=variants, device=device)
+    atomic_write_text(cache, json.dumps({"model_sha256": digest, "variants": list(variants), "result": out}) + "\n")
+    return out
 
 
 def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0, 1, 2), *,
@@ -91,8 +112,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
                 recipe[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
                 recipe[name]["positives_per_step"] = result.config.positives_per_step
     summary = {name: aggregate(entries) for name, entries in models.items()}
-    gap = {k: summary["mmclip"][k]["mean"] - summary["clip"][k]["mean"]
-           for k in ("i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1")}
+    gap = {k: summary["mmclip"][k]["mean"] - summary["clip"][k]["mean"] for k in HEADLINE}
     chance = _chance_levels(full)
     record = {**models, "summary": summary, "gap_mmclip_minus_clip": gap, "chance": chance,
               "recipe": recipe, "seeds": list(seeds)}
@@ -103,6 +123,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
 
 def _chance_levels(result: dict) -> dict[str, float]:
     return {"i2t_fine": result["i2t_fine"]["all"]["chance"], "t2i_fine": result["t2i_fine"]["all"]["chance"],
+            "i2t_with_retrieval": result["i2t_with_retrieval"]["all"]["chance"],
             **{k: v["chance"] for k, v in result["retrieval"].items()}}
 
 
@@ -111,7 +132,7 @@ def comparison_table(record: dict[str, Any]):
     import pandas as pd
 
     rows = []
-    for metric in ("i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5"):
+    for metric in HEADLINE:
         row = {"metric": metric}
         for name in ("clip", "mmclip"):
             s = record["summary"][name][metric]

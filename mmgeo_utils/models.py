@@ -18,6 +18,7 @@ tiny model cannot learn from a few thousand diagrams.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable
@@ -68,10 +69,28 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
         looks_like_path = any(c in pretrained for c in "/\\") or Path(pretrained).suffix
         if looks_like_path and not Path(pretrained).is_file():
             raise FileNotFoundError(f"pretrained checkpoint {pretrained} not found")
-    model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
-                                   device=device)
+    with _quiet_random_init(pretrained is None):
+        model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
+                                       device=device)
     model.train()
     return model
+
+
+class _RandomInitFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init(expected: bool):
+    """open_clip warns on the root logger when it builds a model without weights; here we asked for that."""
+    root, flt = logging.getLogger(), _RandomInitFilter()
+    if expected:
+        root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
 
 
 def create_clip_for_profile(profile: Profile | str | None = None, *, device: str | torch.device = "cpu",
@@ -100,13 +119,15 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """A (B, C, h, w) map of local features from the image tower, for correspondence (lesson 05).
 
-    ModifiedResNet: the last residual stage, before attention pooling. VisionTransformer: the
-    patch tokens of the last block (before the final norm and projection), laid out on the grid.
+    ModifiedResNet: the third residual stage (stride 16), not the last: at our 64-96 px the last
+    stage is a 2 × 2 or 3 × 3 grid, too coarse to locate a point within 10 % of the image.
+    VisionTransformer: the patch tokens of the last block (before the final norm and projection),
+    laid out on the patch grid (stride = patch size, 16 for our ViT).
     """
     visual = model.visual
     if hasattr(visual, "attnpool"):  # open_clip.modified_resnet.ModifiedResNet
         x = visual.stem(images.to(visual.conv1.weight.dtype))
-        for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        for layer in (visual.layer1, visual.layer2, visual.layer3):
             x = layer(x)
         return x
     if hasattr(visual, "transformer") and hasattr(visual, "conv1"):  # open_clip VisionTransformer

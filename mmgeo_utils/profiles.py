@@ -38,8 +38,9 @@ class Profile:
     # contrastive training (lessons 04-05)
     clip_model: str  # open_clip model name or a config shipped in mmgeo_utils/model_configs
     clip_pretrained: str | None
-    batch_size: int
+    batch_size: int  # images the vision tower encodes per step, hard negatives included
     train_steps: int
+    seeds: int  # training seeds of the CLIP vs MMCLIP comparison (lesson 05 reports mean ± std)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,6 +63,7 @@ PROFILES: dict[str, Profile] = {
             clip_pretrained=None,
             batch_size=8,
             train_steps=3,
+            seeds=1,
         ),
         Profile(
             name="cpu",
@@ -77,6 +79,7 @@ PROFILES: dict[str, Profile] = {
             clip_pretrained=None,
             batch_size=64,
             train_steps=500,
+            seeds=3,
         ),
         Profile(
             name="gpu",
@@ -92,6 +95,7 @@ PROFILES: dict[str, Profile] = {
             clip_pretrained=None,
             batch_size=256,
             train_steps=5000,
+            seeds=3,
         ),
         Profile(
             name="paper",
@@ -107,6 +111,7 @@ PROFILES: dict[str, Profile] = {
             clip_pretrained="openai",
             batch_size=256,
             train_steps=10000,
+            seeds=1,
         ),
     )
 }

@@ -14,7 +14,8 @@ def test_unknown_profile_is_a_clear_error(capsys):
 
 def test_every_command_takes_a_profile():
     parser = build_parser()
-    for argv in (["data", "build"], ["bench", "diagrams"], ["bench", "negatives"], ["course"]):
+    for argv in (["data", "build"], ["bench", "diagrams"], ["bench", "negatives"], ["bench", "train"], ["course"],
+                 ["train-clip"], ["eval-clip", "--checkpoint", "x"], ["experiment", "clip-vs-mmclip"]):
         assert parser.parse_args(argv + ["--profile", "smoke"]).profile == "smoke"
 
 
@@ -31,3 +32,27 @@ def test_bench_negatives_prints_json_last(capsys, tmp_path, monkeypatch):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["retrieval_n"] == 300 and last["image_negatives_per_s"] > 0 and last["k"] == 2
     assert (tmp_path / "smoke" / "bench_negatives_n300.json").exists()
+
+
+def test_train_and_eval_clip_from_the_command_line(smoke_data, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    argv = ["train-clip", "--profile", "smoke", "--loss", "negclip", "--negatives", "rule,retrieval", "--steps", "2",
+            "--data", str(smoke_data), "--out", str(out), "--workers", "0", "--quiet"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
+    assert main(argv) == 2  # the run exists: an error that says how to resume, not an overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(out), "--data", str(smoke_data),
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "i2t_fine" in printed and "chance_%" in printed
+    assert json.loads((tmp_path / "eval.json").read_text())["n"] == 16
+
+
+def test_training_errors_are_one_line(capsys, tmp_path):
+    assert main(["train-clip", "--profile", "smoke", "--negatives", "image,paraphrase"]) == 2
+    assert "unknown negative source" in capsys.readouterr().err
+    assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(tmp_path / "nothing")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -30,7 +30,8 @@ def test_a_perfect_encoder_scores_one_and_chance_is_counted_per_item():
     images = torch.cat([eye[:4], eye[10:18]])  # negatives orthogonal to everything
     texts = torch.cat([eye[:4], eye[20:40]])
     r = fine_grained_scores(items, images, texts)
-    assert r["i2t_fine"]["all"] == {"acc": 1.0, "chance": pytest.approx(1 / 6), "n": 4}
+    assert r["i2t_fine"]["all"] == {"acc": 1.0, "chance": pytest.approx(1 / 5), "n": 4}  # 4 one-fact edits
+    assert r["i2t_with_retrieval"]["all"]["chance"] == pytest.approx(1 / 6)
     assert r["t2i_fine"]["all"]["acc"] == 1.0 and r["t2i_fine"]["all"]["chance"] == pytest.approx(1 / 3)
     assert r["i2t_fine"]["label"]["chance"] == 0.5 and r["t2i_fine"]["relabel"]["n"] == 4
     assert r["probes"]["retrieval"]["chance"] == 0.5 and r["probes"]["rule"]["chance"] == pytest.approx(1 / 5)
@@ -79,7 +80,8 @@ def test_evaluate_clip_on_the_smoke_split(smoke_data):
     result = evaluate_clip(model, get_tokenizer("mmgeo-resnet-tiny"), smoke_data, image_size=64)
     assert result["n"] == 16 and set(result["robustness"]) == {"rotate30", "downscale0.5"}
     h = headline(result)
-    assert 0 <= h["i2t_fine"] <= 1 and set(h["i2t_fine_by_type"]) >= {"label", "number", "retrieval"}
+    assert 0 <= h["i2t_fine"] <= 1
+    assert set(h["i2t_fine_by_type"]) == {"label", "shape", "relation", "number"} and "i2t_with_retrieval" in h
     table = tidy_table(result, model="random")
     assert {"accuracy_%", "chance_%", "n"} <= set(table.columns) and (table["chance_%"] > 0).all()
     assert model.training  # evaluation restores train mode
