@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -101,12 +102,44 @@ def create_clip_for_profile(profile: Profile | str | None = None, *, device: str
                        image_size=p.image_size, device=device)
 
 
-def get_tokenizer(model_name: str) -> Callable:
-    """open_clip's tokenizer for ``model_name`` (the BPE vocabulary ships inside open_clip)."""
+# Two to five capitals standing alone: a polygon or a segment named by its points (ORS, RM, ABCD).
+POINT_NAMES = re.compile(r"(?<![A-Za-z])([A-Z]{2,5})(?![A-Za-z])")
+
+
+def spell_point_names(text: str) -> str:
+    """``"triangle ORS, RM = 4.5"`` → ``"triangle O R S, R M = 4.5"``.
+
+    Why: CLIP's BPE lower-cases and merges letters, so ``ORS`` becomes the single token ``ors``
+    and ``OSM`` the tokens ``os`` + ``m``: every triangle, segment and angle name would be its
+    own rare word, and a model would have to learn separately that each of hundreds of such
+    words means "these points". Spelled out, a name is a sequence of single-letter tokens, the
+    same 26 the image shows next to its points (digits are already split by the BPE).
+    """
+    return POINT_NAMES.sub(lambda m: " ".join(m.group(1)), text)
+
+
+class GeometryTokenizer:
+    """open_clip's tokenizer applied to captions whose point names are spelled out."""
+
+    def __init__(self, tokenizer: Callable):
+        self.tokenizer = tokenizer
+        self.context_length = getattr(tokenizer, "context_length", None)
+
+    def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return self.tokenizer([spell_point_names(t) for t in texts])
+
+
+def get_tokenizer(model_name: str) -> GeometryTokenizer:
+    """open_clip's tokenizer for ``model_name``, after :func:`spell_point_names`.
+
+    The BPE vocabulary ships inside open_clip, so this works offline; the context length is the
+    model config's (96 for our small models: our captions state many facts).
+    """
     import open_clip
 
     register_model_configs()
-    return open_clip.get_tokenizer(model_name)
+    return GeometryTokenizer(open_clip.get_tokenizer(model_name))
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

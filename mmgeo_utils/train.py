@@ -97,6 +97,9 @@ class TrainConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         negatives = tuple(self.negatives)
+        if self.loss == "clip":  # plain CLIP trains on no negatives: one canonical config for it
+            negatives = ()
+            object.__setattr__(self, "num_negatives", None)
         object.__setattr__(self, "negatives", negatives)
         unknown = set(negatives) - set(NEGATIVE_SOURCES)
         if unknown:
@@ -587,7 +590,11 @@ def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     path = run_dir / "config.json"
     if not path.exists():
         raise CheckpointError(f"{run_dir} has a checkpoint but no config.json; it was not written by mmgeo train")
-    saved = json.loads(path.read_text())
+    try:  # compare canonical forms: a config that trains the same run is the same config
+        raw = json.loads(path.read_text())
+        saved = TrainConfig(**{**raw, "negatives": tuple(raw["negatives"])}).resolved().to_dict()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a training config this version can resume: {e}") from None
     now = cfg.to_dict()
     # how much of the run to log or checkpoint may change on resume; what it computes may not
     volatile = {"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"}
