@@ -17,12 +17,19 @@ module                 concern                                                  
 ``layout``             label placement without collisions                                  01
 ``render``             fast matplotlib rendering to PIL images                             01
 ``dataset``            cached, parallel, byte-deterministic dataset builder                01, 02
-``bench``              ``mmgeo bench diagrams`` and ``mmgeo bench negatives``              01, 02
+``bench``              ``mmgeo bench diagrams``, ``negatives`` and ``train``              01, 02, 04
 ``perturb``            image hard negatives: perturb a scene in exactly one fact           02
 ``textneg``            text hard negatives by rule, each proved false                      02
 ``retrieval``          retrieval negatives: sentence embeddings, chunked top-k             02
 ``contrastive_data``   torch Dataset and collate: positives with their negatives           02
 ``losses``             CLIP, hard-negative CLIP, MMCLIP, IMC and CMR losses                03
+``models``             open_clip models from shipped configs, hub tags or local files      04
+``checkpoint``         training state in safetensors (weights, optimizer, RNGs)            04
+``distributed``        torchrun/DDP set-up and feature gathering across processes          04
+``train``              the training loop (``mmgeo train-clip``)                            04
+``evaluate``           fine-grained benchmark, retrieval, probes, robustness               05
+``experiments``        CLIP vs MMCLIP over seeds (``mmgeo experiment clip-vs-mmclip``)     05
+``ac_score``           alignment (A) and correspondence (C) of vision encoders             05
 ``cli``                the ``mmgeo`` command line                                          all
 =====================  =================================================================  ======
 """

@@ -38,6 +38,8 @@ from .contrastive_data import CLIP_MEAN, CLIP_STD
 from .dataset import load_split
 from .textneg import ERROR_TYPES
 
+# Bump when a metric's definition changes: cached evaluations of another version are recomputed.
+EVAL_VERSION = "2"
 ROTATION_DEG = 30.0
 DOWNSCALE = 0.5
 

@@ -1,0 +1,44 @@
+"""The CLIP vs MMCLIP comparison: runs, cached evaluations, the results file."""
+
+import json
+
+import pytest
+
+from mmgeo_utils.experiments import aggregate, comparison_configs, comparison_table, evaluate_run, run_comparison
+from mmgeo_utils.train import train
+
+
+def test_both_models_get_the_same_images_per_step_and_steps():
+    cfgs = {k: v.resolved() for k, v in comparison_configs("cpu", seed=3).items()}
+    images = {k: c.positives_per_step * (1 + c.negative_config().image_slots) for k, c in cfgs.items()}
+    assert images["clip"] == images["mmclip"] == 64
+    assert cfgs["clip"].steps == cfgs["mmclip"].steps and cfgs["clip"].seed == cfgs["mmclip"].seed == 3
+    assert cfgs["clip"].loss == "clip" and cfgs["mmclip"].loss.startswith("mmclip")
+
+
+def test_aggregate_gives_mean_and_sample_std():
+    entry = lambda v: {"i2t_fine": v, "t2i_fine": v, "i2t_with_retrieval": v, "i2t_r1": v, "t2i_r1": v,  # noqa: E731
+                       "i2t_r5": v, "t2i_r5": v, "i2t_fine_by_type": {"label": v}, "t2i_fine_by_type": {"relabel": v}}
+    out = aggregate([entry(0.2), entry(0.4)])
+    assert out["i2t_fine"]["mean"] == pytest.approx(0.3) and out["i2t_fine"]["std"] == pytest.approx(0.1414, abs=1e-4)
+    assert out["i2t_fine_by_type"]["label"]["n"] == 2
+
+
+def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMGEO_DATA_DIR", str(smoke_data.parent))
+    monkeypatch.setattr("mmgeo_utils.experiments.evaluate_run",
+                        lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw))
+    record = run_comparison("smoke", seeds=(0,), runs_dir=tmp_path / "runs", progress=False)
+    saved = json.loads((tmp_path / "results" / "smoke" / "clip_vs_mmclip.json").read_text())
+    assert saved["metrics"]["seeds"] == [0] and saved["profile"] == "smoke"
+    for name in ("clip", "mmclip"):
+        (entry,) = record[name]
+        assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
+    table = comparison_table(record)
+    assert list(table.columns) == ["clip", "mmclip", "gap (pts)", "chance"]
+    cache = tmp_path / "runs" / comparison_configs("smoke", 0)["clip"].run_name() / "test_eval.json"
+    stale = json.loads(cache.read_text())
+    stale["version"], stale["result"]["n"] = "0", -1  # a cache from another benchmark version
+    cache.write_text(json.dumps(stale))
+    result = train(comparison_configs("smoke", 0)["clip"], out_dir=cache.parent, resume=True, progress=False)
+    assert evaluate_run(result, data_root=smoke_data)["n"] == 16  # recomputed, not served stale
