@@ -6,8 +6,8 @@ that already finished, resuming ones that were interrupted), evaluates each on t
 entry per seed (headline numbers plus the per-type breakdown) and the mean ± std over seeds.
 
 Both models see the same number of images per step (negatives included) for the same number
-of steps, from the same dataset. Nothing here is tuned on the test split: the recipe was chosen
-on the validation split, which the training loop evaluates periodically.
+of steps, from the same dataset. Nothing here tunes on the test split: the recipe was picked from
+the validation curves the training loop logs.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import numpy as np
 from .profiles import Profile, get_profile
 from .train import TrainConfig, TrainResult, default_run_dir, train
 
-# The MMCLIP recipe of the comparison, chosen on the validation split (cpu profile, seed 0):
+# The MMCLIP recipe of the comparison, picked from validation curves (cpu profile, seed 0):
 # rule negatives, one caption edit of each error type (label, shape, relation, number) per
 # sample, with MMGeoLM's per-anchor loss added to in-batch CLIP ("IB+MM", Table 9). With no
-# image negatives both models get all 64 images per step as positives. Tried and set aside on
-# the same split: 1 image + 1 retrieval negative per sample (half the positives per step: the
-# in-batch term learned more slowly and fine-grained accuracy did not rise above CLIP's), and
-# hard batching (batches of retrieval neighbours: slower for CLIP and MMCLIP alike at 500 steps).
+# image negatives both models get all 64 images per step as positives. Tried and set aside:
+# 1 image + 1 retrieval negative per sample (half the positives per step: the in-batch term
+# learned more slowly and fine-grained accuracy did not rise above CLIP's), and hard batching
+# (batches of retrieval neighbours: slower for CLIP and MMCLIP alike at 500 steps).
 MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1)
 
 
