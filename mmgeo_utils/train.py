@@ -50,7 +50,7 @@ from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, 
                                StepBatchSampler, default_transform, make_collate, neighbour_lists)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .losses import HardNegativeLoss, clip_loss
-from .profiles import Profile, get_profile
+from .profiles import get_profile
 from .repro import REPO_ROOT, atomic_write_text, detect_device, provenance, seed_everything
 
 log = logging.getLogger(__name__)
