@@ -201,6 +201,7 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
 
     from .contrastive_data import HardNegativeDataset, default_transform
     from .dataset import DatasetConfig, build_dataset
+    from .distributed import DistInfo
     from .experiments import comparison_configs
     from .models import create_clip, get_tokenizer
     from .repro import detect_device, seed_everything, write_results
@@ -232,7 +233,7 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
             t0 = time.perf_counter()
             batch = next(it)
             t1 = time.perf_counter()
-            train_step(model, objective, optimizer, scheduler, scaler, batch, cfg, _single(), dev, autocast)
+            train_step(model, objective, optimizer, scheduler, scaler, batch, cfg, DistInfo(), dev, autocast)
             if device_type == "cuda":
                 torch.cuda.synchronize(dev)
             t2 = time.perf_counter()
@@ -256,12 +257,6 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     out["hard_negative_loss_overhead_per_image"] = round(extra_loss_per_image / clip_step_per_image, 4)
     out["results_file"] = str(write_results("bench_train", out, profile=profile))
     return out
-
-
-def _single():
-    from .distributed import DistInfo
-
-    return DistInfo()
 
 
 def _time_loss(model, objective, batch, dev, autocast, device_type: str) -> float:

@@ -87,6 +87,7 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_clip, tidy_table
     from .models import create_clip, get_tokenizer
     from .repro import atomic_write_text, detect_device
+    from .train import MODEL_FILE
 
     profile = get_profile(args.profile)
     ckpt = Path(args.checkpoint)
@@ -95,7 +96,7 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
         config = ckpt / "config.json"
         if model_name is None and config.exists():
             model_name = json.loads(config.read_text())["model"]
-        ckpt = ckpt / "model.safetensors"
+        ckpt = ckpt / MODEL_FILE
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} not found (give a run folder or a .safetensors file)")
     model_name = model_name or profile.clip_model

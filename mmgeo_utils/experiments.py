@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .profiles import Profile, get_profile
-from .train import TrainConfig, TrainResult, default_run_dir, train
+from .train import TrainConfig, TrainResult, dataset_root, default_run_dir, train
 
 # The MMCLIP recipe of the comparison, picked from validation curves (cpu profile, seed 0):
 # rule negatives, one caption edit of each error type (label, shape, relation, number) per
@@ -70,7 +70,6 @@ def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, de
     and the benchmark's version, so neither retraining a run nor changing a metric can serve a
     stale evaluation.
     """
-    from .dataset import DatasetConfig, build_dataset
     from .evaluate import EVAL_VERSION, evaluate_clip
     from .models import create_clip, get_tokenizer
     from .repro import atomic_write_text
@@ -84,7 +83,7 @@ def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, de
         if (saved.get("model_sha256"), saved.get("variants"), saved.get("version")) == (digest, list(variants),
                                                                                          EVAL_VERSION):
             return saved["result"]
-    root = data_root or build_dataset(DatasetConfig.from_profile(p, seed=cfg.data_seed), progress=False)
+    root = data_root or dataset_root(cfg)
     model = create_clip(cfg.model, result.model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
     out = evaluate_clip(model, get_tokenizer(cfg.model), root, split="test", image_size=p.image_size,  # type: ignore[arg-type]
                         variants=variants, device=device)

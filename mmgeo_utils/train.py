@@ -388,7 +388,8 @@ class TrainResult:
         return self.run_dir / MODEL_FILE
 
 
-def _dataset_root(cfg: TrainConfig, progress: bool) -> Path:
+def dataset_root(cfg: TrainConfig, progress: bool = False) -> Path:
+    """The (cached) dataset a run trains and is evaluated on: the profile's, built with ``data_seed``."""
     from .dataset import DatasetConfig, build_dataset
 
     return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress)
@@ -447,7 +448,7 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
     objective = ContrastiveObjective(cfg.loss).to(dev)
     tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
 
-    root = Path(data_root) if data_root is not None else _dataset_root(cfg, progress and info.is_main)
+    root = Path(data_root) if data_root is not None else dataset_root(cfg, progress and info.is_main)
     negatives = cfg.negative_config()
     dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform())
     batch = cfg.positives_per_step
