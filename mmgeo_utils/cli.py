@@ -6,6 +6,7 @@
     mmgeo train-clip   --profile cpu --loss mmclip --negatives image,rule,retrieval [--resume]
     mmgeo eval-clip    --checkpoint runs/cpu/<run> [--split test]
     mmgeo experiment clip-vs-mmclip --profile cpu [--seeds 0 1 2]
+    mmgeo experiment validate runs/cpu/<run> ...   # validation scores: how the recipe is chosen
     mmgeo bench train  [--profile P]      # per-image step time of CLIP vs MMCLIP, data wait share
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
 
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from .profiles import PROFILES, get_profile
+from .profiles import ENV_VAR, PROFILES, get_profile
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -117,6 +119,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     record = run_comparison(args.profile, seeds=args.seeds, progress=not args.quiet, device=args.device,
                             **({"steps": args.steps} if args.steps else {}))
     print(comparison_table(record).to_string())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .experiments import validation_scores
+
+    # the profile comes from the runs; one given explicitly must match them
+    explicit = args.profile or os.environ.get(ENV_VAR) or None
+    record = validation_scores(args.runs, explicit, data_root=args.data, device=args.device, name=args.name)
+    for run, r in record["runs"].items():
+        print(f"{run:45s} i2t_fine {100 * r['i2t_fine']:5.1f}  t2i_fine {100 * r['t2i_fine']:5.1f}  "
+              f"R@1 {100 * r['i2t_r1']:4.1f}/{100 * r['t2i_r1']:4.1f}  R@5 {100 * r['i2t_r5']:4.1f}/{100 * r['t2i_r5']:4.1f}")
     return 0
 
 
@@ -215,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_experiment)
+    p = exp.add_parser("validate", help="score finished runs on the validation split (how recipes are chosen) "
+                                        "-> results/<profile>/recipe_selection.json")
+    _add_profile(p)
+    p.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<profile>/<run name>)")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the runs' profile's)")
+    p.add_argument("--name", default="recipe_selection", help="results file name (default: recipe_selection)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("course", help="run the notebooks in order, saving executed copies and figures")
     _add_profile(p)

@@ -587,15 +587,21 @@ def _checkpoint(path: Path, model, optimizer, scheduler, objective, scaler, step
     barrier(info)
 
 
-def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
-    path = run_dir / "config.json"
+def load_config(run_dir: Path | str) -> TrainConfig:
+    """The resolved :class:`TrainConfig` a run folder was trained with (its ``config.json``)."""
+    path = Path(run_dir) / "config.json"
     if not path.exists():
-        raise CheckpointError(f"{run_dir} has a checkpoint but no config.json; it was not written by mmgeo train")
-    try:  # compare canonical forms: a config that trains the same run is the same config
+        raise CheckpointError(f"{run_dir} has no config.json; it was not written by mmgeo train")
+    try:
         raw = json.loads(path.read_text())
-        saved = TrainConfig(**{**raw, "negatives": tuple(raw["negatives"])}).resolved().to_dict()
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a training config this version can resume: {e}") from None
+        return TrainConfig(**{**raw, "negatives": tuple(raw["negatives"])}).resolved()
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} is not a training config this version can read: {e}") from None
+
+
+def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
+    # compare canonical forms: a config that trains the same run is the same config
+    saved = load_config(run_dir).to_dict()
     now = cfg.to_dict()
     # how much of the run to log or checkpoint may change on resume; what it computes may not
     volatile = {"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"}

@@ -15,7 +15,8 @@ def test_unknown_profile_is_a_clear_error(capsys):
 def test_every_command_takes_a_profile():
     parser = build_parser()
     for argv in (["data", "build"], ["bench", "diagrams"], ["bench", "negatives"], ["bench", "train"], ["course"],
-                 ["train-clip"], ["eval-clip", "--checkpoint", "x"], ["experiment", "clip-vs-mmclip"]):
+                 ["train-clip"], ["eval-clip", "--checkpoint", "x"], ["experiment", "clip-vs-mmclip"],
+                 ["experiment", "validate", "x"]):
         assert parser.parse_args(argv + ["--profile", "smoke"]).profile == "smoke"
 
 
@@ -49,6 +50,10 @@ def test_train_and_eval_clip_from_the_command_line(smoke_data, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "i2t_fine" in printed and "chance_%" in printed
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 16
+    assert main(["experiment", "validate", str(out), "--profile", "smoke", "--data", str(smoke_data)]) == 0
+    assert out.name in capsys.readouterr().out and (tmp_path / "results" / "smoke" / "recipe_selection.json").exists()
+    assert main(["experiment", "validate", str(out), "--profile", "cpu", "--data", str(smoke_data)]) == 2
+    assert "trained on profile 'smoke'" in capsys.readouterr().err
 
 
 def test_training_errors_are_one_line(capsys, tmp_path):

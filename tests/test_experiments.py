@@ -42,3 +42,24 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
     cache.write_text(json.dumps(stale))
     result = train(comparison_configs("smoke", 0)["clip"], out_dir=cache.parent, resume=True, progress=False)
     assert evaluate_run(result, data_root=smoke_data)["n"] == 16  # recomputed, not served stale
+
+
+def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_data, tmp_path):
+    from mmgeo_utils.checkpoint import CheckpointError
+    from mmgeo_utils.experiments import validation_scores
+
+    cfg = comparison_configs("smoke", 0, steps=1)["mmclip"]
+    result = train(cfg, out_dir=tmp_path / "runs" / "a", data_root=smoke_data, progress=False)
+    record = validation_scores([result.run_dir], "smoke", data_root=smoke_data)
+    (entry,) = record["runs"].values()
+    assert record["split"] == "val" and entry["n"] == 16  # the smoke profile's validation split, all of it
+    assert entry["config"]["loss"] == cfg.loss and 0.0 <= entry["i2t_fine"] <= 1.0
+    saved = json.loads((tmp_path / "results" / "smoke" / "recipe_selection.json").read_text())
+    assert saved["metrics"]["runs"]["a"]["i2t_fine"] == entry["i2t_fine"]
+    with pytest.raises(ValueError, match="trained on profile 'smoke', not 'cpu'"):
+        validation_scores([result.run_dir], "cpu", data_root=smoke_data, write=False)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        validation_scores([tmp_path / "nothing"], data_root=smoke_data, write=False)
+    (result.run_dir / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        validation_scores([result.run_dir], data_root=smoke_data, write=False)
