@@ -116,8 +116,9 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import comparison_table, run_comparison
 
-    record = run_comparison(args.profile, seeds=args.seeds, progress=not args.quiet, device=args.device,
-                            **({"steps": args.steps} if args.steps else {}))
+    recipe = {"loss": args.loss} if args.loss else None
+    record = run_comparison(args.profile, seeds=args.seeds, recipe=recipe, progress=not args.quiet,
+                            device=args.device, **({"steps": args.steps} if args.steps else {}))
     print(comparison_table(record).to_string())
     return 0
 
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = exp.add_parser("clip-vs-mmclip", help="CLIP vs MMCLIP at equal budget over seeds -> results/<profile>/clip_vs_mmclip.json")
     _add_profile(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--loss", choices=[x for x in LOSSES if x != "clip"], default=None,
+                   help="the hard-negative model's loss (default: the course's recipe, experiments.MMCLIP_RECIPE); "
+                        "a variant is written beside clip_vs_mmclip.json")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")

@@ -36,12 +36,26 @@ from .train import MODEL_FILE, TrainConfig, TrainResult, dataset_root, default_r
 MMCLIP_RECIPE = dict(loss="mmclip+imc_cmr", negatives=("rule",), num_negatives=1)
 
 
-def comparison_configs(profile: Profile | str | None = None, seed: int = 0, **overrides: Any) -> dict[str, TrainConfig]:
-    """``{"clip": ..., "mmclip": ...}``: the two runs of the comparison for one seed."""
+def comparison_configs(profile: Profile | str | None = None, seed: int = 0, *, recipe: dict[str, Any] | None = None,
+                       **overrides: Any) -> dict[str, TrainConfig]:
+    """``{"clip": ..., "mmclip": ...}``: the two runs of the comparison for one seed.
+
+    ``recipe`` replaces keys of :data:`MMCLIP_RECIPE` (loss, negatives, num_negatives) for the
+    hard-negative model only; ``overrides`` (steps, images_per_step, ...) apply to both.
+    """
     p = get_profile(profile).name
     base = dict(profile=p, seed=seed, **overrides)
     return {"clip": TrainConfig(loss="clip", negatives=(), **base),
-            "mmclip": TrainConfig(**{**MMCLIP_RECIPE, **base})}
+            "mmclip": TrainConfig(**{**MMCLIP_RECIPE, **(recipe or {}), **base})}
+
+
+def comparison_name(recipe: dict[str, Any] | None = None) -> str:
+    """The results file of a comparison: ``clip_vs_mmclip``, or with the recipe's changes in its name."""
+    changed = {k: v for k, v in (recipe or {}).items() if MMCLIP_RECIPE.get(k) != v}
+    if not changed:
+        return "clip_vs_mmclip"
+    parts = [f"{k}-{'+'.join(v) if isinstance(v, (tuple, list)) else v}" for k, v in sorted(changed.items())]
+    return "clip_vs_mmclip_" + "_".join(parts)
 
 
 HEADLINE = ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")
@@ -97,9 +111,13 @@ def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, de
 
 
 def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0, 1, 2), *,
-                   runs_dir: Path | str | None = None, write: bool = True, progress: bool = True,
-                   device: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """Train (or reuse) and evaluate CLIP and MMCLIP for every seed; return and write the results."""
+                   recipe: dict[str, Any] | None = None, runs_dir: Path | str | None = None, write: bool = True,
+                   progress: bool = True, device: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Train (or reuse) and evaluate CLIP and MMCLIP for every seed; return and write the results.
+
+    The record goes to ``results/<profile>/<comparison_name(recipe)>.json``: the course's recipe
+    to ``clip_vs_mmclip.json``, a variant (``recipe={"loss": "mmclip"}``) beside it.
+    """
     from .evaluate import headline
     from .repro import Timer, detect_device, write_results
 
@@ -109,7 +127,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     recipe: dict[str, Any] = {}
     with Timer() as t:
         for seed in seeds:
-            for name, cfg in comparison_configs(p, seed, **overrides).items():
+            for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items():
                 out = Path(runs_dir) / cfg.run_name() if runs_dir else default_run_dir(cfg)
                 result = train(cfg, out_dir=out, resume=True, progress=progress, device=device)
                 full = evaluate_run(result, device=device)
@@ -127,7 +145,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     record = {**models, "summary": summary, "gap_mmclip_minus_clip": gap, "chance": chance,
               "recipe": recipe, "seeds": list(seeds)}
     if write:
-        write_results("clip_vs_mmclip", record, profile=p, seed=None, wall_time_s=t.seconds)
+        write_results(comparison_name(recipe), record, profile=p, seed=None, wall_time_s=t.seconds)
     return record
 
 

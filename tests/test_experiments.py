@@ -63,3 +63,16 @@ def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_dat
     (result.run_dir / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="has not finished"):
         validation_scores([result.run_dir], data_root=smoke_data, write=False)
+
+
+def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_file():
+    from mmgeo_utils.experiments import MMCLIP_RECIPE, comparison_name
+
+    course, variant = comparison_configs("cpu", 1), comparison_configs("cpu", 1, recipe={"loss": "negclip"})
+    assert variant["clip"] == course["clip"] and variant["mmclip"].loss == "negclip"
+    assert variant["mmclip"].negatives == course["mmclip"].negatives == MMCLIP_RECIPE["negatives"]
+    assert comparison_name(None) == comparison_name(dict(MMCLIP_RECIPE)) == "clip_vs_mmclip"
+    assert comparison_name({"loss": "negclip", "negatives": ("image", "rule")}) == \
+        "clip_vs_mmclip_loss-negclip_negatives-image+rule"
+    assert comparison_name({"loss": "negclip", "num_negatives": MMCLIP_RECIPE["num_negatives"]}) == \
+        "clip_vs_mmclip_loss-negclip"  # unchanged keys stay out of the name
