@@ -124,7 +124,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     p = get_profile(profile)
     device = device or detect_device()
     models: dict[str, list[dict]] = {"clip": [], "mmclip": []}
-    recipe: dict[str, Any] = {}
+    trained: dict[str, Any] = {}  # each model's config as trained (seed aside)
     with Timer() as t:
         for seed in seeds:
             for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items():
@@ -137,13 +137,13 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
                          "train_wall_time_s": result.summary.get("wall_time_s"),
                          "images_per_s": result.summary.get("images_per_s")}
                 models[name].append(entry)
-                recipe[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
-                recipe[name]["positives_per_step"] = result.config.positives_per_step
+                trained[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
+                trained[name]["positives_per_step"] = result.config.positives_per_step
     summary = {name: aggregate(entries) for name, entries in models.items()}
     gap = {k: summary["mmclip"][k]["mean"] - summary["clip"][k]["mean"] for k in HEADLINE}
     chance = _chance_levels(full)
     record = {**models, "summary": summary, "gap_mmclip_minus_clip": gap, "chance": chance,
-              "recipe": recipe, "seeds": list(seeds)}
+              "recipe": trained, "seeds": list(seeds)}
     if write:
         write_results(comparison_name(recipe), record, profile=p, seed=None, wall_time_s=t.seconds)
     return record

@@ -28,12 +28,14 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
     monkeypatch.setenv("MMGEO_DATA_DIR", str(smoke_data.parent))
     monkeypatch.setattr("mmgeo_utils.experiments.evaluate_run",
                         lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw))
-    record = run_comparison("smoke", seeds=(0,), runs_dir=tmp_path / "runs", progress=False)
+    record = run_comparison("smoke", seeds=(0, 1), runs_dir=tmp_path / "runs", progress=False)
     saved = json.loads((tmp_path / "results" / "smoke" / "clip_vs_mmclip.json").read_text())
-    assert saved["metrics"]["seeds"] == [0] and saved["profile"] == "smoke"
+    assert saved["metrics"]["seeds"] == [0, 1] and saved["profile"] == "smoke"
+    assert saved["metrics"]["recipe"]["mmclip"]["loss"] == comparison_configs("smoke")["mmclip"].loss
     for name in ("clip", "mmclip"):
-        (entry,) = record[name]
-        assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
+        assert [e["seed"] for e in record[name]] == [0, 1]
+        for entry in record[name]:
+            assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
     table = comparison_table(record)
     assert list(table.columns) == ["clip", "mmclip", "gap (pts)", "chance"]
     cache = tmp_path / "runs" / comparison_configs("smoke", 0)["clip"].run_name() / "test_eval.json"
