@@ -89,15 +89,14 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_clip, tidy_table
     from .models import create_clip, get_tokenizer
     from .repro import atomic_write_text, detect_device
-    from .train import MODEL_FILE
+    from .train import MODEL_FILE, load_config
 
     profile = get_profile(args.profile)
     ckpt = Path(args.checkpoint)
     model_name = args.model
     if ckpt.is_dir():
-        config = ckpt / "config.json"
-        if model_name is None and config.exists():
-            model_name = json.loads(config.read_text())["model"]
+        if model_name is None and (ckpt / "config.json").exists():
+            model_name = load_config(ckpt).model
         ckpt = ckpt / MODEL_FILE
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} not found (give a run folder or a .safetensors file)")

@@ -6,8 +6,8 @@ that already finished, resuming ones that were interrupted), evaluates each on t
 entry per seed (headline numbers plus the per-type breakdown) and the mean ± std over seeds.
 
 Both models see the same number of images per step (negatives included) for the same number
-of steps, from the same dataset. Nothing here tunes on the test split: the recipe was picked from
-the validation curves the training loop logs.
+of steps, from the same dataset. Nothing here tunes on the test split: recipes are compared on the
+validation split (:func:`validation_scores`, ``mmgeo experiment validate``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .profiles import Profile, get_profile
 from .train import MODEL_FILE, TrainConfig, TrainResult, dataset_root, default_run_dir, load_config, train
 
 # The MMCLIP recipe of the comparison, picked on the validation split (cpu profile, seed 0, all
-# 500 validation diagrams, `mmgeo eval-clip --split val`): rule negatives, one caption edit of each
+# 500 validation diagrams; `mmgeo experiment validate` -> results/cpu/recipe_selection.json): rule negatives, one caption edit of each
 # error type (label, shape, relation, number) per sample; MMGeoLM's per-anchor loss added to
 # in-batch CLIP ("IB+MM", its Table 9), plus CE-CLIP's intra-modal contrast (IMC, 0.3) and
 # adaptive cross-modal rank (CMR, 0.2) terms on the same captions. Validation i2t_fine: CLIP 24.6 %,
@@ -167,6 +167,9 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
         raise ValueError("validation_scores needs at least one run folder")
     device = device or detect_device()
     configs = {Path(r): load_config(r) for r in run_dirs}
+    for run_dir in configs:  # before any evaluation: a late failure would waste the earlier ones
+        if not (run_dir / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run has not finished")
     profiles = {c.profile for c in configs.values()}
     if len(profiles) > 1:
         raise ValueError(f"runs of different profiles cannot be compared: {sorted(profiles)}")
@@ -176,8 +179,6 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     runs: dict[str, Any] = {}
     with Timer() as t:
         for run_dir, cfg in configs.items():
-            if not (run_dir / MODEL_FILE).is_file():
-                raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run has not finished")
             model = create_clip(cfg.model, run_dir / MODEL_FILE, image_size=p.image_size, device=device)  # type: ignore[arg-type]
             out = evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg), split="val",  # type: ignore[arg-type]
                                 image_size=p.image_size, variants=("clean",), device=device)
