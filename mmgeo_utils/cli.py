@@ -69,7 +69,8 @@ def _train_config(args: argparse.Namespace):
                        num_negatives=args.num_negatives, batching=args.batching, model=args.model,
                        pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
                        images_per_step=args.images_per_step, lr=args.lr, grad_accum=args.grad_accum,
-                       precision=args.precision, eval_every=args.eval_every, workers=args.workers)
+                       precision=args.precision, eval_every=args.eval_every, workers=args.workers,
+                       threads=args.threads)
 
 
 def cmd_train_clip(args: argparse.Namespace) -> int:
@@ -131,6 +132,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for run, r in record["runs"].items():
         print(f"{run:45s} i2t_fine {100 * r['i2t_fine']:5.1f}  t2i_fine {100 * r['t2i_fine']:5.1f}  "
               f"R@1 {100 * r['i2t_r1']:4.1f}/{100 * r['t2i_r1']:4.1f}  R@5 {100 * r['i2t_r5']:4.1f}/{100 * r['t2i_r5']:4.1f}")
+    for key, r in record["recipes"].items():
+        verdict = r.get("verdict", {}).get("why", "baseline" if r["loss"] == "clip" else "not judged (no single CLIP baseline)")
+        print(f"{key:40s} seeds {r['seeds']}  i2t_fine {100 * r['i2t_fine']['mean']:5.1f} ± {100 * r['i2t_fine']['std']:.1f}"
+              f"  -> {verdict}")
     return 0
 
 
@@ -204,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the profile's, 2 on cpu; a seed reproduces only at one count)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's, built if needed)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>/<run name>)")

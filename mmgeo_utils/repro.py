@@ -179,3 +179,22 @@ def env_var(name: str, value: str | None) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op CPU threads (None: leave the count as it is), then restore it.
+
+    Why: a matrix product split over 2 threads adds its partial sums in another order than one
+    on 1 thread, and over hundreds of training steps those last-bit differences grow into a
+    different model. Same seed, same data, same numbers holds on a CPU only at the same count.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

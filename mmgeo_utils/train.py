@@ -51,7 +51,7 @@ from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, 
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .losses import HardNegativeLoss, clip_loss
 from .profiles import get_profile
-from .repro import REPO_ROOT, atomic_write_text, detect_device, provenance, seed_everything
+from .repro import REPO_ROOT, atomic_write_text, cpu_threads, detect_device, provenance, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # default: 10 times per run
     log_every: int = 10
     workers: int | None = None         # DataLoader workers (default: 1 on CPU, 8 with CUDA)
+    threads: int | None = None         # torch CPU threads (default: the profile's; see Profile.train_threads)
 
     def __post_init__(self) -> None:
         get_profile(self.profile)
@@ -112,7 +113,7 @@ class TrainConfig:
             raise ValueError(f"unknown batching {self.batching!r}; known: {', '.join(BATCHING)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
-        for name in ("num_negatives", "steps", "images_per_step", "eval_every", "checkpoint_every"):
+        for name in ("num_negatives", "steps", "images_per_step", "eval_every", "checkpoint_every", "threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (0 if name == "num_negatives" else 1)):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -134,6 +135,7 @@ class TrainConfig:
             images_per_step=self.images_per_step or p.batch_size,
             eval_every=self.eval_every or max(1, steps // 5),
             checkpoint_every=self.checkpoint_every or max(1, steps // 10),
+            threads=self.threads or p.train_threads,
         )
 
     @property
@@ -420,7 +422,15 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
     returns at once); without it an existing checkpoint is an error, so a run is never
     overwritten by accident. ``callbacks`` get ``(step, record)`` after every step (the resume
     test interrupts a run from one). On an interrupt the completed steps are checkpointed first.
+    The run uses ``config.threads`` CPU threads (the process's count is restored afterwards).
     """
+    with cpu_threads(config.resolved().threads):
+        return _train(config, out_dir=out_dir, resume=resume, data_root=data_root, device=device,
+                      progress=progress, callbacks=callbacks)
+
+
+def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, data_root: Path | str | None,
+           device: str | None, progress: bool, callbacks: Iterable[Callable[[int, dict], None]]) -> TrainResult:
     cfg = config.resolved()
     device_type = device or detect_device()
     info = init_distributed(device_type)

@@ -78,3 +78,32 @@ def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_f
         "clip_vs_mmclip_loss-negclip_negatives-image+rule"
     assert comparison_name({"loss": "negclip", "num_negatives": MMCLIP_RECIPE["num_negatives"]}) == \
         "clip_vs_mmclip_loss-negclip"  # unchanged keys stay out of the name
+
+
+def _scores(loss, seed, i2t_fine, retrieval, **config):
+    from mmgeo_utils.experiments import HEADLINE
+
+    cfg = comparison_configs("cpu", seed)["clip" if loss == "clip" else "mmclip"]
+    cfg = cfg.__class__(**{**cfg.to_dict(), "negatives": tuple(cfg.negatives), "loss": loss, **config}).resolved()
+    return {"config": cfg.to_dict(), **{k: retrieval for k in HEADLINE}, "i2t_fine": i2t_fine}
+
+
+def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
+    from mmgeo_utils.experiments import select_recipes
+
+    runs = {f"clip-s{s}": _scores("clip", s, 0.20 + 0.01 * s, 0.30) for s in (0, 1, 2)}
+    runs |= {f"good-s{s}": _scores("mmclip", s, 0.31 + 0.01 * s, 0.27) for s in (0, 1, 2)}  # +11, R -3
+    runs |= {f"forgets-s{s}": _scores("mmclip+imc_cmr", s, 0.40, 0.20) for s in (0, 1, 2)}  # +19, R -10
+    runs |= {f"weak-s{s}": _scores("negclip", s, 0.25, 0.30) for s in (0, 1, 2)}  # +4
+    runs |= {"other-seed-s5": _scores("mmclip", 5, 0.50, 0.30, num_negatives=2)}
+    out = select_recipes(runs)
+    recipes, baseline = out["recipes"], out["criterion"]["baseline"]
+    assert baseline.startswith("clip-") and recipes[baseline]["i2t_fine"]["mean"] == pytest.approx(0.21)
+    verdicts = {r["loss"] + ("-k2" if "k2" in k else ""): r.get("verdict") for k, r in recipes.items()}
+    assert verdicts["mmclip"]["meets"] and verdicts["mmclip"]["i2t_fine_gap"] == pytest.approx(0.11)
+    assert not verdicts["mmclip+imc_cmr"]["meets"] and "below CLIP" in verdicts["mmclip+imc_cmr"]["why"]
+    assert not verdicts["negclip"]["meets"] and "gap +4.0 < 10" in verdicts["negclip"]["why"]
+    assert verdicts["mmclip-k2"]["judged"] is False  # seed 5 alone says nothing against seeds 0-2
+    runs["clip-s9"] = _scores("clip", 9, 0.2, 0.3, steps=100)
+    with pytest.raises(ValueError, match="share a name but not a config"):
+        select_recipes(runs)

@@ -31,6 +31,7 @@ def _cfg(**kw):
     ({"loss": "mmclip+imc_cmr", "negatives": ("image",)}, "needs text negatives"),
     ({"precision": "fp8"}, "unknown precision"),
     ({"steps": 0}, "steps must be a positive integer"),
+    ({"threads": 0}, "threads must be a positive integer"),
     ({"profile": "laptop"}, "unknown profile"),
 ])
 def test_bad_config_names_the_problem(kw, words):
@@ -168,6 +169,20 @@ def test_runs_are_never_overwritten_and_resume_checks_the_config(smoke_data, tmp
     with pytest.raises(CheckpointError, match="lr"):
         train(_cfg(loss="clip", negatives=(), steps=2, lr=1e-3), out_dir=tmp_path / "r", data_root=smoke_data,
               progress=False, resume=True)
+
+
+def test_a_run_trains_on_its_thread_count_records_it_and_restores_the_process(smoke_data, tmp_path):
+    assert TrainConfig(profile="cpu").resolved().threads == 2  # the laptop the cpu numbers come from
+    before, seen = torch.get_num_threads(), []
+    wanted = 1 if before != 1 else 2
+    cfg = _cfg(loss="clip", negatives=(), steps=2, threads=wanted)
+    train(cfg, out_dir=tmp_path / "t", data_root=smoke_data, progress=False,
+          callbacks=[lambda step, record: seen.append(torch.get_num_threads())])
+    assert seen == [wanted, wanted] and torch.get_num_threads() == before
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["threads"] == wanted
+    with pytest.raises(CheckpointError, match="threads"):  # another count would train another model
+        train(_cfg(loss="clip", negatives=(), steps=2, threads=wanted + 1), out_dir=tmp_path / "t",
+              data_root=smoke_data, progress=False, resume=True)
 
 
 def test_a_corrupt_checkpoint_is_named(smoke_data, tmp_path):
