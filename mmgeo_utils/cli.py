@@ -118,7 +118,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     recipe = {"loss": args.loss} if args.loss else None
     record = run_comparison(args.profile, seeds=args.seeds, recipe=recipe, progress=not args.quiet,
-                            device=args.device, **({"steps": args.steps} if args.steps else {}))
+                            device=args.device, jobs=args.jobs, **({"steps": args.steps} if args.steps else {}))
     print(comparison_table(record).to_string())
     return 0
 
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: the profile's, 2 on cpu; a seed reproduces only at one count)")
+                   help="torch CPU threads (default: the profile's, 1 on cpu; a seed reproduces only at one count)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's, built if needed)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>/<run name>)")
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the hard-negative model's loss (default: the course's recipe, experiments.MMCLIP_RECIPE); "
                         "a variant is written beside clip_vs_mmclip.json")
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_experiment)

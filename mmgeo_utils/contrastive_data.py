@@ -146,33 +146,40 @@ class HardNegativeDataset(torch.utils.data.Dataset):
         }
 
 
-def make_collate(tokenizer: Callable[[Sequence[str]], torch.Tensor]) -> Callable[[list[dict]], dict[str, Any]]:
-    """A collate function that stacks tensors and tokenises captions and text negatives.
+class Collate:
+    """Stacks tensors and tokenises captions and text negatives into one batch.
 
-    ``tokenizer`` is open_clip's (``open_clip.get_tokenizer(name)``): a list of strings
-    in, a (N, L) tensor of token ids out.
+    ``tokenizer`` is open_clip's (``open_clip.get_tokenizer(name)``): a list of strings in, a
+    (N, L) tensor of token ids out. A class rather than a closure so it pickles: DataLoader
+    workers started by *spawn* (macOS, or a run inside ``train_all``'s processes) receive it pickled.
     """
 
-    def collate(items: list[dict]) -> dict[str, Any]:
+    def __init__(self, tokenizer: Callable[[Sequence[str]], torch.Tensor]):
+        self.tokenizer = tokenizer
+
+    def __call__(self, items: list[dict]) -> dict[str, Any]:
         b = len(items)
         k_t = len(items[0]["text_negatives"])
         batch = {
             "id": [it["id"] for it in items],
             "image": torch.stack([it["image"] for it in items]),
-            "text": tokenizer([it["caption"] for it in items]),
+            "text": self.tokenizer([it["caption"] for it in items]),
             "image_negatives": torch.stack([it["image_negatives"] for it in items]),
             "image_negative_mask": torch.stack([it["image_negative_mask"] for it in items]),
             "text_negative_mask": torch.stack([it["text_negative_mask"] for it in items]),
         }
         if k_t:
             flat = [t for it in items for t in it["text_negatives"]]
-            tokens = tokenizer(flat)
+            tokens = self.tokenizer(flat)
             batch["text_negatives"] = tokens.view(b, k_t, tokens.shape[-1])
         else:
             batch["text_negatives"] = batch["text"].new_zeros((b, 0, batch["text"].shape[-1]))
         return batch
 
-    return collate
+
+def make_collate(tokenizer: Callable[[Sequence[str]], torch.Tensor]) -> Collate:
+    """The collate function of a :class:`HardNegativeDataset` loader (see :class:`Collate`)."""
+    return Collate(tokenizer)
 
 
 # ----------------------------------------------------------------------------- batch order

@@ -22,18 +22,16 @@ import numpy as np
 from .profiles import Profile, get_profile
 from .train import MODEL_FILE, TrainConfig, TrainResult, dataset_root, default_run_dir, load_config, train
 
-# The MMCLIP recipe of the comparison, picked on the validation split (cpu profile, seed 0, all
-# 500 validation diagrams; `mmgeo experiment validate` -> results/cpu/recipe_selection.json): rule negatives, one caption edit of each
-# error type (label, shape, relation, number) per sample; MMGeoLM's per-anchor loss added to
-# in-batch CLIP ("IB+MM", its Table 9), plus CE-CLIP's intra-modal contrast (IMC, 0.3) and
-# adaptive cross-modal rank (CMR, 0.2) terms on the same captions. Validation i2t_fine: CLIP 24.6 %,
-# per-anchor loss alone 38.0 %, with IMC + CMR 40.2 % (R@1 within 1.5 points of CLIP's both ways;
-# R@5 10 points lower, reported in the README). With no image negatives both models get all 64
-# images per step as positives. Tried and set aside: 1 image + 1 retrieval negative per sample
-# (half the positives per step: the in-batch term learned more slowly and fine-grained accuracy did
-# not rise above CLIP's), and hard batching (batches of retrieval neighbours: slower for CLIP and
-# MMCLIP alike at 500 steps).
-MMCLIP_RECIPE = dict(loss="mmclip+imc_cmr", negatives=("rule",), num_negatives=1)
+# The MMCLIP recipe of the comparison: rule negatives, one caption edit of each error type (label,
+# shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP ("IB+MM",
+# its Table 9). With no image negatives both models get all 64 images per step as positives. Chosen on
+# the validation split by `select_recipes` (results/cpu/recipe_selection.json, `mmgeo experiment
+# validate`): adding CE-CLIP's IMC (0.3) and CMR (0.2) terms (loss="mmclip+imc_cmr") scored 2 points
+# higher on i2t_fine at seed 0 but 10 points lower on R@5, failing the retrieval condition. Tried and
+# set aside earlier: 1 image + 1 retrieval negative per sample (half the positives per step: the
+# in-batch term learned more slowly and fine-grained accuracy did not rise above CLIP's), and hard
+# batching (batches of retrieval neighbours: slower for CLIP and MMCLIP alike at 500 steps).
+MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1)
 
 
 def comparison_configs(profile: Profile | str | None = None, seed: int = 0, *, recipe: dict[str, Any] | None = None,
@@ -110,13 +108,53 @@ def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, de
     return out
 
 
+def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
+    """How many runs to train at once: on a CPU, as many as its cores hold at the runs' thread
+    count (a run with no pinned count uses them all); on a GPU one."""
+    import os
+
+    if device != "cpu" or not configs:
+        return 1
+    threads = max(c.resolved().threads or (os.cpu_count() or 1) for c in configs)
+    return max(1, min(len(configs), (os.cpu_count() or 1) // threads))
+
+
+def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | None = None, device: str | None = None,
+              progress: bool = True) -> list[TrainResult]:
+    """Train (or reuse, or resume) every ``(config, run folder)``; ``jobs`` of them at once.
+
+    Why processes: a run pins its own CPU thread count, and the small cpu-profile model gains little
+    from a second intra-op thread, so two one-thread runs side by side finish about twice as fast on
+    2 cores as one after another. The weights are the same either way: a run depends on its config
+    (thread count included), not on what ran beside it. Parallel runs show no progress bars; each
+    writes its own ``train_log.csv``.
+    """
+    from .repro import detect_device
+
+    device = device or detect_device()
+    jobs = default_jobs([c for c, _ in runs], device) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs == 1 or len(runs) == 1:
+        return [train(cfg, out_dir=out, resume=True, progress=progress, device=device) for cfg, out in runs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(train, cfg, out_dir=out, resume=True, progress=False, device=device) for cfg, out in runs]
+        return [f.result() for f in futures]
+
+
 def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0, 1, 2), *,
                    recipe: dict[str, Any] | None = None, runs_dir: Path | str | None = None, write: bool = True,
-                   progress: bool = True, device: str | None = None, **overrides: Any) -> dict[str, Any]:
+                   progress: bool = True, device: str | None = None, jobs: int | None = None,
+                   **overrides: Any) -> dict[str, Any]:
     """Train (or reuse) and evaluate CLIP and MMCLIP for every seed; return and write the results.
 
-    The record goes to ``results/<profile>/<comparison_name(recipe)>.json``: the course's recipe
-    to ``clip_vs_mmclip.json``, a variant (``recipe={"loss": "mmclip"}``) beside it.
+    ``jobs`` runs train at once (default :func:`default_jobs`: two on a 2-core CPU for the cpu
+    profile). The record goes to ``results/<profile>/<comparison_name(recipe)>.json``: the course's
+    recipe to ``clip_vs_mmclip.json``, a variant (``recipe={"loss": "mmclip"}``) beside it.
     """
     from .evaluate import headline
     from .repro import Timer, detect_device, write_results
@@ -125,20 +163,20 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     device = device or detect_device()
     models: dict[str, list[dict]] = {"clip": [], "mmclip": []}
     trained: dict[str, Any] = {}  # each model's config as trained (seed aside)
+    planned = [(seed, name, cfg, Path(runs_dir) / cfg.run_name() if runs_dir else default_run_dir(cfg))
+               for seed in seeds for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items()]
     with Timer() as t:
-        for seed in seeds:
-            for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items():
-                out = Path(runs_dir) / cfg.run_name() if runs_dir else default_run_dir(cfg)
-                result = train(cfg, out_dir=out, resume=True, progress=progress, device=device)
-                full = evaluate_run(result, device=device)
-                entry = {"seed": seed, "run": str(out), **headline(full),
-                         "robustness": full.get("robustness", {}),
-                         "probes": {k: v["acc"] for k, v in full["probes"].items()},
-                         "train_wall_time_s": result.summary.get("wall_time_s"),
-                         "images_per_s": result.summary.get("images_per_s")}
-                models[name].append(entry)
-                trained[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
-                trained[name]["positives_per_step"] = result.config.positives_per_step
+        results = train_all([(cfg, out) for _, _, cfg, out in planned], jobs=jobs, device=device, progress=progress)
+        for (seed, name, _, out), result in zip(planned, results):
+            full = evaluate_run(result, device=device)
+            entry = {"seed": seed, "run": str(out), **headline(full),
+                     "robustness": full.get("robustness", {}),
+                     "probes": {k: v["acc"] for k, v in full["probes"].items()},
+                     "train_wall_time_s": result.summary.get("wall_time_s"),
+                     "images_per_s": result.summary.get("images_per_s")}
+            models[name].append(entry)
+            trained[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
+            trained[name]["positives_per_step"] = result.config.positives_per_step
     summary = {name: aggregate(entries) for name, entries in models.items()}
     gap = {k: summary["mmclip"][k]["mean"] - summary["clip"][k]["mean"] for k in HEADLINE}
     chance = _chance_levels(full)

@@ -42,8 +42,10 @@ class Profile:
     train_steps: int
     seeds: int  # training seeds of the CLIP vs MMCLIP comparison (lesson 05 reports mean ± std)
     # CPU threads per training process, or None for torch's default. Threads split float sums
-    # differently, so on a CPU one seed gives one model only at one thread count: the cpu profile
-    # pins the 2 cores it is written for, and its published numbers reproduce on any machine.
+    # differently, so on a CPU one seed gives one model only at one thread count. The cpu profile
+    # pins one: its small model gains little from a second intra-op thread, two one-thread runs side
+    # by side use a 2-core laptop best (run_comparison's jobs=2), and its published numbers
+    # reproduce on any machine.
     train_threads: int | None = None
 
     def to_dict(self) -> dict:
@@ -84,7 +86,7 @@ PROFILES: dict[str, Profile] = {
             batch_size=64,
             train_steps=500,
             seeds=3,
-            train_threads=2,
+            train_threads=1,
         ),
         Profile(
             name="gpu",

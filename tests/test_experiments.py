@@ -3,6 +3,8 @@
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mmgeo_utils.experiments import aggregate, comparison_configs, comparison_table, evaluate_run, run_comparison
 from mmgeo_utils.train import train
@@ -28,7 +30,8 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
     monkeypatch.setenv("MMGEO_DATA_DIR", str(smoke_data.parent))
     monkeypatch.setattr("mmgeo_utils.experiments.evaluate_run",
                         lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw))
-    record = run_comparison("smoke", seeds=(0, 1), runs_dir=tmp_path / "runs", progress=False)
+    # two runs at a time in their own processes, one thread each
+    record = run_comparison("smoke", seeds=(0, 1), runs_dir=tmp_path / "runs", progress=False, jobs=2, threads=1)
     saved = json.loads((tmp_path / "results" / "smoke" / "clip_vs_mmclip.json").read_text())
     assert saved["metrics"]["seeds"] == [0, 1] and saved["profile"] == "smoke"
     assert saved["metrics"]["recipe"]["mmclip"]["loss"] == comparison_configs("smoke")["mmclip"].loss
@@ -38,11 +41,14 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
             assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
     table = comparison_table(record)
     assert list(table.columns) == ["clip", "mmclip", "gap (pts)", "chance"]
+    alone = train(comparison_configs("smoke", 1, threads=1)["mmclip"], out_dir=tmp_path / "alone", progress=False)
+    parallel = load_file(str(tmp_path / "runs" / alone.config.run_name() / "model.safetensors"))
+    assert all(torch.equal(t, parallel[k]) for k, t in load_file(str(alone.model_path)).items())  # same weights
     cache = tmp_path / "runs" / comparison_configs("smoke", 0)["clip"].run_name() / "test_eval.json"
     stale = json.loads(cache.read_text())
     stale["version"], stale["result"]["n"] = "0", -1  # a cache from another benchmark version
     cache.write_text(json.dumps(stale))
-    result = train(comparison_configs("smoke", 0)["clip"], out_dir=cache.parent, resume=True, progress=False)
+    result = train(comparison_configs("smoke", 0, threads=1)["clip"], out_dir=cache.parent, resume=True, progress=False)
     assert evaluate_run(result, data_root=smoke_data)["n"] == 16  # recomputed, not served stale
 
 
@@ -107,3 +113,12 @@ def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
     runs["clip-s9"] = _scores("clip", 9, 0.2, 0.3, steps=100)
     with pytest.raises(ValueError, match="share a name but not a config"):
         select_recipes(runs)
+
+
+def test_default_jobs_fill_the_cores_at_the_runs_thread_count(monkeypatch):
+    from mmgeo_utils.experiments import default_jobs
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cpu = list(comparison_configs("cpu", 0).values())  # one thread each
+    assert default_jobs(cpu, "cpu") == 2 and default_jobs(cpu[:1], "cpu") == 1 and default_jobs(cpu, "cuda") == 1
+    assert default_jobs(list(comparison_configs("smoke", 0).values()), "cpu") == 1  # unpinned: uses every core
