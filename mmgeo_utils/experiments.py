@@ -76,6 +76,7 @@ def aggregate(per_seed: list[dict]) -> dict[str, Any]:
 
 
 EVAL_FILE = "test_eval.json"
+VAL_EVAL_FILE = "val_eval.json"
 
 
 def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, device: str = "cpu",
@@ -154,7 +155,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
 
     ``jobs`` runs train at once (default :func:`default_jobs`: two on a 2-core CPU for the cpu
     profile). The record goes to ``results/<profile>/<comparison_name(recipe)>.json``: the course's
-    recipe to ``clip_vs_mmclip.json``, a variant (``recipe={"loss": "mmclip"}``) beside it.
+    recipe to ``clip_vs_mmclip.json``, a variant (``recipe={"loss": "mmclip+imc_cmr"}``) beside it.
     """
     from .evaluate import headline
     from .repro import Timer, detect_device, write_results
@@ -195,11 +196,11 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     The comparison's recipe (:data:`MMCLIP_RECIPE`) is picked from these numbers, never from the
     test split. All runs must share one profile (``profile``, when given, must be theirs); the
     record (per run: its config and the headline numbers) goes to ``results/<profile>/<name>.json``
-    with profile, commit and device.
+    with profile, commit and device. Each run's scores are cached in its ``val_eval.json``.
     """
-    from .evaluate import evaluate_clip, headline
+    from .evaluate import EVAL_VERSION, evaluate_clip, headline
     from .models import create_clip, get_tokenizer
-    from .repro import Timer, detect_device, write_results
+    from .repro import Timer, atomic_write_text, detect_device, write_results
 
     if not run_dirs:
         raise ValueError("validation_scores needs at least one run folder")
@@ -217,9 +218,16 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     runs: dict[str, Any] = {}
     with Timer() as t:
         for run_dir, cfg in configs.items():
-            model = create_clip(cfg.model, run_dir / MODEL_FILE, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-            out = evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg), split="val",  # type: ignore[arg-type]
-                                image_size=p.image_size, variants=("clean",), device=device)
+            # cached beside test_eval.json, keyed the same way: adding a candidate re-scores only it
+            cache, digest = run_dir / VAL_EVAL_FILE, hashlib.sha256((run_dir / MODEL_FILE).read_bytes()).hexdigest()
+            saved = json.loads(cache.read_text()) if cache.exists() else {}
+            if (saved.get("model_sha256"), saved.get("version")) == (digest, EVAL_VERSION):
+                out = saved["result"]
+            else:
+                model = create_clip(cfg.model, run_dir / MODEL_FILE, image_size=p.image_size, device=device)  # type: ignore[arg-type]
+                out = evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg), split="val",  # type: ignore[arg-type]
+                                    image_size=p.image_size, variants=("clean",), device=device)
+                atomic_write_text(cache, json.dumps({"model_sha256": digest, "version": EVAL_VERSION, "result": out}) + "\n")
             runs[run_dir.name] = {"config": cfg.to_dict(), "n": out["n"], **headline(out)}
     record = {"split": "val", "runs": runs, **select_recipes(runs)}
     if write:

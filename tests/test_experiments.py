@@ -64,6 +64,14 @@ def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_dat
     assert entry["config"]["loss"] == cfg.loss and 0.0 <= entry["i2t_fine"] <= 1.0
     saved = json.loads((tmp_path / "results" / "smoke" / "recipe_selection.json").read_text())
     assert saved["metrics"]["runs"]["a"]["i2t_fine"] == entry["i2t_fine"]
+    cache = result.run_dir / "val_eval.json"
+    stale = json.loads(cache.read_text())
+    stale["result"]["n"] = -1
+    cache.write_text(json.dumps(stale))
+    assert validation_scores([result.run_dir], write=False)["runs"]["a"]["n"] == -1  # served from the cache
+    stale["model_sha256"] = "0" * 64  # a retrained run's cache is stale
+    cache.write_text(json.dumps(stale))
+    assert validation_scores([result.run_dir], data_root=smoke_data, write=False)["runs"]["a"]["n"] == 16
     with pytest.raises(ValueError, match="trained on profile 'smoke', not 'cpu'"):
         validation_scores([result.run_dir], "cpu", data_root=smoke_data, write=False)
     with pytest.raises(CheckpointError, match="no config.json"):
