@@ -262,8 +262,9 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
     ``runs`` maps run names to ``{"config": ..., <headline numbers>}`` (what
     :func:`validation_scores` measures). A recipe *meets* the criterion when its mean i2t_fine is
     at least ``gap_target`` above plain CLIP's and none of its mean R@1/R@5 (both directions) is
-    more than ``retrieval_tolerance`` below CLIP's. Means are compared only over the same seeds:
-    a recipe scored on other seeds than CLIP is reported but not judged.
+    more than ``retrieval_tolerance`` below CLIP's. Both means are taken over the seeds the recipe
+    and CLIP share (``seeds_compared``), so an extra CLIP seed cannot move the verdict; a recipe
+    that shares no seed with CLIP is reported but not judged.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for name, r in runs.items():
@@ -273,6 +274,7 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
             raise ValueError(f"{name} and {key} runs share a name but not a config (steps, lr, threads, ...): "
                              "seeds of one recipe must differ in the seed only")
         members.append(r)
+    mean = lambda members, k, seeds: float(np.mean([m[k] for m in members if m["config"]["seed"] in seeds]))  # noqa: E731
     recipes: dict[str, Any] = {}
     for key, members in sorted(groups.items()):
         recipes[key] = {"loss": members[0]["config"]["loss"],
@@ -283,23 +285,24 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
                  "retrieval_keys": list(RETRIEVAL_KEYS), "baseline": baselines[0] if len(baselines) == 1 else None}
     if len(baselines) != 1:
         return {"recipes": recipes, "criterion": criterion}
-    base = recipes[baselines[0]]
+    base = groups[baselines[0]]
     for key, r in recipes.items():
         if key == baselines[0]:
             continue
-        if r["seeds"] != base["seeds"]:
-            r["verdict"] = {"judged": False, "why": f"seeds {r['seeds']} differ from CLIP's {base['seeds']}"}
+        seeds = sorted(set(r["seeds"]) & set(recipes[baselines[0]]["seeds"]))
+        if not seeds:
+            r["verdict"] = {"judged": False, "why": f"seeds {r['seeds']} share none with CLIP's"}
             continue
-        gap = r["i2t_fine"]["mean"] - base["i2t_fine"]["mean"]
-        drops = {k: base[k]["mean"] - r[k]["mean"] for k in RETRIEVAL_KEYS}
+        gap = mean(groups[key], "i2t_fine", seeds) - mean(base, "i2t_fine", seeds)
+        drops = {k: mean(base, k, seeds) - mean(groups[key], k, seeds) for k in RETRIEVAL_KEYS}
         worst = max(drops, key=drops.get)
         why = []
         if gap < gap_target:
             why.append(f"i2t_fine gap {100 * gap:+.1f} < {100 * gap_target:.0f} points")
         if drops[worst] > retrieval_tolerance:
             why.append(f"{worst} {100 * drops[worst]:.1f} points below CLIP (tolerance {100 * retrieval_tolerance:.0f})")
-        r["verdict"] = {"judged": True, "meets": not why, "i2t_fine_gap": gap, "retrieval_drop": drops,
-                        "why": "; ".join(why) or "meets both conditions"}
+        r["verdict"] = {"judged": True, "meets": not why, "seeds_compared": seeds, "i2t_fine_gap": gap,
+                        "retrieval_drop": drops, "why": "; ".join(why) or "meets both conditions"}
     return {"recipes": recipes, "criterion": criterion}
 
 

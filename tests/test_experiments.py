@@ -118,6 +118,10 @@ def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
     assert not verdicts["mmclip+imc_cmr"]["meets"] and "below CLIP" in verdicts["mmclip+imc_cmr"]["why"]
     assert not verdicts["negclip"]["meets"] and "gap +4.0 < 10" in verdicts["negclip"]["why"]
     assert verdicts["mmclip-k2"]["judged"] is False  # seed 5 alone says nothing against seeds 0-2
+    del runs["good-s2"]  # two seeds: judged against CLIP's same two, not its three
+    two = select_recipes(runs)["recipes"]
+    (good,) = [r for r in two.values() if r["loss"] == "mmclip" and r["seeds"] == [0, 1]]
+    assert good["verdict"]["seeds_compared"] == [0, 1] and good["verdict"]["i2t_fine_gap"] == pytest.approx(0.11)
     runs["clip-s9"] = _scores("clip", 9, 0.2, 0.3, steps=100)
     with pytest.raises(ValueError, match="share a name but not a config"):
         select_recipes(runs)
