@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .profiles import Profile, get_profile
-from .train import MODEL_FILE, TrainConfig, TrainResult, dataset_root, default_run_dir, load_config, train
+from .train import (MODEL_FILE, RESUMABLE_CHANGES, TrainConfig, TrainResult, dataset_root, default_run_dir, load_config,
+                    train)
 
 # The MMCLIP recipe of the comparison: rule negatives, one caption edit of each error type (label,
 # shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP ("IB+MM",
@@ -81,31 +82,33 @@ VAL_EVAL_FILE = "val_eval.json"
 
 def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, device: str = "cpu",
                  variants: Sequence[str] = ("clean", "rotate30", "downscale0.5")) -> dict:
-    """The full test-split benchmark of a finished run, cached in the run folder.
+    """The full test-split benchmark of a finished run, cached in the run folder (``test_eval.json``)."""
+    return _evaluate_cached(result.model_path, result.config, result.run_dir / EVAL_FILE, split="test",
+                            variants=variants, data_root=data_root, device=device)
 
-    The cache (``test_eval.json``) is keyed by the sha256 of ``model.safetensors``, the variants
-    and the benchmark's version, so neither retraining a run nor changing a metric can serve a
-    stale evaluation.
+
+def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: str, variants: Sequence[str],
+                     data_root: Path | str | None, device: str) -> dict:
+    """``evaluate_clip`` of one checkpoint on one split, cached in ``cache``.
+
+    The cache is keyed by the sha256 of the weights, the variants and the benchmark's version, so
+    neither retraining a run nor changing a metric can serve a stale evaluation.
     """
     from .evaluate import EVAL_VERSION, evaluate_clip
     from .models import create_clip, get_tokenizer
     from .repro import atomic_write_text
 
-    cfg = result.config
     p = get_profile(cfg.profile)
-    digest = hashlib.sha256(result.model_path.read_bytes()).hexdigest()
-    cache = result.run_dir / EVAL_FILE
+    key = {"model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(), "variants": list(variants),
+           "version": EVAL_VERSION}
     if cache.exists():
         saved = json.loads(cache.read_text())
-        if (saved.get("model_sha256"), saved.get("variants"), saved.get("version")) == (digest, list(variants),
-                                                                                         EVAL_VERSION):
+        if all(saved.get(k) == v for k, v in key.items()):
             return saved["result"]
-    root = data_root or dataset_root(cfg)
-    model = create_clip(cfg.model, result.model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-    out = evaluate_clip(model, get_tokenizer(cfg.model), root, split="test", image_size=p.image_size,  # type: ignore[arg-type]
-                        variants=variants, device=device)
-    atomic_write_text(cache, json.dumps({"model_sha256": digest, "variants": list(variants), "version": EVAL_VERSION,
-                                         "result": out}) + "\n")
+    model = create_clip(cfg.model, model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
+    out = evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg), split=split,  # type: ignore[arg-type]
+                        image_size=p.image_size, variants=variants, device=device)
+    atomic_write_text(cache, json.dumps({**key, "result": out}) + "\n")
     return out
 
 
@@ -198,9 +201,8 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     record (per run: its config and the headline numbers) goes to ``results/<profile>/<name>.json``
     with profile, commit and device. Each run's scores are cached in its ``val_eval.json``.
     """
-    from .evaluate import EVAL_VERSION, evaluate_clip, headline
-    from .models import create_clip, get_tokenizer
-    from .repro import Timer, atomic_write_text, detect_device, write_results
+    from .evaluate import headline
+    from .repro import Timer, detect_device, write_results
 
     if not run_dirs:
         raise ValueError("validation_scores needs at least one run folder")
@@ -219,15 +221,8 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     with Timer() as t:
         for run_dir, cfg in configs.items():
             # cached beside test_eval.json, keyed the same way: adding a candidate re-scores only it
-            cache, digest = run_dir / VAL_EVAL_FILE, hashlib.sha256((run_dir / MODEL_FILE).read_bytes()).hexdigest()
-            saved = json.loads(cache.read_text()) if cache.exists() else {}
-            if (saved.get("model_sha256"), saved.get("version")) == (digest, EVAL_VERSION):
-                out = saved["result"]
-            else:
-                model = create_clip(cfg.model, run_dir / MODEL_FILE, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-                out = evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg), split="val",  # type: ignore[arg-type]
-                                    image_size=p.image_size, variants=("clean",), device=device)
-                atomic_write_text(cache, json.dumps({"model_sha256": digest, "version": EVAL_VERSION, "result": out}) + "\n")
+            out = _evaluate_cached(run_dir / MODEL_FILE, cfg, run_dir / VAL_EVAL_FILE, split="val", variants=("clean",),
+                                   data_root=data_root, device=device)
             runs[run_dir.name] = {"config": cfg.to_dict(), "n": out["n"], **headline(out)}
     record = {"split": "val", "runs": runs, **select_recipes(runs)}
     if write:
@@ -250,9 +245,8 @@ def recipe_of(config: dict[str, Any]) -> str:
 
 
 def _what_trains(config: dict[str, Any]) -> dict[str, Any]:
-    # logging and evaluation cadence do not change the model
-    volatile = {"seed", "eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"}
-    return {k: v for k, v in config.items() if k not in volatile}
+    # what resume may change (logging, evaluation cadence) does not change the model; nor, here, the seed
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES | {"seed"}}
 
 
 def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_TARGET,

@@ -597,6 +597,10 @@ def _checkpoint(path: Path, model, optimizer, scheduler, objective, scaler, step
     barrier(info)
 
 
+# how much of a run to log, evaluate or checkpoint may change on resume; what it computes may not
+RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"})
+
+
 def load_config(run_dir: Path | str) -> TrainConfig:
     """The resolved :class:`TrainConfig` a run folder was trained with (its ``config.json``)."""
     path = Path(run_dir) / "config.json"
@@ -613,9 +617,7 @@ def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     # compare canonical forms: a config that trains the same run is the same config
     saved = load_config(run_dir).to_dict()
     now = cfg.to_dict()
-    # how much of the run to log or checkpoint may change on resume; what it computes may not
-    volatile = {"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"}
-    diff = {k: (saved.get(k), now[k]) for k in now if k not in volatile and saved.get(k) != now[k]}
+    diff = {k: (saved.get(k), now[k]) for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]}
     if diff:
         raise CheckpointError(f"cannot resume {run_dir}: its config differs in "
                               + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
