@@ -5,7 +5,7 @@
     mmgeo bench negatives [--profile P] [--retrieval-n N]
     mmgeo train-clip   --profile cpu --loss mmclip --negatives image,rule,retrieval [--resume]
     mmgeo eval-clip    --checkpoint runs/cpu/<run> [--split test]
-    mmgeo experiment clip-vs-mmclip --profile cpu [--seeds 0 1 2]
+    mmgeo experiment clip-vs-mmclip --profile cpu [--seeds 0 1 2] [--extend]
     mmgeo experiment validate runs/cpu/<run> ...   # validation scores: how the recipe is chosen
     mmgeo bench train  [--profile P]      # per-image step time of CLIP vs MMCLIP, data wait share
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
@@ -118,7 +118,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     recipe = {"loss": args.loss} if args.loss else None
     record = run_comparison(args.profile, seeds=args.seeds, recipe=recipe, progress=not args.quiet,
-                            device=args.device, jobs=args.jobs, **({"steps": args.steps} if args.steps else {}))
+                            device=args.device, jobs=args.jobs, extend=args.extend,
+                            **({"steps": args.steps} if args.steps else {}))
     print(comparison_table(record).to_string())
     return 0
 
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)")
+    p.add_argument("--extend", action="store_true",
+                   help="add these seeds to the results file's earlier seeds (same recipe; a seed in both must "
+                        "give the same numbers)")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_experiment)

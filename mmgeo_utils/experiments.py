@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -153,17 +154,30 @@ def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | No
 def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0, 1, 2), *,
                    recipe: dict[str, Any] | None = None, runs_dir: Path | str | None = None, write: bool = True,
                    progress: bool = True, device: str | None = None, jobs: int | None = None,
+                   extend: bool = False, results_root: Path | str | None = None,
                    **overrides: Any) -> dict[str, Any]:
     """Train (or reuse) and evaluate CLIP and MMCLIP for every seed; return and write the results.
 
     ``jobs`` runs train at once (default :func:`default_jobs`: two on a 2-core CPU for the cpu
     profile). The record goes to ``results/<profile>/<comparison_name(recipe)>.json``: the course's
     recipe to ``clip_vs_mmclip.json``, a variant (``recipe={"loss": "mmclip+imc_cmr"}``) beside it.
+    Each per-seed entry carries the commit, device and time that measured it (``measured``).
+
+    ``extend=True`` adds these seeds to the seeds that file already holds (:func:`merge_comparisons`):
+    how seeds trained on different days or machines become one record. The merge refuses records
+    whose recipes, chance levels or profiles differ, and a seed measured twice with different numbers.
     """
     from .evaluate import headline
-    from .repro import Timer, detect_device, write_results
+    from .repro import (Timer, describe_device, detect_device, git_commit, load_results, results_dir,
+                        write_results)
 
     p = get_profile(profile)
+    file_name = comparison_name(recipe)
+    earlier = results_dir(p, results_root) / f"{file_name}.json"
+    if extend and not earlier.is_file():  # before hours of training, not after
+        raise FileNotFoundError(f"cannot extend {earlier}: no such results file (run without extend first)")
+    if not seeds:
+        raise ValueError("no seeds to train")
     device = device or detect_device()
     models: dict[str, list[dict]] = {"clip": [], "mmclip": []}
     trained: dict[str, Any] = {}  # each model's config as trained (seed aside)
@@ -177,18 +191,71 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
                      "robustness": full.get("robustness", {}),
                      "probes": {k: v["acc"] for k, v in full["probes"].items()},
                      "train_wall_time_s": result.summary.get("wall_time_s"),
-                     "images_per_s": result.summary.get("images_per_s")}
+                     "images_per_s": result.summary.get("images_per_s"),
+                     "measured": {"commit": git_commit(), "device": describe_device(),
+                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
             models[name].append(entry)
             trained[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
             trained[name]["positives_per_step"] = result.config.positives_per_step
+    record = _comparison_record(models, chance=_chance_levels(full), recipe=trained)
+    if extend:
+        record = merge_comparisons([load_results(earlier), {"profile": p.name, "metrics": record}])
+    if write:
+        write_results(file_name, record, profile=p, seed=None, wall_time_s=t.seconds, root=results_root)
+    return record
+
+
+def _comparison_record(models: dict[str, list[dict]], *, chance: dict[str, float],
+                       recipe: dict[str, Any]) -> dict[str, Any]:
+    """Per-seed entries (sorted by seed) plus their mean ± std and the MMCLIP − CLIP gap."""
+    models = {name: sorted(entries, key=lambda e: e["seed"]) for name, entries in models.items()}
+    seeds = [e["seed"] for e in models["clip"]]
+    if [e["seed"] for e in models["mmclip"]] != seeds:
+        raise ValueError(f"CLIP seeds {seeds} and MMCLIP seeds {[e['seed'] for e in models['mmclip']]} differ: "
+                         "a comparison needs both models at every seed")
     summary = {name: aggregate(entries) for name, entries in models.items()}
     gap = {k: summary["mmclip"][k]["mean"] - summary["clip"][k]["mean"] for k in HEADLINE}
-    chance = _chance_levels(full)
-    record = {**models, "summary": summary, "gap_mmclip_minus_clip": gap, "chance": chance,
-              "recipe": trained, "seeds": list(seeds)}
-    if write:
-        write_results(comparison_name(recipe), record, profile=p, seed=None, wall_time_s=t.seconds)
-    return record
+    return {**models, "summary": summary, "gap_mmclip_minus_clip": gap, "chance": chance,
+            "recipe": recipe, "seeds": seeds}
+
+
+def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One comparison over the union of the seeds of several results files (``load_results`` records).
+
+    Seeds are independent runs, so a record over seeds 0-1 and one over seed 2 make a record over
+    seeds 0-2, provided they measured the same thing: the same profile, the same recipe for both
+    models (what trains: steps, lr, data, threads, ...), the same chance levels (the same test
+    split). A seed in two records must carry the same numbers (same seed, same numbers); a
+    difference means the code changed between them, and all seeds should be rerun instead.
+    Entries keep the ``measured`` stamp (commit, device, time) of the record they came from.
+    """
+    if not records:
+        raise ValueError("nothing to merge")
+    first = records[0]
+    models: dict[str, dict[int, dict]] = {"clip": {}, "mmclip": {}}
+    for i, rec in enumerate(records):
+        m = rec["metrics"]
+        if rec["profile"] != first["profile"]:
+            raise ValueError(f"record {i} is of profile {rec['profile']!r}, record 0 of {first['profile']!r}")
+        for name in models:
+            if _what_trains(m["recipe"][name]) != _what_trains(first["metrics"]["recipe"][name]):
+                diff = sorted(k for k in set(m["recipe"][name]) | set(first["metrics"]["recipe"][name])
+                              if m["recipe"][name].get(k) != first["metrics"]["recipe"][name].get(k))
+                raise ValueError(f"record {i} trained {name} differently from record 0 ({', '.join(diff)})")
+        if m["chance"] != first["metrics"]["chance"]:
+            raise ValueError(f"record {i} has other chance levels than record 0: another test split")
+        for name in models:
+            for entry in m[name]:
+                entry = {**entry, "measured": entry.get("measured") or
+                         {k: rec.get(k) for k in ("commit", "device", "created")}}
+                seen = models[name].get(entry["seed"])
+                if seen is not None and any(seen[k] != entry[k] for k in HEADLINE):
+                    raise ValueError(f"{name} seed {entry['seed']} was measured twice with different numbers "
+                                     f"(i2t_fine {seen['i2t_fine']} vs {entry['i2t_fine']}): the code or data "
+                                     "changed between the records; rerun every seed instead of merging")
+                models[name][entry["seed"]] = entry
+    return _comparison_record({name: list(by_seed.values()) for name, by_seed in models.items()},
+                              chance=first["metrics"]["chance"], recipe=first["metrics"]["recipe"])
 
 
 def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | None = None, *,

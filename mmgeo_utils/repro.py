@@ -137,6 +137,21 @@ def write_results(name: str, metrics: dict[str, Any], *, profile: Profile | str 
     return path
 
 
+def load_results(path: Path | str) -> dict[str, Any]:
+    """Read a file :func:`write_results` wrote; a missing, corrupt or foreign file is named as such."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} not found")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"results file {path} is corrupt ({e}); restore it from git or rerun what wrote it") from e
+    missing = {"name", "profile", "commit", "metrics"} - set(record if isinstance(record, dict) else ())
+    if missing:
+        raise ValueError(f"{path} is not an mmgeo results file (no {', '.join(sorted(missing))})")
+    return record
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (np.integer,)):
         return int(obj)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmgeo_utils.experiments import aggregate, comparison_configs, comparison_table, evaluate_run, run_comparison
+from mmgeo_utils.experiments import (aggregate, comparison_configs, comparison_table, evaluate_run, merge_comparisons,
+                                     run_comparison)
 from mmgeo_utils.train import train
 
 
@@ -41,6 +42,9 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
             assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
     table = comparison_table(record)
     assert list(table.columns) == ["clip", "mmclip", "gap (pts)", "chance"]
+    # extending with a seed already there reuses its run and must reproduce its numbers
+    again = run_comparison("smoke", seeds=(1,), runs_dir=tmp_path / "runs", progress=False, threads=1, extend=True)
+    assert again["seeds"] == [0, 1] and again["summary"] == record["summary"]
     alone = train(comparison_configs("smoke", 1, threads=1)["mmclip"], out_dir=tmp_path / "alone", progress=False)
     parallel = load_file(str(tmp_path / "runs" / alone.config.run_name() / "model.safetensors"))
     assert all(torch.equal(t, parallel[k]) for k, t in load_file(str(alone.model_path)).items())  # same weights
@@ -134,3 +138,55 @@ def test_default_jobs_fill_the_cores_at_the_runs_thread_count(monkeypatch):
     cpu = list(comparison_configs("cpu", 0).values())  # one thread each
     assert default_jobs(cpu, "cpu") == 2 and default_jobs(cpu[:1], "cpu") == 1 and default_jobs(cpu, "cuda") == 1
     assert default_jobs(list(comparison_configs("smoke", 0).values()), "cpu") == 1  # unpinned: uses every core
+
+
+def _record(seeds, *, lr=5e-4, clip=0.2, commit="abc"):
+    """A results-file record as write_results writes it, with made-up numbers per seed."""
+    def entry(seed, v):
+        return {"seed": seed, **{k: v + seed / 100 for k in ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "i2t_r1",
+                                                             "t2i_r1", "i2t_r5", "t2i_r5")},
+                "i2t_fine_by_type": {"label": v}, "t2i_fine_by_type": {"relabel": v}}
+    cfg = {"loss": "clip", "steps": 500, "lr": lr, "seed": None, "eval_every": 100}
+    return {"name": "clip_vs_mmclip", "profile": "cpu", "commit": commit, "device": "cpu:2 cores", "created": "t",
+            "metrics": {"clip": [entry(s, clip) for s in seeds], "mmclip": [entry(s, 0.35) for s in seeds],
+                        "chance": {"i2t_fine": 0.23}, "recipe": {"clip": cfg, "mmclip": {**cfg, "loss": "mmclip"}},
+                        "seeds": list(seeds)}}
+
+
+def test_merging_comparisons_unites_seeds_and_refuses_records_that_measured_something_else():
+    merged = merge_comparisons([_record([0, 1], commit="old"), _record([2, 1], commit="new")])
+    assert merged["seeds"] == [0, 1, 2] and [e["seed"] for e in merged["mmclip"]] == [0, 1, 2]
+    assert merged["summary"]["clip"]["i2t_fine"]["n"] == 3
+    assert merged["gap_mmclip_minus_clip"]["i2t_fine"] == pytest.approx(0.15)
+    assert [e["measured"]["commit"] for e in merged["clip"]] == ["old", "new", "new"]  # each seed keeps its origin
+    # evaluation cadence does not change what trains; the learning rate does
+    cadence = _record([2])
+    cadence["metrics"]["recipe"]["clip"]["eval_every"] = 50
+    assert merge_comparisons([_record([0]), cadence])["seeds"] == [0, 2]
+    with pytest.raises(ValueError, match="trained clip differently.*lr"):
+        merge_comparisons([_record([0]), _record([2], lr=1e-3)])
+    with pytest.raises(ValueError, match="clip seed 1 was measured twice with different numbers"):
+        merge_comparisons([_record([0, 1]), _record([1], clip=0.3)])
+    other_split = _record([2])
+    other_split["metrics"]["chance"] = {"i2t_fine": 0.25}
+    with pytest.raises(ValueError, match="chance levels"):
+        merge_comparisons([_record([0]), other_split])
+    with pytest.raises(ValueError, match="profile"):
+        merge_comparisons([_record([0]), {**_record([2]), "profile": "gpu"}])
+
+
+def test_extending_a_missing_results_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMGEO_RESULTS_DIR", str(tmp_path / "results"))
+    with pytest.raises(FileNotFoundError, match="cannot extend .*clip_vs_mmclip.json"):
+        run_comparison("smoke", seeds=(), runs_dir=tmp_path / "runs", progress=False, extend=True)
+
+
+def test_a_corrupt_results_file_is_named(tmp_path):
+    from mmgeo_utils.repro import load_results
+
+    (tmp_path / "r.json").write_text("{not json")
+    with pytest.raises(ValueError, match="r.json is corrupt"):
+        load_results(tmp_path / "r.json")
+    (tmp_path / "r.json").write_text("{}")
+    with pytest.raises(ValueError, match="not an mmgeo results file"):
+        load_results(tmp_path / "r.json")
