@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -168,8 +167,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     whose recipes, chance levels or profiles differ, and a seed measured twice with different numbers.
     """
     from .evaluate import headline
-    from .repro import (Timer, describe_device, detect_device, git_commit, load_results, results_dir,
-                        write_results)
+    from .repro import Timer, detect_device, load_results, provenance, results_dir, write_results
 
     p = get_profile(profile)
     file_name = comparison_name(recipe)
@@ -185,15 +183,14 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
                for seed in seeds for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items()]
     with Timer() as t:
         results = train_all([(cfg, out) for _, _, cfg, out in planned], jobs=jobs, device=device, progress=progress)
+        stamp = _measured_stamp(provenance(p, None))  # one commit and device for every entry of this call
         for (seed, name, _, out), result in zip(planned, results):
             full = evaluate_run(result, device=device)
             entry = {"seed": seed, "run": str(out), **headline(full),
                      "robustness": full.get("robustness", {}),
                      "probes": {k: v["acc"] for k, v in full["probes"].items()},
                      "train_wall_time_s": result.summary.get("wall_time_s"),
-                     "images_per_s": result.summary.get("images_per_s"),
-                     "measured": {"commit": git_commit(), "device": describe_device(),
-                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+                     "images_per_s": result.summary.get("images_per_s"), "measured": stamp}
             models[name].append(entry)
             trained[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
             trained[name]["positives_per_step"] = result.config.positives_per_step
@@ -219,6 +216,11 @@ def _comparison_record(models: dict[str, list[dict]], *, chance: dict[str, float
             "recipe": recipe, "seeds": seeds}
 
 
+def _measured_stamp(record: dict[str, Any]) -> dict[str, Any]:
+    """What a per-seed entry keeps of the provenance of the record that measured it."""
+    return {k: record.get(k) for k in ("commit", "device", "created")}
+
+
 def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One comparison over the union of the seeds of several results files (``load_results`` records).
 
@@ -238,16 +240,15 @@ def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if rec["profile"] != first["profile"]:
             raise ValueError(f"record {i} is of profile {rec['profile']!r}, record 0 of {first['profile']!r}")
         for name in models:
-            if _what_trains(m["recipe"][name]) != _what_trains(first["metrics"]["recipe"][name]):
-                diff = sorted(k for k in set(m["recipe"][name]) | set(first["metrics"]["recipe"][name])
-                              if m["recipe"][name].get(k) != first["metrics"]["recipe"][name].get(k))
+            ours, theirs = _what_trains(m["recipe"][name]), _what_trains(first["metrics"]["recipe"][name])
+            if ours != theirs:
+                diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
                 raise ValueError(f"record {i} trained {name} differently from record 0 ({', '.join(diff)})")
         if m["chance"] != first["metrics"]["chance"]:
             raise ValueError(f"record {i} has other chance levels than record 0: another test split")
         for name in models:
             for entry in m[name]:
-                entry = {**entry, "measured": entry.get("measured") or
-                         {k: rec.get(k) for k in ("commit", "device", "created")}}
+                entry = {**entry, "measured": entry.get("measured") or _measured_stamp(rec)}
                 seen = models[name].get(entry["seed"])
                 if seen is not None and any(seen[k] != entry[k] for k in HEADLINE):
                     raise ValueError(f"{name} seed {entry['seed']} was measured twice with different numbers "
