@@ -518,10 +518,9 @@ def _shards_to_build(root: Path, config: DatasetConfig, shards: list[Shard]) -> 
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+    from .repro import usable_cores
+
+    return usable_cores()
 
 
 def _run_shards(config: DatasetConfig, root: Path, todo: list[Shard], workers: int | None, progress: bool) -> None:

@@ -115,12 +115,13 @@ def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: 
 def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
     """How many runs to train at once: on a CPU, as many as its cores hold at the runs' thread
     count (a run with no pinned count uses them all); on a GPU one."""
-    import os
+    from . import repro
 
     if device != "cpu" or not configs:
         return 1
-    threads = max(c.resolved().threads or (os.cpu_count() or 1) for c in configs)
-    return max(1, min(len(configs), (os.cpu_count() or 1) // threads))
+    cores = repro.usable_cores()
+    threads = max(c.resolved().threads or cores for c in configs)
+    return max(1, min(len(configs), cores // threads))
 
 
 def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | None = None, device: str | None = None,

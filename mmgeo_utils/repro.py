@@ -59,14 +59,48 @@ def detect_device() -> str:
     return "cpu"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS has one (a container or
+    ``taskset`` often allows fewer than ``os.cpu_count()`` reports), else the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_model() -> str:
+    """The processor's name (``/proc/cpuinfo`` on Linux), or the architecture when none is told.
+
+    Recorded with every result because the same seed and thread count train a different model on
+    another CPU (its vector units change the order of floating-point sums)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def describe_device() -> str:
-    """A human-readable device string for result files: GPU name or CPU count."""
+    """A human-readable device string for result files: the GPU's name, or the CPU's name and cores."""
     device = detect_device()
     if device == "cuda":
         import torch
 
         return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"{device}:{os.cpu_count()} cores ({platform.machine()})"
+    return f"{device}:{usable_cores()} cores, {cpu_model()} ({platform.machine()}{_torch_cpu_kernels()})"
+
+
+def _torch_cpu_kernels() -> str:
+    """The vector instruction set torch's CPU kernels use here (``AVX512``, ``AVX2``, ...): what,
+    beyond the name, decides which numbers a seed gives on this CPU."""
+    try:
+        import torch
+
+        return f", torch {torch.backends.cpu.get_cpu_capability()}"
+    except (ImportError, AttributeError):
+        return ""
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:

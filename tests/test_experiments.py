@@ -134,7 +134,7 @@ def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
 def test_default_jobs_fill_the_cores_at_the_runs_thread_count(monkeypatch):
     from mmgeo_utils.experiments import default_jobs
 
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("mmgeo_utils.repro.usable_cores", lambda: 2)
     cpu = list(comparison_configs("cpu", 0).values())  # one thread each
     assert default_jobs(cpu, "cpu") == 2 and default_jobs(cpu[:1], "cpu") == 1 and default_jobs(cpu, "cuda") == 1
     assert default_jobs(list(comparison_configs("smoke", 0).values()), "cpu") == 1  # unpinned: uses every core
