@@ -146,9 +146,21 @@ def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | No
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock
+    # longest first, so the last run to start is a short one and no core idles while it finishes
+    # (CLIP and MMCLIP of three seeds on 2 cores: ~65 min instead of ~70; two seeds: 41 instead of 53)
+    order = sorted(range(len(runs)), key=lambda i: -relative_cost(runs[i][0]))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(train, cfg, out_dir=out, resume=True, progress=False, device=device) for cfg, out in runs]
-        return [f.result() for f in futures]
+        futures = {i: pool.submit(train, runs[i][0], out_dir=runs[i][1], resume=True, progress=False, device=device)
+                   for i in order}
+        return [futures[i].result() for i in range(len(runs))]
+
+
+def relative_cost(config: TrainConfig) -> int:
+    """A run's work in tower inputs: steps x positives x (1 image + its image negatives + 1 caption
+    + its text negatives). Only its order matters (which run to start first)."""
+    cfg = config.resolved()
+    neg = cfg.negative_config()
+    return cfg.steps * cfg.positives_per_step * (2 + neg.image_slots + len(neg.text_slots))
 
 
 def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0, 1, 2), *,

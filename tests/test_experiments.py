@@ -19,6 +19,14 @@ def test_both_models_get_the_same_images_per_step_and_steps():
     assert cfgs["clip"].loss == "clip" and cfgs["mmclip"].loss.startswith("mmclip")
 
 
+def test_the_hard_negative_run_is_started_first():
+    from mmgeo_utils.experiments import relative_cost
+
+    cfgs = comparison_configs("cpu", seed=0)
+    assert relative_cost(cfgs["mmclip"]) == 3 * relative_cost(cfgs["clip"])  # 6 tower inputs per positive vs 2
+    assert relative_cost(comparison_configs("cpu", 0, steps=1000)["clip"]) == 2 * relative_cost(cfgs["clip"])
+
+
 def test_aggregate_gives_mean_and_sample_std():
     entry = lambda v: {"i2t_fine": v, "t2i_fine": v, "i2t_with_retrieval": v, "i2t_r1": v, "t2i_r1": v,  # noqa: E731
                        "i2t_r5": v, "t2i_r5": v, "i2t_fine_by_type": {"label": v}, "t2i_fine_by_type": {"relabel": v}}
@@ -38,6 +46,9 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
     assert saved["metrics"]["recipe"]["mmclip"]["loss"] == comparison_configs("smoke")["mmclip"].loss
     for name in ("clip", "mmclip"):
         assert [e["seed"] for e in record[name]] == [0, 1]
+        # started longest first, returned in the order asked: each entry is its own seed's run
+        assert [e["run"] for e in record[name]] == [
+            str(tmp_path / "runs" / comparison_configs("smoke", s, threads=1)[name].run_name()) for s in (0, 1)]
         for entry in record[name]:
             assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
     table = comparison_table(record)
