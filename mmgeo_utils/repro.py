@@ -103,13 +103,20 @@ def _torch_cpu_kernels() -> str:
         return ""
 
 
+# what a run writes, not what computes it: a course run rewrites these tracked files as it goes,
+# and that must not mark the code of its later results as uncommitted
+OUTPUT_DIRS = ("results", "figures")
+
+
 def git_commit(root: Path = REPO_ROOT) -> str:
-    """The current commit, with ``+dirty`` when the tree has uncommitted changes."""
+    """The current commit, with ``+dirty`` when code (anything outside ``OUTPUT_DIRS``) has
+    uncommitted changes."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        outputs = [f":(exclude){d}" for d in OUTPUT_DIRS]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -23,3 +23,22 @@ def test_cpu_device_string_names_the_processor(monkeypatch):
 
 def test_cpu_model_is_never_empty():
     assert repro.cpu_model().strip()
+
+
+def test_rewritten_outputs_do_not_make_the_commit_dirty(tmp_path):
+    import subprocess
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=tmp_path,  # noqa: E731
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    clean = repro.git_commit(tmp_path)
+    assert len(clean) == 40
+    (tmp_path / "results" / "r.json").write_text('{"a": 1}')  # a run rewrote its own output
+    assert repro.git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")  # the code changed
+    assert repro.git_commit(tmp_path) == clean + "+dirty"
