@@ -518,6 +518,7 @@ def _shards_to_build(root: Path, config: DatasetConfig, shards: list[Shard]) -> 
 
 
 def default_workers() -> int:
+    """Render processes when none are asked for: one per core this process may use."""
     from .repro import usable_cores
 
     return usable_cores()
@@ -630,7 +631,9 @@ def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: b
 
 def _host() -> str:
     """The CPU that built the data (building never touches a GPU, so torch is not imported)."""
-    return f"{platform.machine()} {platform.system()}, {default_workers()} cores"
+    from .repro import cpu_model, usable_cores
+
+    return f"{cpu_model()} ({platform.machine()} {platform.system()}), {usable_cores()} cores"
 
 
 # ----------------------------------------------------------------------------- reading

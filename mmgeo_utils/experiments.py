@@ -145,10 +145,10 @@ def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | No
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock
-    # longest first, so the last run to start is a short one and no core idles while it finishes
-    # (CLIP and MMCLIP of three seeds on 2 cores: ~65 min instead of ~70; two seeds: 41 instead of 53)
+    # longest first, so the last run to start is a short one and no core idles while a long one
+    # finishes (lesson 05 on 2 cores: both MMCLIP runs side by side, then both CLIP runs)
     order = sorted(range(len(runs)), key=lambda i: -relative_cost(runs[i][0]))
+    # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {i: pool.submit(train, runs[i][0], out_dir=runs[i][1], resume=True, progress=False, device=device)
                    for i in order}

@@ -89,18 +89,20 @@ def describe_device() -> str:
         import torch
 
         return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"{device}:{usable_cores()} cores, {cpu_model()} ({platform.machine()}{_torch_cpu_kernels()})"
+    kernels = torch_cpu_capability()
+    arch = platform.machine() + (f", torch {kernels}" if kernels else "")
+    return f"{device}:{usable_cores()} cores, {cpu_model()} ({arch})"
 
 
-def _torch_cpu_kernels() -> str:
+def torch_cpu_capability() -> str | None:
     """The vector instruction set torch's CPU kernels use here (``AVX512``, ``AVX2``, ...): what,
-    beyond the name, decides which numbers a seed gives on this CPU."""
+    beyond the name, decides which numbers a seed gives on this CPU. None without torch."""
     try:
         import torch
 
-        return f", torch {torch.backends.cpu.get_cpu_capability()}"
+        return torch.backends.cpu.get_cpu_capability()
     except (ImportError, AttributeError):
-        return ""
+        return None
 
 
 # what a run writes, not what computes it: a course run rewrites these tracked files as it goes,

@@ -19,7 +19,7 @@ def test_both_models_get_the_same_images_per_step_and_steps():
     assert cfgs["clip"].loss == "clip" and cfgs["mmclip"].loss.startswith("mmclip")
 
 
-def test_the_hard_negative_run_is_started_first():
+def test_relative_cost_counts_tower_inputs_so_mmclip_starts_first():
     from mmgeo_utils.experiments import relative_cost
 
     cfgs = comparison_configs("cpu", seed=0)
