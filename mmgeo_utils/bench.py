@@ -219,7 +219,7 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
         seed_everything(0)
         model = create_clip(cfg.model, cfg.pretrained, image_size=profile.image_size, device=dev)  # type: ignore[arg-type]
         tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
-        objective = ContrastiveObjective(cfg.loss).to(dev)
+        objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
         dataset = HardNegativeDataset(root, "train", cfg.negative_config(), transform=default_transform())
         optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
         autocast = autocast_context(amp_dtype, device_type)

@@ -66,7 +66,7 @@ def _train_config(args: argparse.Namespace):
 
     negatives = tuple(n.strip() for n in args.negatives.split(",") if n.strip()) if args.negatives else ()
     return TrainConfig(profile=get_profile(args.profile).name, loss=args.loss, negatives=negatives,
-                       num_negatives=args.num_negatives, batching=args.batching, model=args.model,
+                       num_negatives=args.num_negatives, batching=args.batching, hard_weight=args.hard_weight, model=args.model,
                        pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
                        images_per_step=args.images_per_step, lr=args.lr, grad_accum=args.grad_accum,
                        precision=args.precision, eval_every=args.eval_every, workers=args.workers,
@@ -137,6 +137,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         verdict = r.get("verdict", {}).get("why", "baseline" if r["loss"] == "clip" else "not judged (no single CLIP baseline)")
         print(f"{key:40s} seeds {r['seeds']}  i2t_fine {100 * r['i2t_fine']['mean']:5.1f} ± {100 * r['i2t_fine']['std']:.1f}"
               f"  -> {verdict}")
+    print(f"chosen: {record['chosen'] or 'none meets both conditions'}")
     return 0
 
 
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-negatives", type=int, default=None, help="K image and K retrieval negatives per sample")
     p.add_argument("--batching", choices=BATCHING, default="random",
                    help="hard: batches of samples that are each other's retrieval neighbours")
+    p.add_argument("--hard-weight", type=float, default=1.0,
+                   help="mmclip losses: weight of the hard-negative term added to in-batch CLIP (default 1)")
     p.add_argument("--model", default=None, help="open_clip model name or shipped config (default: the profile's)")
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag or a local checkpoint file")
     p.add_argument("--init", default=None, help="start from an earlier run (folder or model.safetensors)")

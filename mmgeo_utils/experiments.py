@@ -340,6 +340,10 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
     more than ``retrieval_tolerance`` below CLIP's. Both means are taken over the seeds the recipe
     and CLIP share (``seeds_compared``), so an extra CLIP seed cannot move the verdict; a recipe
     that shares no seed with CLIP is reported but not judged.
+
+    ``chosen`` names the recipe the course should use: of those that meet both conditions, the one
+    judged on the most seeds (a candidate screened on seed 0 alone loses to one confirmed on three),
+    then the one with the largest gap; None when none meets them.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for name, r in runs.items():
@@ -359,7 +363,7 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
     criterion = {"gap_target": gap_target, "retrieval_tolerance": retrieval_tolerance,
                  "retrieval_keys": list(RETRIEVAL_KEYS), "baseline": baselines[0] if len(baselines) == 1 else None}
     if len(baselines) != 1:
-        return {"recipes": recipes, "criterion": criterion}
+        return {"recipes": recipes, "criterion": criterion, "chosen": None}
     base = groups[baselines[0]]
     for key, r in recipes.items():
         if key == baselines[0]:
@@ -378,7 +382,9 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
             why.append(f"{worst} {100 * drops[worst]:.1f} points below CLIP (tolerance {100 * retrieval_tolerance:.0f})")
         r["verdict"] = {"judged": True, "meets": not why, "seeds_compared": seeds, "i2t_fine_gap": gap,
                         "retrieval_drop": drops, "why": "; ".join(why) or "meets both conditions"}
-    return {"recipes": recipes, "criterion": criterion}
+    meeting = [k for k, r in recipes.items() if r.get("verdict", {}).get("meets")]
+    rank = lambda k: (len(recipes[k]["verdict"]["seeds_compared"]), recipes[k]["verdict"]["i2t_fine_gap"])  # noqa: E731
+    return {"recipes": recipes, "criterion": criterion, "chosen": max(meeting, key=rank) if meeting else None}
 
 
 def _chance_levels(result: dict) -> dict[str, float]:

@@ -8,6 +8,8 @@ One function, :func:`train`, runs every variant the course compares; they differ
   loss, one positive against only its own negatives, MMGeoLM §3.3 "IB+MM"), ``mmclip+imc_cmr``
   (that, plus CE-CLIP's intra-modal contrast and adaptive rank loss);
 * ``negatives``: any subset of image, rule, retrieval; ``num_negatives`` K per sample;
+* ``hard_weight``: for the ``mmclip`` losses, the weight of the hard-negative term added to
+  in-batch CLIP (1 in the paper): the knob that trades fine-grained accuracy against retrieval;
 * ``batching``: ``random``, or ``hard`` (batches of samples that are each other's retrieval
   neighbours, MMGeoLM Table 6);
 * ``init``: start from an earlier run's weights (the paper's two-stage recipe: plain in-batch CLIP
@@ -73,6 +75,7 @@ class TrainConfig:
     negatives: tuple[str, ...] = NEGATIVE_SOURCES
     num_negatives: int | None = None   # K image and K retrieval negatives per sample (rule: one per type)
     batching: str = "random"
+    hard_weight: float = 1.0           # mmclip losses: in-batch CLIP + hard_weight * (hard-negative term)
     model: str | None = None           # open_clip name or shipped config (default: the profile's)
     pretrained: str | None = None      # open_clip tag or local checkpoint file
     init: str | None = None            # an earlier run's folder or model.safetensors (two-stage recipe)
@@ -109,6 +112,12 @@ class TrainConfig:
             raise ValueError(f"loss {self.loss!r} needs at least one negative source (image, rule, retrieval)")
         if self.loss == "mmclip+imc_cmr" and not set(negatives) & {"rule", "retrieval"}:
             raise ValueError("mmclip+imc_cmr needs text negatives (rule and/or retrieval): IMC and CMR rank captions")
+        if not (isinstance(self.hard_weight, (int, float)) and self.hard_weight > 0):
+            raise ValueError(f"hard_weight must be a positive number, got {self.hard_weight!r}")
+        object.__setattr__(self, "hard_weight", float(self.hard_weight))
+        if self.hard_weight != 1.0 and not self.loss.startswith("mmclip"):
+            raise ValueError(f"hard_weight weighs the hard-negative term added to in-batch CLIP; loss {self.loss!r} "
+                             "has no such sum (only mmclip and mmclip+imc_cmr do)")
         if self.batching not in BATCHING:
             raise ValueError(f"unknown batching {self.batching!r}; known: {', '.join(BATCHING)}")
         if self.precision not in PRECISIONS:
@@ -162,8 +171,9 @@ class TrainConfig:
     def run_name(self) -> str:
         neg = "+".join(self.negatives) if self.uses_negatives else "inbatch"
         k = f"-k{self.num_negatives}" if self.uses_negatives and self.num_negatives is not None else ""
+        weight = f"-w{self.hard_weight:g}" if self.hard_weight != 1.0 else ""
         init = "-init" if self.init else ""
-        return f"{self.loss}-{neg}{k}-{self.batching}{init}-s{self.seed}"
+        return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -188,13 +198,18 @@ class ContrastiveObjective(nn.Module):
 
     Returns a dict with ``"loss"`` (to backpropagate) and its parts. The CMR thresholds of
     ``mmclip+imc_cmr`` live in the submodule's buffer, so they are checkpointed with the run.
+    ``hard_weight`` scales the whole hard-negative term of the ``mmclip`` losses (IMC and CMR
+    included) against in-batch CLIP: ``loss = clip_loss + hard_weight * hard``.
     """
 
-    def __init__(self, loss: str):
+    def __init__(self, loss: str, hard_weight: float = 1.0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        if hard_weight <= 0 or (hard_weight != 1.0 and not loss.startswith("mmclip")):
+            raise ValueError(f"hard_weight={hard_weight} needs an mmclip loss and a positive value")
         self.loss = loss
+        self.hard_weight = float(hard_weight)
         self.hard: HardNegativeLoss | None = None
         if loss == "negclip":
             self.hard = HardNegativeLoss(contrastive="in_batch", imc_weight=0.0, cmr_weight=0.0)
@@ -215,7 +230,7 @@ class ContrastiveObjective(nn.Module):
         out = {k: v for k, v in out.items() if k != "cmr_thresholds"}
         if self.loss.startswith("mmclip"):  # "IB+MM": the per-anchor loss is added to in-batch CLIP
             out["clip_loss"] = clip_loss(image, text, logit_scale)
-            out["loss"] = out["loss"] + out["clip_loss"]
+            out["loss"] = out["clip_loss"] + self.hard_weight * out["loss"]
         return out
 
 
@@ -455,7 +470,7 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size, device=dev)  # type: ignore[arg-type]
     if cfg.init:
         load_init(model, cfg.init)
-    objective = ContrastiveObjective(cfg.loss).to(dev)
+    objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
     tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
 
     root = Path(data_root) if data_root is not None else dataset_root(cfg, progress and info.is_main)

@@ -124,15 +124,21 @@ def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
     runs |= {f"good-s{s}": _scores("mmclip", s, 0.31 + 0.01 * s, 0.27) for s in (0, 1, 2)}  # +11, R -3
     runs |= {f"forgets-s{s}": _scores("mmclip+imc_cmr", s, 0.40, 0.20) for s in (0, 1, 2)}  # +19, R -10
     runs |= {f"weak-s{s}": _scores("negclip", s, 0.25, 0.30) for s in (0, 1, 2)}  # +4
-    runs |= {"other-seed-s5": _scores("mmclip", 5, 0.50, 0.30, num_negatives=2)}
+    runs |= {"other-seed-s5": _scores("mmclip", 5, 0.50, 0.30, num_negatives=7)}
     out = select_recipes(runs)
     recipes, baseline = out["recipes"], out["criterion"]["baseline"]
     assert baseline.startswith("clip-") and recipes[baseline]["i2t_fine"]["mean"] == pytest.approx(0.21)
-    verdicts = {r["loss"] + ("-k2" if "k2" in k else ""): r.get("verdict") for k, r in recipes.items()}
+    verdicts = {r["loss"] + ("-k7" if "-k7-" in k else ""): r.get("verdict") for k, r in recipes.items()}
     assert verdicts["mmclip"]["meets"] and verdicts["mmclip"]["i2t_fine_gap"] == pytest.approx(0.11)
     assert not verdicts["mmclip+imc_cmr"]["meets"] and "below CLIP" in verdicts["mmclip+imc_cmr"]["why"]
     assert not verdicts["negclip"]["meets"] and "gap +4.0 < 10" in verdicts["negclip"]["why"]
-    assert verdicts["mmclip-k2"]["judged"] is False  # seed 5 alone says nothing against seeds 0-2
+    assert verdicts["mmclip-k7"]["judged"] is False  # seed 5 alone says nothing against seeds 0-2
+    assert recipes[out["chosen"]]["loss"] == "mmclip" and "-k7-" not in out["chosen"]
+    runs["better-s0"] = _scores("mmclip", 0, 0.45, 0.30, num_negatives=8)  # larger gap, but one seed only
+    assert select_recipes(runs)["chosen"] == out["chosen"]
+    runs |= {f"better-s{s}": _scores("mmclip", s, 0.45, 0.30, num_negatives=8) for s in (1, 2)}
+    assert "-k8-" in select_recipes(runs)["chosen"]  # confirmed on as many seeds, and the larger gap
+    del runs["better-s0"], runs["better-s1"], runs["better-s2"]
     del runs["good-s2"]  # two seeds: judged against CLIP's same two, not its three
     two = select_recipes(runs)["recipes"]
     (good,) = [r for r in two.values() if r["loss"] == "mmclip" and r["seeds"] == [0, 1]]

@@ -12,7 +12,7 @@ from mmgeo_utils.contrastive_data import StepBatchSampler, hard_order, neighbour
 from mmgeo_utils.dataset import load_split
 from mmgeo_utils.losses import clip_loss, per_anchor_hard_negative_loss
 from mmgeo_utils.models import create_clip
-from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, train
+from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, load_config, train
 
 
 def _cfg(**kw):
@@ -33,6 +33,8 @@ def _cfg(**kw):
     ({"steps": 0}, "steps must be a positive integer"),
     ({"threads": 0}, "threads must be a positive integer"),
     ({"profile": "laptop"}, "unknown profile"),
+    ({"loss": "negclip", "hard_weight": 0.5}, "has no such sum"),
+    ({"loss": "mmclip", "hard_weight": 0}, "hard_weight must be a positive number"),
 ])
 def test_bad_config_names_the_problem(kw, words):
     with pytest.raises(ValueError, match=words):
@@ -112,6 +114,17 @@ def test_mmclip_is_in_batch_clip_plus_the_per_anchor_loss():
     assert torch.allclose(out["loss"], clip_loss(f["image"], f["text"], f["logit_scale"]) + per_anchor, atol=1e-6)
     full = ContrastiveObjective("mmclip+imc_cmr")(**f)
     assert full["loss"] > out["loss"] and {"imc_loss", "cmr_loss"} <= set(full)
+    half = ContrastiveObjective("mmclip", hard_weight=0.5)(**f)
+    assert torch.allclose(half["loss"], clip_loss(f["image"], f["text"], f["logit_scale"]) + 0.5 * per_anchor, atol=1e-6)
+
+
+def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_path):
+    cfg = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
+    assert cfg.run_name() == "mmclip-rule-k1-w0.5-random-s0"
+    assert TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "hard_weight": 1}).run_name() == "mmclip-rule-k1-random-s0"
+    old = {k: v for k, v in cfg.resolved().to_dict().items() if k != "hard_weight"}  # a run from before the knob
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert load_config(tmp_path).hard_weight == 1.0
 
 
 # ----------------------------------------------------------------------------- runs
