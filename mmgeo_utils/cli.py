@@ -116,7 +116,7 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import comparison_table, run_comparison
 
-    recipe = {"loss": args.loss} if args.loss else None
+    recipe = {k: v for k, v in (("loss", args.loss), ("hard_weight", args.hard_weight)) if v is not None} or None
     record = run_comparison(args.profile, seeds=args.seeds, recipe=recipe, progress=not args.quiet,
                             device=args.device, jobs=args.jobs, extend=args.extend,
                             **({"steps": args.steps} if args.steps else {}))
@@ -129,7 +129,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     # the profile comes from the runs; one given explicitly must match them
     explicit = args.profile or os.environ.get(ENV_VAR) or None
-    record = validation_scores(args.runs, explicit, data_root=args.data, device=args.device, name=args.name)
+    record = validation_scores(args.runs, explicit, data_root=args.data, device=args.device, name=args.name,
+                               earlier=args.earlier)
     for run, r in record["runs"].items():
         print(f"{run:45s} i2t_fine {100 * r['i2t_fine']:5.1f}  t2i_fine {100 * r['t2i_fine']:5.1f}  "
               f"R@1 {100 * r['i2t_r1']:4.1f}/{100 * r['t2i_r1']:4.1f}  R@5 {100 * r['i2t_r5']:4.1f}/{100 * r['t2i_r5']:4.1f}")
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=[x for x in LOSSES if x != "clip"], default=None,
                    help="the hard-negative model's loss (default: the course's recipe, experiments.MMCLIP_RECIPE); "
                         "a variant is written beside clip_vs_mmclip.json")
+    p.add_argument("--hard-weight", type=float, default=None,
+                   help="weight of the hard-negative term (default: the course's recipe's); a variant as for --loss")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)")
@@ -254,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<profile>/<run name>)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the runs' profile's)")
     p.add_argument("--name", default="recipe_selection", help="results file name (default: recipe_selection)")
+    p.add_argument("--earlier", type=Path, nargs="+", default=[],
+                   help="earlier validation records (results/<profile>/*.json) whose runs join the selection; "
+                        "a run scored again must give the same numbers")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_validate)
 

@@ -32,20 +32,22 @@ from .train import (MODEL_FILE, RESUMABLE_CHANGES, TrainConfig, TrainResult, dat
 # set aside earlier: 1 image + 1 retrieval negative per sample (half the positives per step: the
 # in-batch term learned more slowly and fine-grained accuracy did not rise above CLIP's), and hard
 # batching (batches of retrieval neighbours: slower for CLIP and MMCLIP alike at 500 steps).
-MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1)
+MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=1.0)
 
 
 def comparison_configs(profile: Profile | str | None = None, seed: int = 0, *, recipe: dict[str, Any] | None = None,
                        **overrides: Any) -> dict[str, TrainConfig]:
     """``{"clip": ..., "mmclip": ...}``: the two runs of the comparison for one seed.
 
-    ``recipe`` replaces keys of :data:`MMCLIP_RECIPE` (loss, negatives, num_negatives) for the
+    ``recipe`` replaces keys of :data:`MMCLIP_RECIPE` (loss, negatives, num_negatives, hard_weight) for the
     hard-negative model only; ``overrides`` (steps, images_per_step, ...) apply to both.
     """
     p = get_profile(profile).name
     base = dict(profile=p, seed=seed, **overrides)
-    return {"clip": TrainConfig(loss="clip", negatives=(), **base),
-            "mmclip": TrainConfig(**{**MMCLIP_RECIPE, **(recipe or {}), **base})}
+    hard = {**MMCLIP_RECIPE, **(recipe or {})}
+    if not hard["loss"].startswith("mmclip") and "hard_weight" not in (recipe or {}):
+        hard["hard_weight"] = 1.0  # the recipe's weight belongs to the mmclip losses; negclip has no such term
+    return {"clip": TrainConfig(loss="clip", negatives=(), **base), "mmclip": TrainConfig(**hard, **base)}
 
 
 def comparison_name(recipe: dict[str, Any] | None = None) -> str:
@@ -274,16 +276,22 @@ def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | None = None, *,
                       data_root: Path | str | None = None, device: str | None = None, write: bool = True,
-                      name: str = "recipe_selection") -> dict[str, Any]:
+                      name: str = "recipe_selection", earlier: Sequence[Path | str] = ()) -> dict[str, Any]:
     """Score finished runs on the whole *validation* split (clean diagrams): how recipes are chosen.
 
     The comparison's recipe (:data:`MMCLIP_RECIPE`) is picked from these numbers, never from the
     test split. All runs must share one profile (``profile``, when given, must be theirs); the
     record (per run: its config and the headline numbers) goes to ``results/<profile>/<name>.json``
     with profile, commit and device. Each run's scores are cached in its ``val_eval.json``.
+
+    ``earlier`` adds the runs of earlier validation records (files this function wrote) to the
+    selection, so a candidate screened in an earlier session still competes after its run folder is
+    gone. A run scored both now and there must carry the same numbers, as a seed merged into a
+    comparison must (:func:`merge_comparisons`): otherwise the code, data or CPU changed between
+    them and the earlier scores are not comparable. Entries taken over keep their ``measured`` stamp.
     """
     from .evaluate import headline
-    from .repro import Timer, detect_device, write_results
+    from .repro import Timer, detect_device, load_results, write_results
 
     if not run_dirs:
         raise ValueError("validation_scores needs at least one run folder")
@@ -305,10 +313,27 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
             out = _evaluate_cached(run_dir / MODEL_FILE, cfg, run_dir / VAL_EVAL_FILE, split="val", variants=("clean",),
                                    data_root=data_root, device=device)
             runs[run_dir.name] = {"config": cfg.to_dict(), "n": out["n"], **headline(out)}
+    for path in earlier:
+        _take_over_runs(runs, load_results(path), path, p.name)
     record = {"split": "val", "runs": runs, **select_recipes(runs)}
     if write:
         write_results(name, record, profile=p, seed=None, wall_time_s=t.seconds)
     return record
+
+
+def _take_over_runs(runs: dict[str, Any], record: dict[str, Any], path: Path | str, profile: str) -> None:
+    """Add the runs of an earlier validation record to ``runs`` (see ``validation_scores(earlier=)``)."""
+    m = record["metrics"]
+    if record["profile"] != profile or m.get("split") != "val" or "runs" not in m:
+        raise ValueError(f"{path} is not a validation record of profile {profile!r} (mmgeo experiment validate)")
+    for run, entry in m["runs"].items():
+        entry = {**entry, "measured": entry.get("measured") or _measured_stamp(record)}
+        seen = runs.get(run)
+        if seen is None:
+            runs[run] = entry
+        elif any(seen[k] != entry[k] for k in HEADLINE):
+            raise ValueError(f"{run} scores i2t_fine {seen['i2t_fine']} now but {entry['i2t_fine']} in {path}: the "
+                             "code, data or CPU changed between them; score every candidate again instead")
 
 
 # What a recipe must do on the validation split to be chosen: the issue's two conditions, fixed

@@ -96,6 +96,31 @@ def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_dat
         validation_scores([result.run_dir], data_root=smoke_data, write=False)
 
 
+def test_validation_takes_over_earlier_records_only_when_a_run_scored_twice_agrees(smoke_data, tmp_path):
+    from mmgeo_utils.experiments import recipe_of, validation_scores
+
+    configs = comparison_configs("smoke", 0, steps=1)
+    a, b = (train(configs[m], out_dir=tmp_path / "runs" / m, data_root=smoke_data, progress=False) for m in configs)
+    first = validation_scores([a.run_dir], data_root=smoke_data, name="screen")
+    path = tmp_path / "results" / "smoke" / "screen.json"
+    record = validation_scores([b.run_dir], data_root=smoke_data, write=False, earlier=[path])
+    assert set(record["runs"]) == {"clip", "mmclip"}  # the earlier run competes without its folder being read
+    assert record["runs"]["clip"]["i2t_fine"] == first["runs"]["clip"]["i2t_fine"]
+    assert record["runs"]["clip"]["measured"]["commit"] and "measured" not in record["runs"]["mmclip"]
+    assert record["recipes"][recipe_of(record["runs"]["mmclip"]["config"])]["verdict"]["seeds_compared"] == [0]
+    again = validation_scores([a.run_dir, b.run_dir], data_root=smoke_data, write=False, earlier=[path])
+    assert again["runs"]["clip"]["i2t_fine"] == first["runs"]["clip"]["i2t_fine"]  # scored twice, same numbers
+    tampered = json.loads(path.read_text())
+    tampered["metrics"]["runs"]["clip"]["i2t_fine"] += 0.5
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match="clip scores i2t_fine .* changed between them"):
+        validation_scores([a.run_dir], data_root=smoke_data, write=False, earlier=[path])
+    tampered["metrics"] = {"clip": []}  # a comparison record, not a validation record
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match="not a validation record"):
+        validation_scores([a.run_dir], data_root=smoke_data, write=False, earlier=[path])
+
+
 def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_file():
     from mmgeo_utils.experiments import MMCLIP_RECIPE, comparison_name
 
@@ -107,6 +132,9 @@ def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_f
         "clip_vs_mmclip_loss-negclip_negatives-image+rule"
     assert comparison_name({"loss": "negclip", "num_negatives": MMCLIP_RECIPE["num_negatives"]}) == \
         "clip_vs_mmclip_loss-negclip"  # unchanged keys stay out of the name
+    other_weight = 0.5 if MMCLIP_RECIPE["hard_weight"] != 0.5 else 1.0
+    assert comparison_configs("cpu", 1, recipe={"hard_weight": other_weight})["mmclip"].hard_weight == other_weight
+    assert comparison_name({"hard_weight": other_weight}) == f"clip_vs_mmclip_hard_weight-{other_weight}"
 
 
 def _scores(loss, seed, i2t_fine, retrieval, **config):
