@@ -191,7 +191,7 @@ def _record(seeds, *, lr=5e-4, clip=0.2, commit="abc"):
         return {"seed": seed, **{k: v + seed / 100 for k in ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "i2t_r1",
                                                              "t2i_r1", "i2t_r5", "t2i_r5")},
                 "i2t_fine_by_type": {"label": v}, "t2i_fine_by_type": {"relabel": v}}
-    cfg = {"loss": "clip", "steps": 500, "lr": lr, "seed": None, "eval_every": 100}
+    cfg = {"loss": "clip", "steps": 500, "lr": lr, "seed": None, "eval_every": 100, "hard_weight": 1.0}
     return {"name": "clip_vs_mmclip", "profile": "cpu", "commit": commit, "device": "cpu:2 cores", "created": "t",
             "metrics": {"clip": [entry(s, clip) for s in seeds], "mmclip": [entry(s, 0.35) for s in seeds],
                         "chance": {"i2t_fine": 0.23}, "recipe": {"clip": cfg, "mmclip": {**cfg, "loss": "mmclip"}},
@@ -208,6 +208,10 @@ def test_merging_comparisons_unites_seeds_and_refuses_records_that_measured_some
     cadence = _record([2])
     cadence["metrics"]["recipe"]["clip"]["eval_every"] = 50
     assert merge_comparisons([_record([0]), cadence])["seeds"] == [0, 2]
+    before_weights = _record([2])  # a record from before TrainConfig.hard_weight trained with weight 1
+    for config in before_weights["metrics"]["recipe"].values():
+        assert config.pop("hard_weight") == 1.0
+    assert merge_comparisons([_record([0]), before_weights])["seeds"] == [0, 2]
     with pytest.raises(ValueError, match="trained clip differently.*lr"):
         merge_comparisons([_record([0]), _record([2], lr=1e-3)])
     with pytest.raises(ValueError, match="clip seed 1 was measured twice with different numbers"):
