@@ -140,7 +140,8 @@ def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_f
 def _scores(loss, seed, i2t_fine, retrieval, **config):
     from mmgeo_utils.experiments import HEADLINE
 
-    cfg = comparison_configs("cpu", seed)["clip" if loss == "clip" else "mmclip"]
+    cfg = comparison_configs("cpu", seed, recipe=None if loss == "clip" else {"loss": loss})[
+        "clip" if loss == "clip" else "mmclip"]
     cfg = cfg.__class__(**{**cfg.to_dict(), "negatives": tuple(cfg.negatives), "loss": loss, **config}).resolved()
     return {"config": cfg.to_dict(), **{k: retrieval for k in HEADLINE}, "i2t_fine": i2t_fine}
 
