@@ -237,6 +237,11 @@ def _measured_stamp(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in ("commit", "device", "created")}
 
 
+def _stamped(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` taken over from ``record``, keeping the stamp it already carries, else the record's."""
+    return {**entry, "measured": entry.get("measured") or _measured_stamp(record)}
+
+
 def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One comparison over the union of the seeds of several results files (``load_results`` records).
 
@@ -264,7 +269,7 @@ def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"record {i} has other chance levels than record 0: another test split")
         for name in models:
             for entry in m[name]:
-                entry = {**entry, "measured": entry.get("measured") or _measured_stamp(rec)}
+                entry = _stamped(entry, rec)
                 seen = models[name].get(entry["seed"])
                 if seen is not None and any(seen[k] != entry[k] for k in HEADLINE):
                     raise ValueError(f"{name} seed {entry['seed']} was measured twice with different numbers "
@@ -292,7 +297,7 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     them and the earlier scores are not comparable. Entries taken over keep their ``measured`` stamp.
     """
     from .evaluate import headline
-    from .repro import Timer, detect_device, load_results, write_results
+    from .repro import Timer, detect_device, write_results
 
     if not run_dirs:
         raise ValueError("validation_scores needs at least one run folder")
@@ -307,6 +312,7 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     p = get_profile(profiles.pop())
     if profile is not None and get_profile(profile).name != p.name:
         raise ValueError(f"the runs were trained on profile {p.name!r}, not {get_profile(profile).name!r}")
+    earlier_records = {path: _validation_record(path, p.name) for path in earlier}  # also before evaluating
     runs: dict[str, Any] = {}
     with Timer() as t:
         for run_dir, cfg in configs.items():
@@ -314,21 +320,29 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
             out = _evaluate_cached(run_dir / MODEL_FILE, cfg, run_dir / VAL_EVAL_FILE, split="val", variants=("clean",),
                                    data_root=data_root, device=device)
             runs[run_dir.name] = {"config": cfg.to_dict(), "n": out["n"], **headline(out)}
-    for path in earlier:
-        _take_over_runs(runs, load_results(path), path, p.name)
+    for path, earlier_record in earlier_records.items():
+        _take_over_runs(runs, earlier_record, path)
     record = {"split": "val", "runs": runs, **select_recipes(runs)}
     if write:
         write_results(name, record, profile=p, seed=None, wall_time_s=t.seconds)
     return record
 
 
-def _take_over_runs(runs: dict[str, Any], record: dict[str, Any], path: Path | str, profile: str) -> None:
-    """Add the runs of an earlier validation record to ``runs`` (see ``validation_scores(earlier=)``)."""
+def _validation_record(path: Path | str, profile: str) -> dict[str, Any]:
+    """An earlier record of :func:`validation_scores` for ``profile``; any other file is named as such."""
+    from .repro import load_results
+
+    record = load_results(path)
     m = record["metrics"]
     if record["profile"] != profile or m.get("split") != "val" or "runs" not in m:
         raise ValueError(f"{path} is not a validation record of profile {profile!r} (mmgeo experiment validate)")
-    for run, entry in m["runs"].items():
-        entry = {**entry, "measured": entry.get("measured") or _measured_stamp(record)}
+    return record
+
+
+def _take_over_runs(runs: dict[str, Any], record: dict[str, Any], path: Path | str) -> None:
+    """Add the runs of an earlier validation record to ``runs`` (see ``validation_scores(earlier=)``)."""
+    for run, entry in record["metrics"]["runs"].items():
+        entry = _stamped(entry, record)
         seen = runs.get(run)
         if seen is None:
             runs[run] = entry
