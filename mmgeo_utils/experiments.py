@@ -32,7 +32,8 @@ from .train import (MODEL_FILE, RESUMABLE_CHANGES, TrainConfig, TrainResult, dat
 # lost 5.3 points of R@5 image->text; rule + retrieval negatives (K=1) gained +9.6 and lost 5.6 of R@5
 # (seed 0); CE-CLIP's IMC (0.3) and CMR (0.2) terms on top (loss="mmclip+imc_cmr") lost 10 of R@5.
 # Set aside earlier: 1 image + 1 retrieval negative per sample (half the positives per step: fine-
-# grained accuracy did not rise above CLIP's), and hard batching (slower for both models at 500 steps).
+# grained accuracy did not rise above CLIP's), and, on validation seed 0, hard batching (+17.6 points but
+# R@5 -13.4) and the two-stage --init recipe (+10.4, R@5 -8.8): results/cpu/recipe_screen_*.json.
 MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
 
 
