@@ -649,6 +649,31 @@ def load_split(root: Path | str, split: str) -> list[dict]:
     return list(_read_jsonl(path))
 
 
+def split_fingerprint(root: Path | str, split: str) -> str:
+    """Which data a split of the dataset at ``root`` is: its config key and the sha256 of its manifest entry.
+
+    Why: a cached evaluation must name the data it scored, not only the weights. The entry holds
+    the split's size, its metadata hash and the hash of every shard manifest (which hash every
+    image), so two builds agree here exactly when they hold the same files; scoring the same model
+    on another dataset (``data_root=...``, a rebuilt generator) then misses the cache instead of
+    being served another split's numbers.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        entry = manifest["splits"][split]
+        key = manifest["key"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: only a dataset built by build_dataset / mmgeo data build "
+                                "can be evaluated (its manifest says which data a score belongs to)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is unreadable or has no entry for split {split!r} ({e!r}); "
+                         "rebuild the dataset") from None
+    return f"{key}/{split}/{_sha256(json.dumps(entry, sort_keys=True).encode())}"
+
+
 def _read_jsonl(path: Path) -> Iterator[dict]:
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

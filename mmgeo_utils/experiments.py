@@ -95,22 +95,25 @@ def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: 
                      data_root: Path | str | None, device: str) -> dict:
     """``evaluate_clip`` of one checkpoint on one split, cached in ``cache``.
 
-    The cache is keyed by the sha256 of the weights, the variants and the benchmark's version, so
-    neither retraining a run nor changing a metric can serve a stale evaluation.
+    The cache is keyed by the sha256 of the weights, the data scored (:func:`split_fingerprint`), the
+    variants and the benchmark's version, so neither retraining a run, nor scoring it on other data,
+    nor changing a metric can serve a stale evaluation.
     """
+    from .dataset import split_fingerprint
     from .evaluate import EVAL_VERSION, evaluate_clip
     from .models import create_clip, get_tokenizer
     from .repro import atomic_write_text
 
     p = get_profile(cfg.profile)
-    key = {"model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(), "variants": list(variants),
-           "version": EVAL_VERSION}
+    root = data_root or dataset_root(cfg)
+    key = {"model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+           "data": split_fingerprint(root, split), "variants": list(variants), "version": EVAL_VERSION}
     if cache.exists():
         saved = json.loads(cache.read_text())
         if all(saved.get(k) == v for k, v in key.items()):
             return saved["result"]
     model = create_clip(cfg.model, model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-    out = evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg), split=split,  # type: ignore[arg-type]
+    out = evaluate_clip(model, get_tokenizer(cfg.model), root, split=split,  # type: ignore[arg-type]
                         image_size=p.image_size, variants=variants, device=device)
     atomic_write_text(cache, json.dumps({**key, "result": out}) + "\n")
     return out

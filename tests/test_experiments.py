@@ -1,6 +1,7 @@
 """The CLIP vs MMCLIP comparison: runs, cached evaluations, the results file."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -83,10 +84,20 @@ def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_dat
     stale = json.loads(cache.read_text())
     stale["result"]["n"] = -1
     cache.write_text(json.dumps(stale))
-    assert validation_scores([result.run_dir], write=False)["runs"]["a"]["n"] == -1  # served from the cache
+    assert validation_scores([result.run_dir], data_root=smoke_data, write=False)["runs"]["a"]["n"] == -1  # cached
+    # the same weights scored on other data: a copy whose validation split's manifest entry differs
+    other = tmp_path / "other-data"
+    shutil.copytree(smoke_data, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["splits"]["val"]["metadata_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert validation_scores([result.run_dir], data_root=other, write=False)["runs"]["a"]["n"] == 16
     stale["model_sha256"] = "0" * 64  # a retrained run's cache is stale
     cache.write_text(json.dumps(stale))
     assert validation_scores([result.run_dir], data_root=smoke_data, write=False)["runs"]["a"]["n"] == 16
+    (other / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="manifest.json not found"):
+        validation_scores([result.run_dir], data_root=other, write=False)
     with pytest.raises(ValueError, match="trained on profile 'smoke', not 'cpu'"):
         validation_scores([result.run_dir], "cpu", data_root=smoke_data, write=False)
     with pytest.raises(CheckpointError, match="no config.json"):
