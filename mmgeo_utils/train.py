@@ -66,6 +66,9 @@ MODEL_FILE = "model.safetensors"
 # ----------------------------------------------------------------------------- configuration
 
 
+DEFAULT_LR = 5e-4  # AdamW's peak learning rate; a run at another one carries it in its name
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``None`` fields take the profile's size (see :meth:`resolved`)."""
@@ -83,7 +86,7 @@ class TrainConfig:
     data_seed: int = 0                 # which dataset (the profile's is built with seed 0)
     steps: int | None = None
     images_per_step: int | None = None  # images the vision tower sees per step, negatives included
-    lr: float = 5e-4
+    lr: float = DEFAULT_LR
     weight_decay: float = 0.1
     warmup: float = 0.1                # fraction of steps with linearly rising learning rate
     grad_accum: int = 1
@@ -169,11 +172,26 @@ class TrainConfig:
         return b
 
     def run_name(self) -> str:
+        """``mmclip-rule-k1-w0.5-random-s0``: the recipe, then the seed.
+
+        A size or optimiser setting that differs from the profile's (steps, images per step,
+        model, learning rate, data seed) adds a suffix such as ``-1000steps`` or ``-lr0.001``, so a
+        screen of it gets its own folder instead of colliding with the default run of that name;
+        runs at the defaults keep the short name.
+        """
         neg = "+".join(self.negatives) if self.uses_negatives else "inbatch"
         k = f"-k{self.num_negatives}" if self.uses_negatives and self.num_negatives is not None else ""
         weight = f"-w{self.hard_weight:g}" if self.hard_weight != 1.0 else ""
         init = "-init" if self.init else ""
-        return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}-s{self.seed}"
+        p = get_profile(self.profile)
+        sizes = "".join(f"-{text}" for differs, text in (
+            (self.steps not in (None, p.train_steps), f"{self.steps}steps"),
+            (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
+            (self.model not in (None, p.clip_model), f"{self.model}"),
+            (self.lr != DEFAULT_LR, f"lr{self.lr:g}"),
+            (self.data_seed != 0, f"data{self.data_seed}"),
+        ) if differs)
+        return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}{sizes}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

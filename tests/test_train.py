@@ -119,9 +119,17 @@ def test_mmclip_is_in_batch_clip_plus_the_per_anchor_loss():
 
 
 def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_path):
+    from mmgeo_utils.experiments import recipe_of
+
     cfg = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
     assert cfg.run_name() == "mmclip-rule-k1-w0.5-random-s0"
     assert TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "hard_weight": 1}).run_name() == "mmclip-rule-k1-random-s0"
+    # sizes and optimiser settings away from the profile's name themselves; the defaults do not
+    assert TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "steps": 500, "lr": 5e-4}).run_name() == cfg.run_name()
+    longer = TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "steps": 1000, "lr": 1e-3, "images_per_step": 128,
+                            "data_seed": 1})
+    assert longer.run_name() == "mmclip-rule-k1-w0.5-random-1000steps-b128-lr0.001-data1-s0"
+    assert recipe_of(longer.resolved().to_dict()) == "mmclip-rule-k1-w0.5-random-1000steps-b128-lr0.001-data1"
     old = {k: v for k, v in cfg.resolved().to_dict().items() if k != "hard_weight"}  # a run from before the knob
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert load_config(tmp_path).hard_weight == 1.0
