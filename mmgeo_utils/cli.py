@@ -7,6 +7,7 @@
     mmgeo eval-clip    --checkpoint runs/cpu/<run> [--split test]
     mmgeo experiment clip-vs-mmclip --profile cpu [--seeds 0 1 2] [--extend]
     mmgeo experiment validate runs/cpu/<run> ...   # validation scores: how the recipe is chosen
+    mmgeo experiment gap-noise --clip runs/cpu/<clip runs> --mmclip runs/cpu/<mmclip runs>  # how noisy a gap is
     mmgeo bench train  [--profile P]      # per-image step time of CLIP vs MMCLIP, data wait share
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
 
@@ -142,6 +143,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gap_noise(args: argparse.Namespace) -> int:
+    from .experiments import gap_noise
+
+    r = gap_noise(args.clip, args.mmclip, split=args.split, data_root=args.data, device=args.device)
+    print(f"{args.split}: i2t_fine gap {100 * r['gap']:+.1f} ± {100 * r['bootstrap_se']:.1f} (item-bootstrap SE, "
+          f"{r['n_items']} diagrams, {r['seeds']} seed(s)); families balanced {100 * r['family_balanced_gap']:+.1f}")
+    for family, f in r["by_family"].items():
+        print(f"  {family:28s} n={f['n']:4d}  gap {100 * f['gap']:+5.1f}")
+    return 0
+
+
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from .bench import bench_train
 
@@ -262,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "a run scored again must give the same numbers")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_validate)
+    p = exp.add_parser("gap-noise", help="how much of a split's i2t_fine gap is the luck of its diagrams: paired "
+                                         "item-bootstrap error and the family-balanced gap -> results/<profile>/gap_noise_<split>.json")
+    p.add_argument("--clip", type=Path, nargs="+", required=True, help="CLIP run folders, one per seed")
+    p.add_argument("--mmclip", type=Path, nargs="+", required=True, help="MMCLIP run folders, the same seeds in order")
+    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the runs' profile's)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_gap_noise)
 
     p = sub.add_parser("course", help="run the notebooks in order, saving executed copies and figures")
     _add_profile(p)

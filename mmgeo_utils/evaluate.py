@@ -215,6 +215,20 @@ def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_fe
             "probes": {"image": t2i["all"], "rule": i2t["all"], "retrieval": with_retrieval["retrieval only"]}}
 
 
+def i2t_fine_hits(items: SplitItems, image_features: torch.Tensor, text_features: torch.Tensor) -> np.ndarray:
+    """Per diagram, 1.0 where its true caption beats every rule negative, NaN where it has none.
+
+    The items whose mean is ``i2t_fine["all"]``: what a paired comparison of two models needs
+    (:func:`~mmgeo_utils.experiments.gap_uncertainty`), since both are scored on the same diagrams.
+    """
+    n = items.n
+    pos = (image_features[:n] * text_features[:n]).sum(-1)
+    rule, ok = _gather(text_features, items.rule_index)
+    hit, _ = _pick(pos, torch.einsum("nd,nkd->nk", image_features[:n], rule), ok)
+    hit[~ok.any(1).numpy()] = np.nan
+    return hit
+
+
 def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict:
     """R@k image→text and text→image over N pairs (chance k/N)."""
     n = image_features.shape[0]

@@ -54,6 +54,11 @@ def test_train_and_eval_clip_from_the_command_line(smoke_data, tmp_path, capsys)
     assert out.name in capsys.readouterr().out and (tmp_path / "results" / "smoke" / "recipe_selection.json").exists()
     assert main(["experiment", "validate", str(out), "--profile", "cpu", "--data", str(smoke_data)]) == 2
     assert "trained on profile 'smoke'" in capsys.readouterr().err
+    # a run against itself: no gap, and no noise in it
+    assert main(["experiment", "gap-noise", "--clip", str(out), "--mmclip", str(out), "--data", str(smoke_data)]) == 0
+    assert "i2t_fine gap +0.0 ± 0.0 (item-bootstrap SE, 16 diagrams, 1 seed(s))" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "results" / "smoke" / "gap_noise_val.json").read_text())["metrics"]
+    assert saved["split"] == "val" and saved["gap"] == 0.0 and sum(f["n"] for f in saved["by_family"].values()) == 16
 
 
 def test_training_errors_are_one_line(capsys, tmp_path):

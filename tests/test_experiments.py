@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -105,6 +106,25 @@ def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_dat
     (result.run_dir / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="has not finished"):
         validation_scores([result.run_dir], data_root=smoke_data, write=False)
+
+
+def test_gap_uncertainty_resamples_items_and_balances_families():
+    from mmgeo_utils.experiments import gap_uncertainty
+
+    # 300 diagrams of family a, 100 of b; the model wins every a diagram CLIP loses, ties on b
+    families = ["a"] * 300 + ["b"] * 100
+    base = np.zeros((2, 400))
+    model = np.concatenate([np.ones((2, 300)), np.zeros((2, 100))], axis=1)
+    base[:, -1] = model[:, -1] = np.nan  # a diagram without rule negatives counts for neither
+    out = gap_uncertainty(base, model, families, n_boot=4000)
+    assert out["n_items"] == 399 and out["seeds"] == 2
+    assert out["gap"] == pytest.approx(300 / 399)
+    assert out["family_balanced_gap"] == pytest.approx(0.5)  # (1 + 0) / 2: the split's 3:1 mix no longer counts
+    assert out["by_family"] == {"a": {"gap": 1.0, "n": 300}, "b": {"gap": 0.0, "n": 99}}
+    p = 300 / 399
+    assert out["bootstrap_se"] == pytest.approx(np.sqrt(p * (1 - p) / 399), rel=0.1)  # a binomial mean's error
+    with pytest.raises(ValueError, match="same shape|one shape"):
+        gap_uncertainty(base, model[:1], families)
 
 
 def test_validation_takes_over_earlier_records_only_when_a_run_scored_twice_agrees(smoke_data, tmp_path):
