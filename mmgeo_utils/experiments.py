@@ -395,8 +395,8 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
         key = recipe_of(r["config"])
         members = groups.setdefault(key, [])
         if members and _what_trains(members[0]["config"]) != _what_trains(r["config"]):
-            raise ValueError(f"{name} and {key} runs share a name but not a config (steps, lr, threads, ...): "
-                             "seeds of one recipe must differ in the seed only")
+            raise ValueError(f"{name} and {key} runs share a name but not a config (weight decay, warm-up, "
+                             "threads, ...): seeds of one recipe must differ in the seed only")
         members.append(r)
     mean = lambda members, k, seeds: float(np.mean([m[k] for m in members if m["config"]["seed"] in seeds]))  # noqa: E731
     recipes: dict[str, Any] = {}

@@ -203,7 +203,10 @@ def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
     two = select_recipes(runs)["recipes"]
     (good,) = [r for r in two.values() if r["loss"] == "mmclip" and r["seeds"] == [0, 1]]
     assert good["verdict"]["seeds_compared"] == [0, 1] and good["verdict"]["i2t_fine_gap"] == pytest.approx(0.11)
-    runs["clip-s9"] = _scores("clip", 9, 0.2, 0.3, steps=100)
+    runs["clip-s8"] = _scores("clip", 8, 0.2, 0.3, steps=100)  # a shorter run is its own recipe, by name
+    assert select_recipes(runs)["criterion"]["baseline"] is None  # two CLIP recipes: none is the baseline
+    del runs["clip-s8"]
+    runs["clip-s9"] = _scores("clip", 9, 0.2, 0.3, weight_decay=0.0)  # a setting the name does not carry
     with pytest.raises(ValueError, match="share a name but not a config"):
         select_recipes(runs)
 
