@@ -482,6 +482,9 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
     if len(profiles) > 1:
         raise ValueError(f"runs of different profiles cannot be compared: {sorted(profiles)}")
     p = get_profile(profiles.pop())
+    data_seeds = {c.data_seed for c in configs.values()}
+    if len(data_seeds) > 1:
+        raise ValueError(f"runs trained on different datasets (data seeds {sorted(data_seeds)}) are not scored on one split")
     device = device or detect_device()
     first = next(iter(configs.values()))
     root = Path(data_root) if data_root is not None else dataset_root(first)
