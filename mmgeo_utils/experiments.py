@@ -306,14 +306,7 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     if not run_dirs:
         raise ValueError("validation_scores needs at least one run folder")
     device = device or detect_device()
-    configs = {Path(r): load_config(r) for r in run_dirs}
-    for run_dir in configs:  # before any evaluation: a late failure would waste the earlier ones
-        if not (run_dir / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run has not finished")
-    profiles = {c.profile for c in configs.values()}
-    if len(profiles) > 1:
-        raise ValueError(f"runs of different profiles cannot be compared: {sorted(profiles)}")
-    p = get_profile(profiles.pop())
+    configs, p = _finished_runs(run_dirs)
     if profile is not None and get_profile(profile).name != p.name:
         raise ValueError(f"the runs were trained on profile {p.name!r}, not {get_profile(profile).name!r}")
     earlier_records = {path: _validation_record(path, p.name) for path in earlier}  # also before evaluating
@@ -330,6 +323,19 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     if write:
         write_results(name, record, profile=p, seed=None, wall_time_s=t.seconds)
     return record
+
+
+def _finished_runs(run_dirs: Sequence[Path | str]) -> tuple[dict[Path, TrainConfig], Profile]:
+    """The configs of finished runs of one profile, and that profile; checked before any evaluation,
+    since a late failure would waste the evaluations before it."""
+    configs = {Path(r): load_config(r) for r in run_dirs}
+    for run_dir in configs:
+        if not (run_dir / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run has not finished")
+    profiles = {c.profile for c in configs.values()}
+    if len(profiles) > 1:
+        raise ValueError(f"runs of different profiles cannot be compared: {sorted(profiles)}")
+    return configs, get_profile(profiles.pop())
 
 
 def _validation_record(path: Path | str, profile: str) -> dict[str, Any]:
@@ -474,14 +480,7 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
 
     if not clip_runs or len(clip_runs) != len(mmclip_runs):
         raise ValueError(f"give one CLIP and one MMCLIP run per seed, got {len(clip_runs)} and {len(mmclip_runs)}")
-    configs = {Path(r): load_config(r) for r in [*clip_runs, *mmclip_runs]}
-    for run_dir, cfg in configs.items():
-        if not (run_dir / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run has not finished")
-    profiles = {c.profile for c in configs.values()}
-    if len(profiles) > 1:
-        raise ValueError(f"runs of different profiles cannot be compared: {sorted(profiles)}")
-    p = get_profile(profiles.pop())
+    configs, p = _finished_runs([*clip_runs, *mmclip_runs])
     data_seeds = {c.data_seed for c in configs.values()}
     if len(data_seeds) > 1:
         raise ValueError(f"runs trained on different datasets (data seeds {sorted(data_seeds)}) are not scored on one split")
