@@ -69,8 +69,8 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(profile=get_profile(args.profile).name, loss=args.loss, negatives=negatives,
                        num_negatives=args.num_negatives, batching=args.batching, hard_weight=args.hard_weight, model=args.model,
                        pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
-                       images_per_step=args.images_per_step, lr=args.lr, grad_accum=args.grad_accum,
-                       precision=args.precision, eval_every=args.eval_every, workers=args.workers,
+                       images_per_step=args.images_per_step, lr=args.lr, temperature=args.temperature,
+                       grad_accum=args.grad_accum, precision=args.precision, eval_every=args.eval_every, workers=args.workers,
                        threads=args.threads)
 
 
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--images-per-step", type=int, default=None, help="images encoded per step, negatives included")
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--eval-every", type=int, default=None)

@@ -377,8 +377,9 @@ def recipe_of(config: dict[str, Any]) -> str:
 
 def _what_trains(config: dict[str, Any]) -> dict[str, Any]:
     # what resume may change (logging, evaluation cadence) does not change the model; nor, here, the seed.
-    # Records from before TrainConfig.hard_weight trained with weight 1.
-    return {k: v for k, v in {"hard_weight": 1.0, **config}.items() if k not in RESUMABLE_CHANGES | {"seed"}}
+    # Records from before TrainConfig.hard_weight trained with weight 1, and those from before
+    # TrainConfig.temperature at open_clip's initial temperature.
+    return {k: v for k, v in {"hard_weight": 1.0, "temperature": None, **config}.items() if k not in RESUMABLE_CHANGES | {"seed"}}
 
 
 def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_TARGET,

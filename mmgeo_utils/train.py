@@ -87,6 +87,7 @@ class TrainConfig:
     steps: int | None = None
     images_per_step: int | None = None  # images the vision tower sees per step, negatives included
     lr: float = DEFAULT_LR
+    temperature: float | None = None   # initial temperature 1/logit_scale (None: open_clip's 0.07); still learned
     weight_decay: float = 0.1
     warmup: float = 0.1                # fraction of steps with linearly rising learning rate
     grad_accum: int = 1
@@ -121,6 +122,15 @@ class TrainConfig:
         if self.hard_weight != 1.0 and not self.loss.startswith("mmclip"):
             raise ValueError(f"hard_weight weighs the hard-negative term added to in-batch CLIP; loss {self.loss!r} "
                              "has no such sum (only mmclip and mmclip+imc_cmr do)")
+        if self.temperature is not None:
+            if not (isinstance(self.temperature, (int, float)) and 0.01 <= self.temperature <= 1):
+                raise ValueError(f"temperature must lie in [0.01, 1] (open_clip clamps the logit scale at 100), "
+                                 f"got {self.temperature!r}")
+            if self.init or self.pretrained:
+                raise ValueError("temperature sets the initial logit scale of a model trained from scratch; "
+                                 f"--init and --pretrained load their own (init={self.init!r}, "
+                                 f"pretrained={self.pretrained!r})")
+            object.__setattr__(self, "temperature", float(self.temperature))
         if self.batching not in BATCHING:
             raise ValueError(f"unknown batching {self.batching!r}; known: {', '.join(BATCHING)}")
         if self.precision not in PRECISIONS:
@@ -189,6 +199,7 @@ class TrainConfig:
             (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
             (self.model not in (None, p.clip_model), f"{self.model}"),
             (self.lr != DEFAULT_LR, f"lr{self.lr:g}"),
+            (self.temperature is not None, f"t{self.temperature:g}"),
             (self.data_seed != 0, f"data{self.data_seed}"),
         ) if differs)
         return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}{sizes}-s{self.seed}"
@@ -430,6 +441,18 @@ def dataset_root(cfg: TrainConfig, progress: bool = False) -> Path:
     return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress)
 
 
+def set_temperature(model: nn.Module, temperature: float) -> None:
+    """Start the learned temperature at ``temperature`` (open_clip starts every model at 0.07).
+
+    Why it is a setting: AdamW moves the log logit scale by at most about ``lr`` per step, so in
+    a few hundred steps it barely leaves its initial value (14.3 → 14.9 in the cpu profile's 500),
+    while the paper's hard-negative loss runs on a pretrained CLIP whose scale has grown to ~100.
+    On a short run from scratch the initial temperature is, in effect, the temperature.
+    """
+    with torch.no_grad():
+        unwrap(model).logit_scale.fill_(math.log(1.0 / temperature))
+
+
 def load_init(model: nn.Module, init: str | Path) -> Path:
     """Load an earlier run's weights (its folder or ``model.safetensors``) into ``model``."""
     from safetensors.torch import load_file
@@ -488,6 +511,8 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size, device=dev)  # type: ignore[arg-type]
     if cfg.init:
         load_init(model, cfg.init)
+    if cfg.temperature is not None:
+        set_temperature(model, cfg.temperature)
     objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
     tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
 
