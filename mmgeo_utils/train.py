@@ -199,7 +199,7 @@ class TrainConfig:
             (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
             (self.model not in (None, p.clip_model), f"{self.model}"),
             (self.lr != DEFAULT_LR, f"lr{self.lr:g}"),
-            (self.temperature is not None, f"t{self.temperature:g}"),
+            (self.temperature is not None, f"t{self.temperature}"),
             (self.data_seed != 0, f"data{self.data_seed}"),
         ) if differs)
         return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}{sizes}-s{self.seed}"

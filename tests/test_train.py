@@ -12,7 +12,7 @@ from mmgeo_utils.contrastive_data import StepBatchSampler, hard_order, neighbour
 from mmgeo_utils.dataset import load_split
 from mmgeo_utils.losses import clip_loss, per_anchor_hard_negative_loss
 from mmgeo_utils.models import create_clip
-from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, load_config, train
+from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, load_config, read_csv, train
 
 
 def _cfg(**kw):
@@ -35,6 +35,8 @@ def _cfg(**kw):
     ({"profile": "laptop"}, "unknown profile"),
     ({"loss": "negclip", "hard_weight": 0.5}, "has no such sum"),
     ({"loss": "mmclip", "hard_weight": 0}, "hard_weight must be a positive number"),
+    ({"temperature": 0.005}, r"temperature must lie in \[0.01, 1\]"),
+    ({"temperature": 0.03, "init": "runs/cpu/clip-s0"}, "--init and --pretrained load their own"),
 ])
 def test_bad_config_names_the_problem(kw, words):
     with pytest.raises(ValueError, match=words):
@@ -135,6 +137,15 @@ def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_pa
     assert load_config(tmp_path).hard_weight == 1.0
 
 
+def test_a_temperature_names_its_run_and_older_configs_read_as_open_clips(tmp_path):
+    cfg = TrainConfig(profile="cpu", loss="clip", temperature=0.025)
+    assert cfg.run_name() == "clip-inbatch-random-t0.025-s0"
+    old = {k: v for k, v in cfg.resolved().to_dict().items() if k != "temperature"}  # a run from before the knob
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert load_config(tmp_path).temperature is None
+    assert load_config(tmp_path).run_name() == "clip-inbatch-random-s0"
+
+
 # ----------------------------------------------------------------------------- runs
 
 
@@ -149,6 +160,16 @@ def test_every_loss_trains_and_logs(loss, smoke_data, tmp_path):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["profile"] == "smoke" and summary["images_per_s"] > 0
     assert np.isfinite(float(log[2].split(",")[1]))  # the total loss
+
+
+def test_a_run_starts_at_its_temperature_and_still_learns_it(smoke_data, tmp_path):
+    result = train(_cfg(loss="clip", steps=2, temperature=0.02), out_dir=tmp_path / "t", data_root=smoke_data,
+                   progress=False)
+    first = float(read_csv(result.run_dir / "train_log.csv")["logit_scale"].iloc[0])
+    assert first == pytest.approx(50.0, rel=1e-3)  # one warm-up step has barely moved it from 1 / 0.02
+    final = float(load_file(result.run_dir / "model.safetensors")["logit_scale"].exp())
+    assert final != pytest.approx(50.0, abs=1e-6) and final == pytest.approx(50.0, rel=0.01)  # learned, not frozen
+    assert load_config(result.run_dir).temperature == 0.02
 
 
 def test_hard_batching_trains(smoke_data, tmp_path):
