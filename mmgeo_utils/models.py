@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,13 +52,19 @@ def register_model_configs() -> None:
 
 
 def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_size: int | None = None,
-                device: str | torch.device = "cpu") -> nn.Module:
+                temperature: float | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """An open_clip ``CLIP`` model, on ``device``, in train mode.
 
     ``pretrained`` is an open_clip tag (needs the internet the first time) or a path to a
     checkpoint file on disk; a missing path is an error that names it, never a silent random
     init. ``image_size`` overrides the config's input size (the profiles render diagrams at
     64-336 px; a ResNet's attention pool and a ViT's position embedding are sized from it).
+    ``temperature`` starts the learned temperature (1 / logit scale) there instead of at open_clip's
+    0.07 (its ``init_logit_scale``). Why it is a setting: AdamW moves the log logit scale by at most
+    about ``lr`` per step, so in a few hundred steps it barely leaves its initial value (14.3 → 14.9
+    in the cpu profile's 500), while the paper's hard-negative loss runs on a pretrained CLIP whose
+    scale has grown to ~100. On a short run from scratch the initial temperature is, in effect, the
+    temperature. Pretrained weights bring their own scale, so the two do not mix.
     """
     import open_clip
 
@@ -70,9 +77,13 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
         looks_like_path = any(c in pretrained for c in "/\\") or Path(pretrained).suffix
         if looks_like_path and not Path(pretrained).is_file():
             raise FileNotFoundError(f"pretrained checkpoint {pretrained} not found")
+    if temperature is not None and pretrained is not None:
+        raise ValueError(f"temperature={temperature} starts a model trained from scratch; pretrained weights "
+                         f"{pretrained!r} bring their own logit scale")
+    scale = {} if temperature is None else {"init_logit_scale": math.log(1.0 / temperature)}
     with _quiet_random_init(pretrained is None):
         model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
-                                       device=device)
+                                       device=device, **scale)
     model.train()
     return model
 

@@ -441,18 +441,6 @@ def dataset_root(cfg: TrainConfig, progress: bool = False) -> Path:
     return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress)
 
 
-def set_temperature(model: nn.Module, temperature: float) -> None:
-    """Start the learned temperature at ``temperature`` (open_clip starts every model at 0.07).
-
-    Why it is a setting: AdamW moves the log logit scale by at most about ``lr`` per step, so in
-    a few hundred steps it barely leaves its initial value (14.3 → 14.9 in the cpu profile's 500),
-    while the paper's hard-negative loss runs on a pretrained CLIP whose scale has grown to ~100.
-    On a short run from scratch the initial temperature is, in effect, the temperature.
-    """
-    with torch.no_grad():
-        unwrap(model).logit_scale.fill_(math.log(1.0 / temperature))
-
-
 def load_init(model: nn.Module, init: str | Path) -> Path:
     """Load an earlier run's weights (its folder or ``model.safetensors``) into ``model``."""
     from safetensors.torch import load_file
@@ -508,11 +496,10 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     seed_everything(cfg.seed)
     from .models import create_clip, get_tokenizer
 
-    model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size, device=dev)  # type: ignore[arg-type]
+    model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size,  # type: ignore[arg-type]
+                        temperature=cfg.temperature, device=dev)
     if cfg.init:
         load_init(model, cfg.init)
-    if cfg.temperature is not None:
-        set_temperature(model, cfg.temperature)
     objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
     tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
 
