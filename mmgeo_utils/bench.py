@@ -9,8 +9,10 @@ to give the total a dataset build can reach. Speed goals live here, not in tests
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from .profiles import Profile, get_profile
@@ -187,7 +189,7 @@ def bench_negatives(profile: Profile | str | None = None, n: int | None = None,
 
 
 def bench_train(profile: Profile | str | None = None, steps: int | None = None, warmup: int = 3,
-                device: str | None = None) -> dict[str, Any]:
+                device: str | None = None, data_root: Path | str | None = None) -> dict[str, Any]:
     """``mmgeo bench train``: what hard negatives cost per image, and whether data keeps up.
 
     For the two models of the comparison (:func:`mmgeo_utils.experiments.comparison_configs`,
@@ -196,6 +198,10 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     next batch, and the loss itself (forward + backward of the objective on the step's
     features, timed separately). Goals (in the README): the hard-negative loss adds at most 10%
     per image processed; data loading is never the bottleneck. With CUDA, peak memory too.
+
+    ``data_root`` times on another build of the profile's kind of data (same image size and
+    negatives, fewer diagrams): a step's time does not depend on how many diagrams the split holds,
+    and the gpu profile's 54,000 scenes with 10 image negatives each take hours of one core to build.
     """
     import torch
 
@@ -211,9 +217,14 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     device_type = device or detect_device()
     dev = torch.device(device_type)
     steps = int(steps or (3 if profile.name == "smoke" else 20))
-    root = build_dataset(DatasetConfig.from_profile(profile), progress=False)
+    root = Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile),
+                                                                        progress=False)
+    data = _dataset_config(root)
+    if data["image_size"] != profile.image_size:
+        raise ValueError(f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
+                         f"{profile.image_size} px")
     out: dict[str, Any] = {"benchmark": "train", "profile": profile.name, "device": device_type,
-                           "steps": steps, "models": {}}
+                           "steps": steps, "data": {"root": str(root), "n_train": data["n_train"]}, "models": {}}
     for name, cfg in comparison_configs(profile, steps=steps + warmup).items():
         cfg = cfg.resolved()
         seed_everything(0)
@@ -257,6 +268,17 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     out["hard_negative_loss_overhead_per_image"] = round(extra_loss_per_image / clip_step_per_image, 4)
     out["results_file"] = str(write_results("bench_train", out, profile=profile))
     return out
+
+
+def _dataset_config(root: Path) -> dict[str, Any]:
+    """The config a built dataset records in its manifest; a folder without one is named as such."""
+    from .dataset import MANIFEST
+
+    path = root / MANIFEST
+    try:
+        return json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise FileNotFoundError(f"{root} is not a built dataset ({path}: {e}); build one with mmgeo data build") from None
 
 
 def _time_loss(model, objective, batch, dev, autocast, device_type: str) -> float:

@@ -157,7 +157,7 @@ def cmd_gap_noise(args: argparse.Namespace) -> int:
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from .bench import bench_train
 
-    result = bench_train(get_profile(args.profile), steps=args.steps, device=args.device)
+    result = bench_train(get_profile(args.profile), steps=args.steps, device=args.device, data_root=args.data)
     print(json.dumps(result))  # the last line is machine-readable JSON
     return 0
 
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 20, smoke 3)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="a dataset of the profile's image size, e.g. a smaller build (default: the profile's, built if needed)")
     p.set_defaults(func=cmd_bench_train)
 
     from .contrastive_data import BATCHING
