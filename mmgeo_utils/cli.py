@@ -120,7 +120,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     recipe = {k: v for k, v in (("loss", args.loss), ("hard_weight", args.hard_weight)) if v is not None} or None
     record = run_comparison(args.profile, seeds=args.seeds, recipe=recipe, progress=not args.quiet,
                             device=args.device, jobs=args.jobs, extend=args.extend,
-                            **({"steps": args.steps} if args.steps else {}))
+                            **({"steps": args.steps} if args.steps else {}),
+                            **({"temperature": args.temperature} if args.temperature else {}))
     print(comparison_table(record).to_string())
     return 0
 
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a variant is written beside clip_vs_mmclip.json")
     p.add_argument("--hard-weight", type=float, default=None,
                    help="weight of the hard-negative term (default: the course's recipe's); a variant as for --loss")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="initial temperature of both models (default: experiments.COMPARISON_TEMPERATURE; "
+                        "open_clip's is 0.07); a variant as for --loss")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)")

@@ -24,17 +24,24 @@ from .train import (MODEL_FILE, RESUMABLE_CHANGES, TrainConfig, TrainResult, dat
                     train)
 
 # The MMCLIP recipe of the comparison: rule negatives, one caption edit of each error type (label,
-# shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP at half
-# weight ("IB+MM", its Table 9; loss = CLIP + 0.5 * per-anchor). With no image negatives both models get
-# all 64 images per step as positives. Chosen on the validation split by `select_recipes`
-# (results/cpu/recipe_selection.json, `mmgeo experiment validate`), the only candidate there that meets
-# both conditions (+10.2 points, R@5 at most 3.7 lower): at weight 1 the same recipe gained +16.3 but
-# lost 5.3 points of R@5 image->text; rule + retrieval negatives (K=1) gained +9.6 and lost 5.6 of R@5
-# (seed 0); CE-CLIP's IMC (0.3) and CMR (0.2) terms on top (loss="mmclip+imc_cmr") lost 10 of R@5.
-# Set aside earlier: 1 image + 1 retrieval negative per sample (half the positives per step: fine-
-# grained accuracy did not rise above CLIP's), and, on validation seed 0, hard batching (+17.6 points but
-# R@5 -13.4) and the two-stage --init recipe (+10.4, R@5 -8.8): results/cpu/recipe_screen_*.json.
-MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
+# shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP at full
+# weight ("IB+MM", its Table 9; loss = CLIP + per-anchor). With no image negatives both models get all 64
+# images per step as positives. Chosen on the validation split by `select_recipes` together with
+# COMPARISON_TEMPERATURE (results/cpu/recipe_selection.json, `mmgeo experiment validate`: +15.4 points
+# over three seeds, R@5 image->text 4.1 lower). At open_clip's 0.07 no candidate met both conditions on
+# three seeds (results/cpu/recipe_selection_2026-12-03.json): weight 1 gained +16.3 but lost 5.3 of R@5,
+# weight 0.5 met them by 0.2 points and gained only +6.1 on test; rule + retrieval negatives (K=1), CE-CLIP's
+# IMC and CMR terms (loss="mmclip+imc_cmr"), hard batching and the two-stage --init recipe each cost more
+# retrieval (results/cpu/recipe_screen_*.json).
+MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=1.0)
+
+# Both models of the comparison start at this temperature (1 / logit scale) instead of open_clip's
+# 0.07. From scratch, 500 steps of AdamW move the learned logit scale only from 14.3 to 14.9 (at 0.07) or
+# from 40 to 39.3 (here), so the initial value is in effect the temperature; pretrained CLIP ends near
+# 100 (0.01). A sharper softmax weighs the hardest in-batch and per-anchor negatives more. Chosen on the
+# validation split with the recipe (results/cpu/recipe_screen_temperature.json, then recipe_selection.json).
+# Pretrained weights (the paper profile) and --init runs bring their own scale, and keep it.
+COMPARISON_TEMPERATURE = 0.025
 
 
 def comparison_configs(profile: Profile | str | None = None, seed: int = 0, *, recipe: dict[str, Any] | None = None,
@@ -42,19 +49,29 @@ def comparison_configs(profile: Profile | str | None = None, seed: int = 0, *, r
     """``{"clip": ..., "mmclip": ...}``: the two runs of the comparison for one seed.
 
     ``recipe`` replaces keys of :data:`MMCLIP_RECIPE` (loss, negatives, num_negatives, hard_weight) for the
-    hard-negative model only; ``overrides`` (steps, images_per_step, ...) apply to both.
+    hard-negative model only; ``overrides`` (steps, images_per_step, temperature, ...) apply to both.
+    Models trained from scratch start at :data:`COMPARISON_TEMPERATURE` unless ``temperature`` is given
+    (``None``: open_clip's 0.07).
     """
-    p = get_profile(profile).name
+    prof = get_profile(profile)
+    p = prof.name
     base = dict(profile=p, seed=seed, **overrides)
+    from_scratch = not (base.get("pretrained") or prof.clip_pretrained or base.get("init"))
+    if from_scratch and "temperature" not in base:
+        base["temperature"] = COMPARISON_TEMPERATURE
     hard = {**MMCLIP_RECIPE, **(recipe or {})}
     if not hard["loss"].startswith("mmclip") and "hard_weight" not in (recipe or {}):
         hard["hard_weight"] = 1.0  # the recipe's weight belongs to the mmclip losses; negclip has no such term
     return {"clip": TrainConfig(loss="clip", negatives=(), **base), "mmclip": TrainConfig(**hard, **base)}
 
 
-def comparison_name(recipe: dict[str, Any] | None = None) -> str:
-    """The results file of a comparison: ``clip_vs_mmclip``, or with the recipe's changes in its name."""
+def comparison_name(recipe: dict[str, Any] | None = None, **overrides: Any) -> str:
+    """The results file of a comparison: ``clip_vs_mmclip``, or with its changes in the name: the
+    recipe's, and a temperature other than :data:`COMPARISON_TEMPERATURE` (``temperature-0.07``).
+    Other overrides (steps, ...) are sizes and stay out of the name."""
     changed = {k: v for k, v in (recipe or {}).items() if MMCLIP_RECIPE.get(k) != v}
+    if "temperature" in overrides and overrides["temperature"] != COMPARISON_TEMPERATURE:
+        changed["temperature"] = overrides["temperature"] or 0.07  # None: open_clip's initial temperature
     if not changed:
         return "clip_vs_mmclip"
     parts = [f"{k}-{'+'.join(v) if isinstance(v, (tuple, list)) else v}" for k, v in sorted(changed.items())]
@@ -190,7 +207,7 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     from .repro import Timer, detect_device, load_results, provenance, results_dir, write_results
 
     p = get_profile(profile)
-    file_name = comparison_name(recipe)
+    file_name = comparison_name(recipe, **overrides)
     earlier = results_dir(p, results_root) / f"{file_name}.json"
     if extend and not earlier.is_file():  # before hours of training, not after
         raise FileNotFoundError(f"cannot extend {earlier}: no such results file (run without extend first)")

@@ -168,6 +168,19 @@ def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_f
     assert comparison_name({"hard_weight": other_weight}) == f"clip_vs_mmclip_hard_weight-{other_weight}"
 
 
+def test_both_models_start_at_the_comparison_temperature_unless_their_weights_bring_one():
+    from mmgeo_utils.experiments import COMPARISON_TEMPERATURE, comparison_name
+
+    for profile in ("smoke", "cpu", "gpu"):  # from scratch: both models, the same temperature
+        assert {c.temperature for c in comparison_configs(profile, 0).values()} == {COMPARISON_TEMPERATURE}
+    assert {c.temperature for c in comparison_configs("paper", 0).values()} == {None}  # pretrained CLIP's own
+    other = comparison_configs("cpu", 0, temperature=0.07)
+    assert {c.temperature for c in other.values()} == {0.07} and other["clip"].run_name().endswith("-t0.07-s0")
+    assert {c.temperature for c in comparison_configs("cpu", 0, temperature=None).values()} == {None}
+    assert comparison_name(temperature=COMPARISON_TEMPERATURE) == comparison_name(steps=1000) == "clip_vs_mmclip"
+    assert comparison_name(temperature=0.07) == comparison_name(temperature=None) == "clip_vs_mmclip_temperature-0.07"
+
+
 def _scores(loss, seed, i2t_fine, retrieval, **config):
     from mmgeo_utils.experiments import HEADLINE
 
