@@ -27,7 +27,7 @@ from .train import (MODEL_FILE, RESUMABLE_CHANGES, TrainConfig, TrainResult, dat
 # shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP at full
 # weight ("IB+MM", its Table 9; loss = CLIP + per-anchor). With no image negatives both models get all 64
 # images per step as positives. Chosen on the validation split by `select_recipes` together with
-# COMPARISON_TEMPERATURE (results/cpu/recipe_selection.json, `mmgeo experiment validate`: +15.4 points
+# COMPARISON_TEMPERATURE (results/cpu/recipe_selection.json, `mmgeo experiment validate`: +15.5 points
 # over three seeds, R@5 image->text 4.1 lower). At open_clip's 0.07 no candidate met both conditions on
 # three seeds (results/cpu/recipe_selection_2026-12-03.json): weight 1 gained +16.3 but lost 5.3 of R@5,
 # weight 0.5 met them by 0.2 points and gained only +6.1 on test; rule + retrieval negatives (K=1), CE-CLIP's
