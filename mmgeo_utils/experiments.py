@@ -37,7 +37,7 @@ MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1, hard_w
 
 # Both models of the comparison start at this temperature (1 / logit scale) instead of open_clip's
 # 0.07. From scratch, 500 steps of AdamW move the learned logit scale only from 14.3 to 14.9 (at 0.07) or
-# from 40 to 39.3 (here), so the initial value is in effect the temperature; pretrained CLIP ends near
+# from 40 to 39.2-39.5 (here), so the initial value is in effect the temperature; pretrained CLIP ends near
 # 100 (0.01). A sharper softmax weighs the hardest in-batch and per-anchor negatives more. Chosen on the
 # validation split with the recipe (results/cpu/recipe_screen_temperature.json, then recipe_selection.json).
 # Pretrained weights (the paper profile) and --init runs bring their own scale, and keep it.
