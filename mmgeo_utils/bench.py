@@ -9,7 +9,6 @@ to give the total a dataset build can reach. Speed goals live here, not in tests
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -206,7 +205,7 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     import torch
 
     from .contrastive_data import HardNegativeDataset, default_transform
-    from .dataset import DatasetConfig, build_dataset
+    from .dataset import DatasetConfig, build_dataset, read_manifest
     from .distributed import DistInfo
     from .experiments import comparison_configs
     from .models import create_clip, get_tokenizer
@@ -219,7 +218,7 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     steps = int(steps or (3 if profile.name == "smoke" else 20))
     root = Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile),
                                                                         progress=False)
-    data = _dataset_config(root)
+    data = read_manifest(root)["config"]
     if data["image_size"] != profile.image_size:
         raise ValueError(f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
                          f"{profile.image_size} px")
@@ -268,17 +267,6 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     out["hard_negative_loss_overhead_per_image"] = round(extra_loss_per_image / clip_step_per_image, 4)
     out["results_file"] = str(write_results("bench_train", out, profile=profile))
     return out
-
-
-def _dataset_config(root: Path) -> dict[str, Any]:
-    """The config a built dataset records in its manifest; a folder without one is named as such."""
-    from .dataset import MANIFEST
-
-    path = root / MANIFEST
-    try:
-        return json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError) as e:
-        raise FileNotFoundError(f"{root} is not a built dataset ({path}: {e}); build one with mmgeo data build") from None
 
 
 def _time_loss(model, objective, batch, dev, autocast, device_type: str) -> float:

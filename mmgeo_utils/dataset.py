@@ -660,18 +660,30 @@ def split_fingerprint(root: Path | str, split: str) -> str:
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    path = Path(root) / MANIFEST
+    manifest = read_manifest(root)
     try:
-        manifest = json.loads(path.read_text())
         entry = manifest["splits"][split]
         key = manifest["key"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: only a dataset built by build_dataset / mmgeo data build "
-                                "can be evaluated (its manifest says which data a score belongs to)") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is unreadable or has no entry for split {split!r} ({e!r}); "
-                         "rebuild the dataset") from None
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{Path(root) / MANIFEST} has no entry for split {split!r} ({e!r}); rebuild the dataset") from None
     return f"{key}/{split}/{_sha256(json.dumps(entry, sort_keys=True).encode())}"
+
+
+def read_manifest(root: Path | str) -> dict[str, Any]:
+    """The manifest of the dataset built at ``root``: its config, key and splits.
+
+    Code that reads a built dataset without knowing its config (an evaluation's cache key, a
+    benchmark on a smaller build) learns from here what the data is; a folder that holds none is
+    named as not a dataset.
+    """
+    path = Path(root) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: {root} is not a built dataset (build_dataset / "
+                                "mmgeo data build write the manifest last)") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is unreadable ({e!r}); rebuild the dataset") from None
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
