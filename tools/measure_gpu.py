@@ -23,12 +23,11 @@ import torch
 
 from mmgeo_utils.bench import bench_train
 from mmgeo_utils.dataset import DatasetConfig, build_dataset
-from mmgeo_utils.evaluate import evaluate_clip, headline
-from mmgeo_utils.experiments import comparison_configs
-from mmgeo_utils.models import create_clip, get_tokenizer
+from mmgeo_utils.evaluate import headline
+from mmgeo_utils.experiments import comparison_configs, evaluate_run
 from mmgeo_utils.profiles import get_profile
-from mmgeo_utils.repro import REPO_ROOT, detect_device, write_results
-from mmgeo_utils.train import train
+from mmgeo_utils.repro import detect_device, write_results
+from mmgeo_utils.train import default_run_dir, train
 
 
 def main() -> None:
@@ -44,7 +43,7 @@ def main() -> None:
     config = dataclasses.replace(DatasetConfig.from_profile(profile), name=f"{profile.name}-measure",
                                  n_train=args.n_train, n_val=args.n_eval, n_test=args.n_eval, retrieval_candidates=0)
     t0 = time.perf_counter()
-    root = build_dataset(config, out_dir=REPO_ROOT / "data" / f"{config.name}-{config.key()}", progress=False)
+    root = build_dataset(config, progress=False)  # data/<name>-<key>, beside the profile's own
     build_s = time.perf_counter() - t0
     print(f"data: {args.n_train}/{args.n_eval}/{args.n_eval} scenes at {config.image_size} px in {build_s:.0f} s")
 
@@ -54,12 +53,11 @@ def main() -> None:
     cfg = dataclasses.replace(comparison_configs(profile, steps=args.steps)["mmclip"], eval_every=args.steps)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    result = train(cfg, out_dir=REPO_ROOT / "runs" / profile.name / f"measure-{cfg.run_name()}", data_root=root,
-                   device=device, progress=False)
+    # its own folder: trained on the small build, it must never be resumed as the profile's run of that name
+    run_dir = default_run_dir(cfg).with_name(f"measure-{cfg.run_name()}")
+    result = train(cfg, out_dir=run_dir, data_root=root, device=device, progress=False)
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None
-    model = create_clip(cfg.resolved().model, result.model_path, image_size=profile.image_size, device=device)
-    evaluation = evaluate_clip(model, get_tokenizer(cfg.resolved().model), root, split="test",
-                               image_size=profile.image_size, device=device)
+    evaluation = evaluate_run(result, data_root=root, device=device)  # the test benchmark, cached in the run
     gpu = torch.cuda.get_device_name() if device == "cuda" else None
     path = write_results("measure_gpu", {
         "gpu": gpu, "data": {**config.to_dict(), "build_s": round(build_s, 1), "root": str(Path(root).name)},
