@@ -19,9 +19,9 @@ measured cheaply before any LMM is fully trained:
   by 30-90°, take the local feature at each labelled point of the first, find the most similar
   location in the second's feature map, and count it correct when it lands within 0.10 × image
   size of the point's true position there (PCK@0.10). Points that moved less than that are left
-  out: there an encoder wins by copying coordinates. (Pairing a diagram with its perturbed
-  negatives instead, a first design, put every encoder at chance: a perturbation moves exactly
-  the points whose neighbourhood it changes.)
+  out: there an encoder wins by copying coordinates. (Why not pair a diagram with its perturbed
+  negatives: a perturbation moves exactly the points whose neighbourhood it changes, which puts
+  every encoder at chance.)
 
 :func:`fit_ac_polynomial` is the law's fitted relation (degree-2 polynomial in A and C, ordinary
 least squares). It needs downstream scores of several fully trained LMMs, which lesson 06 and

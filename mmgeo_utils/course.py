@@ -1,14 +1,17 @@
 """Run the course end to end: every notebook, in order, on one profile.
 
 This is the main job behind ``make course`` / ``mmgeo course``. Executed copies
-go to ``results/<profile>/notebooks/`` (the committed notebooks keep their smoke
-outputs for nbval), figures to ``figures/<profile>/`` via the notebooks' own
-``save_fig`` calls, and ``results/<profile>/course.json`` records each notebook's
-wall time with the usual provenance. That file is where the timing table of
-notebook 00 comes from.
+go to ``results/<profile>/notebooks/`` (git ignores them; the committed notebooks
+keep their smoke outputs for nbval), figures to ``figures/<profile>/`` via the
+notebooks' own ``save_fig`` calls, and ``results/<profile>/course.json`` records
+each notebook's wall time with the usual provenance. That file is where the
+timing table of notebook 00 and the README's course times come from.
 
-An interrupted run resumes: a notebook that already ran successfully from the same
-source on the same profile is not run again (``--force`` runs everything).
+An interrupted run resumes: a notebook is skipped only when *this machine* ran it
+from the same source on the same profile and its executed copy is still there.
+That resume state lives beside the executed copies (``course_state.json``), never
+in the committed ``course.json``: a fresh clone carries the timings of the run that
+produced its results, but no claim that anything ran here (``--force`` runs all).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .profiles import Profile, get_profile
 from .repro import REPO_ROOT, provenance, results_dir, write_results
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+STATE_FILE = "course_state.json"
 
 
 def course_notebooks(root: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -30,8 +34,8 @@ def course_notebooks(root: Path = NOTEBOOK_DIR) -> list[Path]:
     return sorted(root.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def execute_notebook(src: Path, dst: Path, profile: Profile, timeout: int = 6 * 3600) -> float:
@@ -54,8 +58,27 @@ def execute_notebook(src: Path, dst: Path, profile: Profile, timeout: int = 6 * 
         else:
             os.environ["MMGEO_PROFILE"] = old
     dst.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dst)
+    tmp = dst.with_suffix(".ipynb.partial")
+    nbformat.write(nb, tmp)
+    tmp.replace(dst)  # an executed copy on disk is always a complete one
     return seconds
+
+
+def _read_state(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        print(f"  {path} is not valid JSON (an interrupted write?): running every lesson again", flush=True)
+        return {}
+
+
+def _write_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    tmp.replace(path)
 
 
 def run_course(profile: Profile | str | None = None, only: list[str] | None = None,
@@ -64,8 +87,8 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
     """Run the notebooks in order; return 0 when all succeeded (a failing one stops the run)."""
     profile = get_profile(profile)
     out_dir = Path(out_dir or results_dir(profile) / "notebooks")
-    state_path = results_dir(profile) / "course.json"
-    state = json.loads(state_path.read_text()).get("metrics", {}) if state_path.exists() else {}
+    state_path = out_dir / STATE_FILE  # what ran on this machine, beside what it produced
+    state = _read_state(state_path)
     notebooks = course_notebooks(notebook_dir)
     if not notebooks:
         raise FileNotFoundError(f"no lesson notebooks (NN_name.ipynb) in {notebook_dir}")
@@ -77,22 +100,33 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
     print(f"mmgeo course: profile {profile.name} ({profile.description}), {len(notebooks)} notebooks",
           flush=True)
     for src in notebooks:
-        digest = _sha256(src)
+        digest = file_sha256(src)
         done = state.get(src.name, {})
-        if not force and done.get("status") == "ok" and done.get("source_sha256") == digest:
-            print(f"  {src.name}: done earlier in {done['seconds']:.0f} s (skipped)", flush=True)
+        if (not force and done.get("status") == "ok" and done.get("source_sha256") == digest
+                and (out_dir / src.name).exists()):
+            print(f"  {src.name}: done earlier on this machine in {done['seconds']:.0f} s (skipped)", flush=True)
             continue
         print(f"  {src.name}: running ...", flush=True)
         try:
             seconds = execute_notebook(src, out_dir / src.name, profile)
         except Exception as e:  # record the failure, then stop: later lessons build on this one
             state[src.name] = {"status": "failed", "error": str(e)[-2000:], "source_sha256": digest}
-            write_results("course", state, profile=profile)
-            print(f"  {src.name}: FAILED — see {out_dir / src.name} and the error above", flush=True)
+            _write_state(state_path, state)
+            print(f"  {src.name}: FAILED — see the error above", flush=True)
             raise
         state[src.name] = {"status": "ok", "seconds": round(seconds, 1), "source_sha256": digest,
                            "commit": provenance(profile, None)["commit"]}
-        write_results("course", state, profile=profile)
+        _write_state(state_path, state)
+        _record_timings(profile, state)
         print(f"  {src.name}: ok in {seconds:.0f} s", flush=True)
-    print(f"executed notebooks in {out_dir}, timings in {state_path}", flush=True)
+    print(f"executed notebooks in {out_dir}, timings in {results_dir(profile) / 'course.json'}", flush=True)
     return 0
+
+
+def _record_timings(profile: Profile, state: dict) -> None:
+    """``results/<profile>/course.json``: the wall time of each lesson that ran here (committed for
+    ``cpu`` and ``gpu``, the numbers the README quotes). It is a record, never resume state."""
+    timings = {name: {k: v for k, v in entry.items() if k != "error"}
+               for name, entry in sorted(state.items()) if entry.get("status") == "ok"}
+    timings["total_seconds"] = round(sum(e["seconds"] for e in timings.values()), 1)
+    write_results("course", timings, profile=profile)

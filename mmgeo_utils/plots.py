@@ -2,15 +2,20 @@
 
 Figures go to ``figures/<profile>/<name>.png`` with the provenance (profile, seed,
 commit, device) written into the PNG's metadata, so a figure in the README names
-the run that drew it.
+the run that drew it. A figure whose pixels did not change is left as it is, so a
+course run that reproduces the committed figures leaves ``git status`` clean (the
+commit it names is then the first one that drew exactly these pixels).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from PIL import Image
 
 from .profiles import Profile, get_profile
 from .repro import REPO_ROOT, provenance
@@ -42,5 +47,21 @@ def save_fig(fig, name: str, *, profile: Profile | str | None = None, seed: int 
     prov = provenance(profile, seed)
     meta = {"Software": "mmgeo", "Comment": f"profile={prov['profile']} seed={seed} "
             f"commit={prov['commit']} device={prov['device']}"}
-    fig.savefig(path, metadata=meta)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata=meta)
+    if path.exists() and _same_pixels(path, buf.getvalue()):
+        return path
+    tmp = path.with_suffix(".png.partial")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
     return path
+
+
+def _same_pixels(path: Path, png: bytes) -> bool:
+    """Whether the PNG at ``path`` shows exactly the image ``png`` does (metadata aside)."""
+    try:
+        with Image.open(path) as old, Image.open(io.BytesIO(png)) as new:
+            return old.size == new.size and np.array_equal(np.asarray(old.convert("RGBA")),
+                                                           np.asarray(new.convert("RGBA")))
+    except OSError:  # an unreadable old file is replaced
+        return False

@@ -17,7 +17,7 @@ candidate is kept only if at least one of its facts is false of the positive's i
 reason, and a caption that runs out of candidates reports its shortfall instead of
 being padded with made-up negatives.
 
-The pieces, in the order lesson 03 uses them:
+The pieces, in the order lesson 02 uses them:
 
 * :func:`load_sentence_encoder` — the shipped all-MiniLM-L6-v2 (offline), a local
   directory, or a hub name (paper profile, with internet);

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from mmgeo_utils.course import run_course
+from mmgeo_utils.course import file_sha256, run_course
 
 
 def _notebook(path, source):
@@ -30,10 +30,12 @@ def lessons(tmp_path, monkeypatch):
 def test_course_runs_in_order_records_times_and_resumes(lessons, tmp_path, capsys):
     out = tmp_path / "executed"
     assert run_course("smoke", out_dir=out, notebook_dir=lessons) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["00_a.ipynb", "01_b.ipynb"]
+    assert sorted(p.name for p in out.glob("*.ipynb")) == ["00_a.ipynb", "01_b.ipynb"]
     record = json.loads((tmp_path / "results" / "smoke" / "course.json").read_text())
     assert record["profile"] == "smoke" and "commit" in record
-    assert {k: v["status"] for k, v in record["metrics"].items()} == {"00_a.ipynb": "ok", "01_b.ipynb": "ok"}
+    assert {k: v["status"] for k, v in record["metrics"].items() if k != "total_seconds"} == {
+        "00_a.ipynb": "ok", "01_b.ipynb": "ok"}
+    assert (out / "course_state.json").exists()  # the resume state lives beside the executed copies
 
     # an edited lesson runs again; an unchanged one is skipped
     _notebook(lessons / "01_b.ipynb", "x = 2 + 2")
@@ -42,15 +44,34 @@ def test_course_runs_in_order_records_times_and_resumes(lessons, tmp_path, capsy
     log = capsys.readouterr().out
     assert "00_a.ipynb: done earlier" in log and "01_b.ipynb: ok" in log
 
+    # an executed copy that is gone is run again, whatever the state file says
+    (out / "00_a.ipynb").unlink()
+    run_course("smoke", out_dir=out, notebook_dir=lessons)
+    log = capsys.readouterr().out
+    assert "00_a.ipynb: ok" in log and "01_b.ipynb: done earlier" in log
+
+
+@pytest.mark.slow
+def test_a_committed_timing_record_never_skips_a_lesson(lessons, tmp_path, capsys):
+    """The bug of a fresh clone: results/<profile>/course.json is committed, and must not count as work done."""
+    record = tmp_path / "results" / "smoke" / "course.json"
+    record.parent.mkdir(parents=True)
+    claim = {"status": "ok", "seconds": 1.0}
+    record.write_text(json.dumps({"profile": "smoke", "metrics": {
+        name: {**claim, "source_sha256": file_sha256(lessons / name)} for name in ("00_a.ipynb", "01_b.ipynb")}}))
+    run_course("smoke", out_dir=tmp_path / "executed", notebook_dir=lessons)
+    log = capsys.readouterr().out
+    assert "00_a.ipynb: ok" in log and "01_b.ipynb: ok" in log and "skipped" not in log
+
 
 @pytest.mark.slow
 def test_failing_notebook_stops_the_course_and_is_recorded(lessons, tmp_path):
     _notebook(lessons / "00_a.ipynb", "raise ValueError('broken lesson')")
     with pytest.raises(Exception, match="broken lesson"):
         run_course("smoke", out_dir=tmp_path / "executed", notebook_dir=lessons)
-    record = json.loads((tmp_path / "results" / "smoke" / "course.json").read_text())
-    assert record["metrics"]["00_a.ipynb"]["status"] == "failed"
-    assert "01_b.ipynb" not in record["metrics"]  # later lessons build on earlier ones
+    state = json.loads((tmp_path / "executed" / "course_state.json").read_text())
+    assert state["00_a.ipynb"]["status"] == "failed"
+    assert "01_b.ipynb" not in state  # later lessons build on earlier ones
 
 
 def test_unknown_notebook_selection_is_an_error(lessons):
