@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import geometry as g
 from .facts import check_fact, shape_name
 from .families import drawn_sides, format_number, is_nice
-from .scene import AngleMark, Circle, Fact, RightAngleMark, Scene
+from .scene import AngleMark, Circle, Fact, RightAngleMark, Scene, typed_value, untyped_value
 
 __all__ = ["Caption", "QA", "fact_to_text", "describe", "make_qa", "n_variants"]
 
@@ -243,6 +243,17 @@ class QA:
     kind: str
     value: float | str | None
     fact: Fact | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata row's form: the value typed as in :meth:`Fact.to_dict`."""
+        return {"question": self.question, "answer": self.answer, "kind": self.kind, **typed_value(self.value),
+                "fact": None if self.fact is None else self.fact.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "QA":
+        fact = d.get("fact")
+        return cls(d["question"], d["answer"], d["kind"], untyped_value(d),
+                   None if fact is None else Fact.from_dict(fact))
 
 
 WHOLE_TOL = 1e-4  # a measured angle within this of a whole degree is an exact, derivable value

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 # Bump when any code that decides a sample's pixels or text changes (families, layout,
 # captions, rendering, this module): the version is part of every cache key, so old
 # caches are rebuilt instead of silently mixed with new samples.
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"  # 5: fact and answer values typed (value number, value_text string)
 SPLITS = ("train", "val", "test")
 SHARD_SIZE = 256
 MANIFEST = "manifest.json"
@@ -263,7 +263,44 @@ def make_sample(config: DatasetConfig, split: str, index: int) -> SampleRecord:
             row.update(make_negatives(config, scene, caption, style, seeds, sid, files))
         except Exception as e:
             raise RuntimeError(f"negatives of sample {sid} (scene seed {seeds.scene}) failed: {e}") from e
-    return SampleRecord(row=row, files=files)
+    return SampleRecord(row=encode_row(row), files=files)
+
+
+# Every field of a metadata row keeps one JSON type in every row of every split, so Arrow, and so
+# Hugging Face ``datasets`` (``load_dataset("imagefolder", data_dir=root)``), reads metadata.jsonl
+# as a table. Two kinds of field would break that and are stored encoded; ``load_split`` decodes
+# them, so Python code sees the plain objects:
+SCENE_FIELD = "scene"  # a scene's points are keyed by their labels: stored as Scene.to_json()
+COUNT_FIELDS = ("image_negative_skips", "text_negative_rejections", "retrieval_counts")  # {reason: n} maps,
+# whose keys vary by row: stored as [{"reason": str, "count": int}, ...]
+
+
+def encode_row(row: dict) -> dict:
+    """A row as metadata.jsonl stores it (see ``SCENE_FIELD``, ``COUNT_FIELDS``)."""
+    out = dict(row)
+    if isinstance(out.get(SCENE_FIELD), dict):
+        out[SCENE_FIELD] = json.dumps(out[SCENE_FIELD], sort_keys=True, separators=(",", ":"))
+    if "image_negatives" in out:
+        out["image_negatives"] = [{**n, SCENE_FIELD: json.dumps(n[SCENE_FIELD], sort_keys=True, separators=(",", ":"))}
+                                  if isinstance(n.get(SCENE_FIELD), dict) else n for n in out["image_negatives"]]
+    for name in COUNT_FIELDS:
+        if isinstance(out.get(name), dict):
+            out[name] = [{"reason": k, "count": int(v)} for k, v in sorted(out[name].items())]
+    return out
+
+
+def decode_row(row: dict) -> dict:
+    """The inverse of :func:`encode_row`: scenes as dicts, counts as ``{reason: count}``."""
+    out = dict(row)
+    if isinstance(out.get(SCENE_FIELD), str):
+        out[SCENE_FIELD] = json.loads(out[SCENE_FIELD])
+    if "image_negatives" in out:
+        out["image_negatives"] = [{**n, SCENE_FIELD: json.loads(n[SCENE_FIELD])}
+                                  if isinstance(n.get(SCENE_FIELD), str) else n for n in out["image_negatives"]]
+    for name in COUNT_FIELDS:
+        if isinstance(out.get(name), list):
+            out[name] = {c["reason"]: c["count"] for c in out[name]}
+    return out
 
 
 NEGATIVE_DIR = "negatives"  # inside each split folder: negative images are not samples of their own
@@ -616,7 +653,7 @@ def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: b
 
     captions = [r["caption"] for r in rows]
     facts = [[Fact.from_dict(f) for f in r["caption_facts"]] for r in rows]
-    scenes = [Scene.from_dict(r["scene"]) for r in rows]
+    scenes = [Scene.from_dict(decode_row(r)["scene"]) for r in rows]
     mined = mine_retrieval_negatives(
         captions, facts, scenes, load_sentence_encoder(config.sentence_encoder),
         num_candidates=min(config.retrieval_candidates, len(rows) - 1), num_negatives=config.num_negatives,
@@ -626,7 +663,8 @@ def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: b
         row["retrieval_negatives"] = [
             {"id": rows[j]["id"], "text": captions[j], "similarity": round(float(sim), 6)}
             for j, sim in zip(mined.negatives[i], mined.similarities[i]) if j >= 0]
-        row["retrieval_counts"] = {status: int(c[i]) for status, c in counts.items() if c[i]}
+        row["retrieval_counts"] = [{"reason": status, "count": int(c[i])} for status, c in sorted(counts.items())
+                                   if c[i]]  # encoded as encode_row stores COUNT_FIELDS
 
 
 def _host() -> str:
@@ -646,7 +684,7 @@ def load_split(root: Path | str, split: str) -> list[dict]:
     path = Path(root) / split / METADATA
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: build the dataset first (mmgeo data build)")
-    return list(_read_jsonl(path))
+    return [decode_row(row) for row in _read_jsonl(path)]
 
 
 def split_fingerprint(root: Path | str, split: str) -> str:

@@ -25,6 +25,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Iterable, Union
 
+import numpy as np
+
 # ----------------------------------------------------------------------------- elements
 
 
@@ -299,14 +301,36 @@ class Fact:
         return (c.kind, c.args, c.value)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "args": list(self.args)}
-        if self.value is not None:
-            d["value"] = self.value
-        return d
+        """``{kind, args, value, value_text}``: a number in ``value``, a name (a shape) in ``value_text``.
+
+        Every field keeps one JSON type in every row (Arrow, and so Hugging Face ``datasets``, needs
+        that to read the metadata as a table), so a value is never a number here and a string there.
+        """
+        return {"kind": self.kind, "args": list(self.args), **typed_value(self.value)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Fact":
-        return cls(d["kind"], tuple(d["args"]), d.get("value"))
+        return cls(d["kind"], tuple(d["args"]), untyped_value(d))
+
+
+def typed_value(value: float | int | str | None) -> dict[str, Any]:
+    """A fact's or answer's value as two typed fields: ``value`` (a float or null), ``value_text``
+    (a string or null)."""
+    if value is None or isinstance(value, str):
+        return {"value": None, "value_text": value}
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"a value is a number or a string, not {type(value).__name__} ({value!r})")
+    return {"value": float(value), "value_text": None}  # always a float: 90 and 4.5 share one column type
+
+
+def untyped_value(d: dict[str, Any]) -> float | int | str | None:
+    """The inverse of :func:`typed_value` (a row of generator version 4, with one mixed ``value``, reads too)."""
+    if d.get("value_text") is not None:
+        return d["value_text"]
+    value = d.get("value")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # a whole number reads back as the int it was written from (5, not 5.0)
+    return value
 
 
 def fact_set(facts: Iterable[Fact]) -> frozenset[tuple]:
