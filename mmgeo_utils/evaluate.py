@@ -257,7 +257,12 @@ def _candidate_scores(query: torch.Tensor, features: torch.Tensor, index: np.nda
 
 
 def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_features: torch.Tensor) -> dict:
-    """The fine-grained benchmark and the per-source probes from precomputed embeddings."""
+    """The fine-grained benchmark and the per-source probes from precomputed embeddings.
+
+    Scores what ``items`` indexes (-1 = none): in ``i2t_fine`` the first rule negative of each error
+    type (:func:`split_items`) less those :func:`drop_indistinguishable` removed. Each ``chance`` is
+    the mean over scored items of 1 / (1 + their scored negatives).
+    """
     n = items.n
     img, cap = image_features[:n], text_features[:n]
     k_rule = items.rule_index.shape[1]
@@ -286,7 +291,8 @@ def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_fe
 
 
 def i2t_fine_hits(items: SplitItems, image_features: torch.Tensor, text_features: torch.Tensor) -> np.ndarray:
-    """Per diagram, 1.0 where its true caption beats every rule negative, NaN where it has none.
+    """Per diagram, 1.0 where its true caption beats its scored rule negatives (the first of each error
+    type, less the dropped ones) strictly, 0.0 where not, NaN where none is left.
 
     The items whose mean is ``i2t_fine["all"]``: what a paired comparison of two models needs
     (:func:`~mmgeo_utils.experiments.gap_uncertainty`), since both are scored on the same diagrams.
