@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # user errors (CheckpointError is a ValueError): say what is wrong, no traceback
+    # user errors, CheckpointError (a ValueError) included: say what is wrong, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"mmgeo: error: {e}", file=sys.stderr)
         return 2
 

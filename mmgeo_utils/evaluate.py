@@ -205,7 +205,7 @@ def drop_indistinguishable(items: SplitItems, tokenizer) -> tuple[SplitItems, di
     """
     n = items.n
     tokens = tokenizer(list(items.texts))
-    full = tokens[:n, -1] != 0  # the last position is used: the caption was cut
+    full = tokens[:n, -1] != 0  # the last position is not padding (open_clip pads with 0): the caption was cut
     counts: dict[str, dict[str, int]] = {"truncated": {}, "identical": {}}
     out = []
     for index, kinds in ((items.rule_index, list(ERROR_TYPES)), (items.retrieval_index, None)):
@@ -344,8 +344,7 @@ def evaluate_clip(model: nn.Module, tokenizer, root: Path | str, *, split: str =
             "split": split, "n": items.n,
             "negatives_dropped_truncated": dropped["truncated"], "negatives_dropped_identical": dropped["identical"],
             "rule_negatives": {"scored": int((items.rule_index >= 0).sum()),
-                               "dropped": sum(v for k, v in dropped["truncated"].items() if k in ERROR_TYPES)
-                               + sum(v for k, v in dropped["identical"].items() if k in ERROR_TYPES),
+                               "dropped": sum(c.get(t, 0) for c in dropped.values() for t in ERROR_TYPES),
                                "unscored_beyond_first_of_type": items.rule_unscored}}
         for variant in variants:
             images = check_finite(encode_images(model, items.image_paths, eval_transform(image_size, variant),

@@ -79,6 +79,11 @@ def test_evaluate_clip_on_the_smoke_split(smoke_data):
     model = create_clip("mmgeo-resnet-tiny", image_size=64)
     result = evaluate_clip(model, get_tokenizer("mmgeo-resnet-tiny"), smoke_data, image_size=64)
     assert result["n"] == 16 and set(result["robustness"]) == {"rotate30", "downscale0.5"}
+    # every rule negative of the split is accounted for: scored, dropped, or beyond the first of its type
+    rn = result["rule_negatives"]
+    assert rn["scored"] + rn["dropped"] + rn["unscored_beyond_first_of_type"] == sum(
+        len(r["text_negatives"]) for r in split_items(smoke_data, "test").rows)
+    assert result["negatives_dropped_truncated"]["all"] >= 0 and "all" in result["negatives_dropped_identical"]
     h = headline(result)
     assert 0 <= h["i2t_fine"] <= 1
     assert set(h["i2t_fine_by_type"]) == {"label", "shape", "relation", "number"} and "i2t_with_retrieval" in h
