@@ -173,6 +173,35 @@ def load_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.
     return {"step": int(meta["step"]), "extra": json.loads(meta["extra"])}
 
 
+def load_model(path: Path | str, model: nn.Module) -> Path:
+    """Load weights written by :func:`save_model` (a run's ``model.safetensors``) into ``model``.
+
+    Names what is wrong instead of failing deep inside open_clip or torch: a missing file, a
+    truncated or foreign one, a training state (``state.safetensors``) given as a model, or
+    weights of another model or image size.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found (give a run folder or its model.safetensors)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file ({e})") from None
+    if meta.get("format") == FORMAT:
+        raise CheckpointError(f"{path} is a training state (optimizer and RNG too), not a model; give the run "
+                              "folder or its model.safetensors")
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} holds weights of a different model or image size: {str(e)[:500]}") from None
+    return path
+
+
 def save_model(path: Path | str, model: nn.Module, metadata: dict[str, str] | None = None) -> Path:
     """The weights alone, unprefixed: ``open_clip.create_model(name, pretrained=path)`` loads them."""
     from safetensors.torch import save_file

@@ -87,31 +87,50 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_clip(args: argparse.Namespace) -> int:
-    from .dataset import DatasetConfig, build_dataset
-    from .evaluate import evaluate_clip, tidy_table
-    from .models import create_clip, get_tokenizer
-    from .repro import atomic_write_text, detect_device
-    from .train import MODEL_FILE, load_config
+    import dataclasses
 
-    profile = get_profile(args.profile)
+    from .evaluate import VARIANTS, tidy_table
+    from .experiments import evaluate_checkpoint
+    from .repro import atomic_write_text, detect_device
+    from .train import MODEL_FILE, TrainConfig, load_config
+
     ckpt = Path(args.checkpoint)
-    model_name = args.model
-    if ckpt.is_dir():
-        if model_name is None and (ckpt / "config.json").exists():
-            model_name = load_config(ckpt).model
-        ckpt = ckpt / MODEL_FILE
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt} not found (give a run folder or a .safetensors file)")
-    model_name = model_name or profile.clip_model
-    device = args.device or detect_device()
-    root = args.data or build_dataset(DatasetConfig.from_profile(profile), progress=False)
-    model = create_clip(model_name, ckpt, image_size=profile.image_size, device=device)
-    result = evaluate_clip(model, get_tokenizer(model_name), root, split=args.split,
-                           image_size=profile.image_size, device=device)
+    # a run folder, or a file in one: the model and image size are the run's (its config.json)
+    run_dir = ckpt if ckpt.is_dir() else ckpt.parent if (ckpt.parent / "config.json").is_file() else None
+    if run_dir is not None:
+        cfg = load_config(run_dir)
+        explicit = args.profile or os.environ.get(ENV_VAR) or None
+        if explicit is not None and get_profile(explicit).name != cfg.profile:
+            raise ValueError(f"{run_dir} was trained on profile {cfg.profile!r}, not {get_profile(explicit).name!r} "
+                             "(leave out --profile to use the run's)")
+        if args.model:
+            cfg = dataclasses.replace(cfg, model=args.model)
+        model_path = ckpt / MODEL_FILE if ckpt.is_dir() else ckpt
+    else:  # a bare weights file: the profile's model and image size, unless --model
+        cfg = TrainConfig(profile=get_profile(args.profile).name, model=args.model).resolved()
+        model_path = ckpt
+    if args.out is not None:  # before the benchmark, not after minutes of it
+        _check_writable(args.out)
+    result = evaluate_checkpoint(model_path, cfg, split=args.split, variants=VARIANTS, data_root=args.data,
+                                 device=args.device or detect_device())
     print(tidy_table(result).to_string(index=False))
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _check_writable(path: Path) -> None:
+    """A clear error now if ``path`` cannot be written: its folder is made and a probe file written in it."""
+    import tempfile
+
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name, e.g. {path / 'eval.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {path} cannot be written ({e.strerror or e}); nothing was evaluated") from None
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -310,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # user errors: say what is wrong, no traceback
+    # user errors, CheckpointError (a ValueError) included: say what is wrong, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"mmgeo: error: {e}", file=sys.stderr)
         return 2
 

@@ -116,12 +116,13 @@ def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: 
     variants and the benchmark's version, so neither retraining a run, nor scoring it on other data,
     nor changing a metric can serve a stale evaluation.
     """
+    from .checkpoint import CheckpointError
     from .dataset import split_fingerprint
-    from .evaluate import EVAL_VERSION, evaluate_clip
-    from .models import create_clip, get_tokenizer
+    from .evaluate import EVAL_VERSION
     from .repro import atomic_write_text
 
-    p = get_profile(cfg.profile)
+    if not model_path.is_file():
+        raise CheckpointError(f"checkpoint {model_path} not found")
     root = data_root or dataset_root(cfg)
     key = {"model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
            "data": split_fingerprint(root, split), "variants": list(variants), "version": EVAL_VERSION}
@@ -129,11 +130,33 @@ def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: 
         saved = json.loads(cache.read_text())
         if all(saved.get(k) == v for k, v in key.items()):
             return saved["result"]
-    model = create_clip(cfg.model, model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-    out = evaluate_clip(model, get_tokenizer(cfg.model), root, split=split,  # type: ignore[arg-type]
-                        image_size=p.image_size, variants=variants, device=device)
+    out = evaluate_checkpoint(model_path, cfg, split=split, variants=variants, data_root=root, device=device)
     atomic_write_text(cache, json.dumps({**key, "result": out}) + "\n")
     return out
+
+
+def load_run_model(model_path: Path | str, cfg: TrainConfig, device: str = "cpu"):
+    """The weights ``model_path`` in the model ``cfg`` names, at its profile's image size (eval mode
+    is the caller's); a bad file is a :class:`~mmgeo_utils.checkpoint.CheckpointError` naming it."""
+    from .checkpoint import load_model
+    from .models import create_clip
+
+    model = create_clip(cfg.model, image_size=get_profile(cfg.profile).image_size, device=device)  # type: ignore[arg-type]
+    load_model(model_path, model)
+    return model
+
+
+def evaluate_checkpoint(model_path: Path | str, cfg: TrainConfig, *, split: str = "test",
+                        variants: Sequence[str] = ("clean", "rotate30", "downscale0.5"),
+                        data_root: Path | str | None = None, device: str = "cpu") -> dict:
+    """``evaluate_clip`` of the weights ``model_path`` of a run trained with ``cfg`` (uncached): the
+    model and image size are the run's, and the data its dataset's unless ``data_root`` is given."""
+    from .evaluate import evaluate_clip
+    from .models import get_tokenizer
+
+    model = load_run_model(model_path, cfg, device)
+    return evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg),  # type: ignore[arg-type]
+                         split=split, image_size=get_profile(cfg.profile).image_size, variants=variants, device=device)
 
 
 def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
@@ -492,8 +515,9 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
     Seeds pair up in order (``clip_runs[i]`` with ``mmclip_runs[i]``); all runs must share a profile and
     dataset. Written to ``results/<profile>/gap_noise_<split>.json``.
     """
-    from .evaluate import encode_images, encode_texts, eval_transform, i2t_fine_hits, split_items
-    from .models import create_clip, get_tokenizer
+    from .evaluate import (check_finite, drop_indistinguishable, encode_images, encode_texts, eval_transform,
+                           i2t_fine_hits, split_items)
+    from .models import get_tokenizer
     from .repro import Timer, detect_device, write_results
 
     if not clip_runs or len(clip_runs) != len(mmclip_runs):
@@ -505,14 +529,17 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
     device = device or detect_device()
     first = next(iter(configs.values()))
     root = Path(data_root) if data_root is not None else dataset_root(first)
-    items = split_items(root, split)
+    # the same diagrams and candidates as evaluate_clip's i2t_fine (one tokenizer: the runs share a profile)
+    items, _ = drop_indistinguishable(split_items(root, split), get_tokenizer(first.model))  # type: ignore[arg-type]
     hits: dict[Path, np.ndarray] = {}
     with Timer() as t:
         for run_dir, cfg in configs.items():
-            model = create_clip(cfg.model, run_dir / MODEL_FILE, image_size=p.image_size, device=device)  # type: ignore[arg-type]
+            model = load_run_model(run_dir / MODEL_FILE, cfg, device)
             model.eval()
-            texts = encode_texts(model, get_tokenizer(cfg.model), items.texts, device=device)  # type: ignore[arg-type]
-            images = encode_images(model, items.image_paths[:items.n], eval_transform(p.image_size), device=device)
+            texts = check_finite(encode_texts(model, get_tokenizer(cfg.model), items.texts, device=device),  # type: ignore[arg-type]
+                                 "text")
+            images = check_finite(encode_images(model, items.image_paths[:items.n], eval_transform(p.image_size),
+                                                device=device), "image")
             hits[run_dir] = i2t_fine_hits(items, images, texts)
     families = [r["family"] for r in items.rows]
     record = {"split": split, "clip_runs": [str(r) for r in clip_runs], "mmclip_runs": [str(r) for r in mmclip_runs],

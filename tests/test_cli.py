@@ -66,3 +66,89 @@ def test_training_errors_are_one_line(capsys, tmp_path):
     assert "unknown negative source" in capsys.readouterr().err
     assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def _fake_run(folder, profile="smoke", nan=False):
+    """A finished run folder without training: its config.json and random (or NaN) weights at its image size."""
+    import json
+
+    import torch
+
+    from mmgeo_utils.checkpoint import save_model
+    from mmgeo_utils.models import create_clip
+    from mmgeo_utils.profiles import get_profile
+    from mmgeo_utils.train import MODEL_FILE, TrainConfig
+
+    cfg = TrainConfig(profile=profile, loss="clip").resolved()
+    model = create_clip(cfg.model, image_size=get_profile(profile).image_size)
+    if nan:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    save_model(folder / MODEL_FILE, model)
+    return folder, model
+
+
+def test_eval_clip_takes_model_and_image_size_from_the_run(smoke_data, tmp_path, capsys, monkeypatch):
+    import json
+
+    run, _ = _fake_run(tmp_path / "run")  # a smoke run (64 px) evaluated without --profile: the default is cpu (96 px)
+    monkeypatch.delenv("MMGEO_PROFILE", raising=False)
+    out = tmp_path / "new" / "eval.json"
+    assert main(["eval-clip", "--checkpoint", str(run), "--data", str(smoke_data), "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["n"] == 16 and "negatives_dropped_truncated" in saved
+    capsys.readouterr()
+    # the model file itself, inside its run folder, is read the same way
+    assert main(["eval-clip", "--checkpoint", str(run / "model.safetensors"), "--data", str(smoke_data)]) == 0
+    capsys.readouterr()
+    # a profile given explicitly must be the run's
+    assert main(["eval-clip", "--checkpoint", str(run), "--profile", "cpu", "--data", str(smoke_data)]) == 2
+    assert "trained on profile 'smoke', not 'cpu'" in capsys.readouterr().err
+
+
+def test_eval_clip_names_a_bad_checkpoint_in_one_line(tmp_path, capsys):
+    import torch
+
+    from mmgeo_utils.checkpoint import save_training_state
+
+    run, model = _fake_run(tmp_path / "run")
+    weights = (run / "model.safetensors").read_bytes()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    cases = {"garbage.safetensors": b"not a safetensors file", "truncated.safetensors": weights[:len(weights) // 2]}
+    for name, data in cases.items():
+        (bad / name).write_bytes(data)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_training_state(run / "state.safetensors", model=model, optimizer=optimizer,
+                        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), step=1)
+    expected = {bad / "garbage.safetensors": "is corrupt or not a safetensors file",
+                bad / "truncated.safetensors": "is corrupt or not a safetensors file",
+                run / "state.safetensors": "is a training state",
+                bad / "missing.safetensors": "not found"}
+    for path, message in expected.items():
+        assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(path)]) == 2, path
+        err = capsys.readouterr().err
+        assert message in err and str(path) in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_clip_refuses_a_nan_model(smoke_data, tmp_path, capsys):
+    run, _ = _fake_run(tmp_path / "run", nan=True)
+    assert main(["eval-clip", "--checkpoint", str(run), "--profile", "smoke", "--data", str(smoke_data),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "embeddings contain NaN/inf" in err and "did training diverge?" in err
+
+
+def test_eval_clip_checks_its_output_before_evaluating(tmp_path, capsys, monkeypatch):
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("the benchmark ran before --out was checked")
+
+    monkeypatch.setattr("mmgeo_utils.experiments.evaluate_checkpoint", no_benchmark)
+    run, _ = _fake_run(tmp_path / "run")
+    (tmp_path / "a_file").write_text("")
+    for out, message in ((tmp_path / "a_file" / "eval.json", "cannot be written"), (tmp_path, "is a folder")):
+        assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(run), "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
