@@ -6,7 +6,8 @@ them and compares the cells marked ``# NBVAL_CHECK_OUTPUT``. Run this after edit
 a notebook:
 
     python tools/refresh_notebooks.py notebooks/01_diagram_generation.ipynb
-    python tools/refresh_notebooks.py            # all notebooks
+    python tools/refresh_notebooks.py notebooks/solutions/01_solutions.ipynb
+    python tools/refresh_notebooks.py            # all lessons, then all exercise solutions
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or (sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+                               + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_solutions.ipynb")))
     for p in paths:
         print(f"{p.name}: {refresh(p):.1f} s on smoke", flush=True)
     return 0
