@@ -7,8 +7,9 @@ notebooks' own ``save_fig`` calls, and ``results/<profile>/course.json`` records
 each notebook's wall time with the usual provenance. That file is where the
 timing table of notebook 00 and the README's course times come from.
 
-An interrupted run resumes: a notebook is skipped only when *this machine* ran it
-from the same source on the same profile and its executed copy is still there.
+An interrupted run resumes: a notebook is skipped only when *this machine* ran its
+current code (:func:`code_sha256`: its code cells; editing prose reruns nothing) on the
+same profile and its executed copy is still there.
 That resume state lives beside the executed copies (``course_state.json``), never
 in the committed ``course.json``: a fresh clone carries the timings of the run that
 produced its results, but no claim that anything ran here (``--force`` runs all).
@@ -34,8 +35,21 @@ def course_notebooks(root: Path = NOTEBOOK_DIR) -> list[Path]:
     return sorted(root.glob("[0-9][0-9]_*.ipynb"))
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def code_sha256(notebook) -> str:
+    """The hash of a notebook's code: its code cells' sources, in order (outputs and markdown aside).
+
+    ``notebook`` is a path or an ``nbformat`` notebook. What ran is decided by this hash, so a
+    lesson whose prose changed need not run again, and a published copy stays current.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, (str, Path)) else notebook
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            h.update(cell.source.encode())
+            h.update(b"\0")
+    return h.hexdigest()
 
 
 def execute_notebook(src: Path, dst: Path, profile: Profile, timeout: int = 6 * 3600) -> float:
@@ -100,9 +114,9 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
     print(f"mmgeo course: profile {profile.name} ({profile.description}), {len(notebooks)} notebooks",
           flush=True)
     for src in notebooks:
-        digest = file_sha256(src)
+        digest = code_sha256(src)
         done = state.get(src.name, {})
-        if (not force and done.get("status") == "ok" and done.get("source_sha256") == digest
+        if (not force and done.get("status") == "ok" and done.get("code_sha256") == digest
                 and (out_dir / src.name).exists()):
             print(f"  {src.name}: done earlier on this machine in {done['seconds']:.0f} s (skipped)", flush=True)
             continue
@@ -110,11 +124,11 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
         try:
             seconds = execute_notebook(src, out_dir / src.name, profile)
         except Exception as e:  # record the failure, then stop: later lessons build on this one
-            state[src.name] = {"status": "failed", "error": str(e)[-2000:], "source_sha256": digest}
+            state[src.name] = {"status": "failed", "error": str(e)[-2000:], "code_sha256": digest}
             _write_state(state_path, state)
             print(f"  {src.name}: FAILED — see the error above", flush=True)
             raise
-        state[src.name] = {"status": "ok", "seconds": round(seconds, 1), "source_sha256": digest,
+        state[src.name] = {"status": "ok", "seconds": round(seconds, 1), "code_sha256": digest,
                            "commit": provenance(profile, None)["commit"]}
         _write_state(state_path, state)
         _record_timings(profile, state)

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from mmgeo_utils.course import file_sha256, run_course
+from mmgeo_utils.course import code_sha256, run_course
 
 
 def _notebook(path, source):
@@ -37,8 +37,11 @@ def test_course_runs_in_order_records_times_and_resumes(lessons, tmp_path, capsy
         "00_a.ipynb": "ok", "01_b.ipynb": "ok"}
     assert (out / "course_state.json").exists()  # the resume state lives beside the executed copies
 
-    # an edited lesson runs again; an unchanged one is skipped
+    # a lesson whose code changed runs again; an unchanged one is skipped, and so is one whose prose changed
     _notebook(lessons / "01_b.ipynb", "x = 2 + 2")
+    nb = nbformat.read(lessons / "00_a.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Exercises"))
+    nbformat.write(nb, lessons / "00_a.ipynb")
     capsys.readouterr()
     run_course("smoke", out_dir=out, notebook_dir=lessons)
     log = capsys.readouterr().out
@@ -58,7 +61,7 @@ def test_a_committed_timing_record_never_skips_a_lesson(lessons, tmp_path, capsy
     record.parent.mkdir(parents=True)
     claim = {"status": "ok", "seconds": 1.0}
     record.write_text(json.dumps({"profile": "smoke", "metrics": {
-        name: {**claim, "source_sha256": file_sha256(lessons / name)} for name in ("00_a.ipynb", "01_b.ipynb")}}))
+        name: {**claim, "code_sha256": code_sha256(lessons / name)} for name in ("00_a.ipynb", "01_b.ipynb")}}))
     run_course("smoke", out_dir=tmp_path / "executed", notebook_dir=lessons)
     log = capsys.readouterr().out
     assert "00_a.ipynb: ok" in log and "01_b.ipynb: ok" in log and "skipped" not in log

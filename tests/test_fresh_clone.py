@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmgeo_utils.course import course_notebooks, file_sha256
+from mmgeo_utils.course import code_sha256, course_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_fresh_copy_runs_every_lesson_on_smoke(tmp_path):
     record = repo / "results" / "smoke" / "course.json"
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"profile": "smoke", "metrics": {
-        p.name: {"status": "ok", "seconds": 1.0, "source_sha256": file_sha256(p)} for p in lessons}}))
+        p.name: {"status": "ok", "seconds": 1.0, "code_sha256": code_sha256(p)} for p in lessons}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMGEO_")}
     env.update(PYTHONPATH=str(repo), MMGEO_DATA_DIR=str(tmp_path / "data"), MMGEO_RUNS_DIR=str(tmp_path / "runs"))
     out = subprocess.run([sys.executable, "-m", "mmgeo_utils", "course", "--profile", "smoke"], cwd=repo, env=env,

@@ -6,7 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools.publish_notebooks import BANNER_MARK, MAX_BYTES, PUBLISHED, code_sha256
+from mmgeo_utils.course import code_sha256
+from tools.publish_notebooks import BANNER_MARK, MAX_BYTES, PUBLISHED
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIES = sorted(PUBLISHED.glob("*/[0-9][0-9]_*.ipynb"))

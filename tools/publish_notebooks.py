@@ -17,7 +17,6 @@ A published copy whose code no longer matches its lesson must be marked stale (a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -27,21 +26,12 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mmgeo_utils.course import code_sha256  # noqa: E402
 from tools.refresh_notebooks import strip_widget_state  # noqa: E402
 
 PUBLISHED = ROOT / "docs" / "lessons"
 MAX_BYTES = 3_500_000  # a published lesson stays readable on GitHub
 BANNER_MARK = "<!-- mmgeo:published -->"
-
-
-def code_sha256(nb) -> str:
-    """The hash of a notebook's code: its code cells' sources, in order (outputs and markdown aside)."""
-    h = hashlib.sha256()
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            h.update(cell.source.encode())
-            h.update(b"\0")
-    return h.hexdigest()
 
 
 def _banner(lesson: str, stamp: dict) -> str:
