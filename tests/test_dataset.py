@@ -298,4 +298,5 @@ def test_cli_bench_diagrams_prints_json_last(tmp_path):
             "details"} <= set(result)
     assert result["image_size"] == 128 and result["n_per_core"] == 20
     assert result["diagrams_per_s_per_core"] > 0 and result["diagrams_per_s_total"] > 0
-    assert Path(result["results_file"]) == tmp_path / "smoke" / "bench_diagrams_128px.json"
+    # not the default measurement: its own file, never the one the README cites
+    assert Path(result["results_file"]) == tmp_path / "smoke" / "bench_diagrams_128px_n20.json"
