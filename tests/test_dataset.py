@@ -246,7 +246,9 @@ def test_crash_mid_build_keeps_finished_shards(reference, tmp_path, monkeypatch,
 def test_rebuilding_with_a_smaller_config_removes_leftovers(tmp_path):
     root = build(tmp_path / "d")
     small = DatasetConfig(**{**TINY.to_dict(), "families": tuple(TINY.families), "n_train": 2})
-    build(root, small)
+    with pytest.raises(FileExistsError, match="holds the dataset of another config"):  # never replaced silently
+        build(root, small)
+    build(root, small, overwrite=True)
     assert sorted(p.name for p in (root / "train").iterdir()) == ["metadata.jsonl", "train-000000.png",
                                                                   "train-000001.png"]
     assert check_dataset(root, small, verify="full") is None
