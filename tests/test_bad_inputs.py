@@ -377,3 +377,24 @@ def test_render_and_describe_refuse_a_scene_that_fails_validation():
     scene.points["C"] = (4.0, 0.0)  # on top of B
     with pytest.raises(ValueError, match="points B and C coincide"):
         render(scene)
+
+
+def test_ctrl_c_during_a_parallel_data_build_is_one_line(tmp_path):
+    """Ctrl-C in a terminal during ``mmgeo data build`` with workers: one line from the parent, none from workers."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-m", "mmgeo_utils", "data", "build", "--profile", "smoke", "--out",
+                             str(out), "--workers", "2", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ds.REPO_ROOT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any((out / "train").glob("*.png")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # workers are rendering
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the parent and every worker
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "mmgeo: interrupted; rerun the same command to resume"
+    assert not (out / ds.MANIFEST).exists()  # nothing vouches for the partial build
