@@ -507,6 +507,9 @@ def _claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: boo
     own files are never overwritten; ``overwrite=True`` (``--overwrite``) deletes the run files
     named in :data:`RUN_FILES` first and leaves every other file alone.
     """
+    if resume and overwrite:
+        raise ValueError("resume=True (--resume) continues the run in the folder, overwrite=True (--overwrite) "
+                         "replaces it: give one of them")
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} is a file, not a folder; choose another --out")
     names = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
@@ -783,7 +786,6 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
         else:
             message = f"interrupted at step {step} of {cfg.steps}; {resume_hint}" + (
                 f" from the checkpoint of step {saved}" if saved else "")
-        log.warning("%s", message)
         raise TrainingInterrupted(message) from None
     finally:
         guard.close()

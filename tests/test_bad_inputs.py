@@ -251,6 +251,8 @@ CASES = [
      ["trained model.safetensors whose checkpoint and summary are gone"]),
     ("out-unfinished-run", lambda d, t, m: (_interrupted_run(d, t), _train_args(d, t / "run"))[1],
      ["holds an unfinished run", "--resume"]),
+    ("resume-and-overwrite", lambda d, t, m: _train_args(d, t / "r", "--resume", "--overwrite"),
+     ["--resume", "--overwrite", "give one of them"]),
     ("out-read-only", lambda d, t, m: _train_args(d, _read_only(t, m) / "run"), ["cannot write to run folder"]),
     ("data-build-out-is-a-file", lambda d, t, m: (t.joinpath("f").write_text("x"),
                                                   ["data", "build", "--profile", "smoke", "--out", str(t / "f")])[1],

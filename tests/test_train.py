@@ -307,7 +307,8 @@ def _ctrl_c():
     os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.mark.parametrize("interrupt, resumes_from", [(_raise, 2), (_ctrl_c, 3)], ids=["raised-inside-step-3", "ctrl-c-inside-step-3"])
+@pytest.mark.parametrize("interrupt, resumes_from", [(_raise, 2), (_ctrl_c, 3)],
+                         ids=["raised-inside-step-3", "ctrl-c-inside-step-3"])
 def test_an_interrupt_inside_a_step_resumes_bit_exact(interrupt, resumes_from, uninterrupted, smoke_data, tmp_path,
                                                       monkeypatch):
     """Issue 20: the checkpoint written on Ctrl-C named step n after step n+1 had partly run (BatchNorm 21 vs 20).
