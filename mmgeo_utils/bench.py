@@ -63,6 +63,13 @@ def _pool_task(args: tuple) -> dict[str, float]:
     return _time_loop(*args)
 
 
+def _positive(**sizes: int | None) -> None:
+    """A size left out takes its default; one given must be a positive integer (0 is not "the default")."""
+    for name, v in sizes.items():
+        if v is not None and not (isinstance(v, int) and v >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r} (leave it out for the default)")
+
+
 def _rates(r: dict[str, float]) -> dict[str, float]:
     n = r["n"]
     return {
@@ -86,11 +93,13 @@ def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, w
     from .repro import describe_device, write_results
 
     profile = get_profile(profile)
-    size = int(image_size or BENCH_IMAGE_SIZE)
-    n = int(n or DEFAULT_N)
-    workers = int(workers or default_workers())
-    if n < 1 or workers < 1:
-        raise ValueError(f"n and workers must be ≥ 1, got n={n}, workers={workers}")
+    _positive(n=n, workers=workers)
+    if image_size is not None and not (isinstance(image_size, int) and image_size >= 16):
+        raise ValueError(f"image_size must be an integer ≥ 16 (pixels), got {image_size!r}")
+    size = image_size or BENCH_IMAGE_SIZE
+    n_given, workers_given = n, workers
+    n = n or DEFAULT_N
+    workers = workers or default_workers()
     config = dataclasses.replace(DatasetConfig.from_profile(profile), image_size=size)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
@@ -124,7 +133,10 @@ def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, w
             "device": describe_device(),
         },
     }
-    result["results_file"] = str(write_results(f"bench_diagrams_{size}px", result, profile=profile))
+    # the default measurement is the one the README cites; another n or worker count is another file
+    name = f"bench_diagrams_{size}px" + (f"_n{n}" if n_given not in (None, DEFAULT_N) else "") + (
+        f"_w{workers}" if workers_given is not None else "")
+    result["results_file"] = str(write_results(name, result, profile=profile))
     return result
 
 
@@ -147,8 +159,11 @@ def bench_negatives(profile: Profile | str | None = None, n: int | None = None,
     from .textneg import make_text_negatives
 
     profile = get_profile(profile)
-    n = int(n or 50)
-    k = int(k or profile.num_negatives)
+    _positive(n=n, k=k)
+    if not (isinstance(retrieval_n, int) and retrieval_n >= 2):
+        raise ValueError(f"retrieval_n must be an integer ≥ 2 (captions to search), got {retrieval_n!r}")
+    n = n or 50
+    k = k or profile.num_negatives
     config = DatasetConfig.from_profile(profile)
     scenes = []
     for i in range(n):
@@ -209,13 +224,14 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     from .distributed import DistInfo
     from .experiments import comparison_configs
     from .models import create_clip, get_tokenizer
-    from .repro import detect_device, seed_everything, write_results
+    from .repro import check_device, seed_everything, write_results
     from .train import ContrastiveObjective, autocast_context, make_loader, make_optimization, train_step
 
     profile = get_profile(profile)
-    device_type = device or detect_device()
+    _positive(steps=steps)
+    device_type = check_device(device)
     dev = torch.device(device_type)
-    steps = int(steps or (3 if profile.name == "smoke" else 20))
+    steps = steps or (3 if profile.name == "smoke" else 20)
     root = Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile),
                                                                         progress=False)
     data = read_manifest(root)["config"]

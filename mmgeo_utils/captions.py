@@ -26,7 +26,7 @@ import numpy as np
 from . import geometry as g
 from .facts import check_fact, shape_name
 from .families import drawn_sides, format_number, is_nice
-from .scene import AngleMark, Circle, Fact, RightAngleMark, Scene, typed_value, untyped_value
+from .scene import AngleMark, Circle, Fact, RightAngleMark, Scene, typed_value, untyped_value, validate_scene
 
 __all__ = ["Caption", "QA", "fact_to_text", "describe", "make_qa", "n_variants"]
 
@@ -209,8 +209,10 @@ def describe(scene: Scene, seed: int = 0) -> Caption:
 
     Deterministic in ``(scene, seed)``. The opening names the figure (its shape
     fact when it has one); the other facts follow in shuffled order, one to three
-    per sentence, each in a randomly chosen phrasing.
+    per sentence, each in a randomly chosen phrasing. A scene that fails
+    :func:`~mmgeo_utils.scene.validate_scene` is refused, not described.
     """
+    validate_scene(scene)
     rng = np.random.default_rng(seed)
     opening, stated = _opening(scene, rng)
     rest = [f for f in scene.facts if f is not stated]

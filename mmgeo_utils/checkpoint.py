@@ -100,8 +100,6 @@ def save_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.
                         scheduler: Any, step: int, objective: nn.Module | None = None,
                         scaler: torch.amp.GradScaler | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write everything needed to continue a run at ``step`` to one safetensors file."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     tensors = {f"model.{k}": _contiguous(v) for k, v in model.state_dict().items()}
     if objective is not None:
@@ -119,11 +117,7 @@ def save_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.
         "rng": json.dumps(rng_meta),
         "extra": json.dumps(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return _write_safetensors(path, tensors, meta)
 
 
 def read_training_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -147,6 +141,18 @@ def read_training_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict
     return tensors, meta
 
 
+def describe_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
+    """How a file's weights differ from a model's ``state_dict``, in one line (torch's error lists every key)."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [f"{k} {list(got[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+              if k in got and tuple(got[k].shape) != tuple(v.shape)]
+    parts = [f"{len(items)} {what} (e.g. {', '.join(items[:2])})"
+             for what, items in (("missing tensor(s)", missing), ("unexpected tensor(s)", unexpected),
+                                 ("tensor(s) of another shape, file vs model", shapes)) if items]
+    return "; ".join(parts) or "the tensors do not load"
+
+
 def load_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                         scheduler: Any, objective: nn.Module | None = None,
                         scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True) -> dict[str, Any]:
@@ -156,8 +162,9 @@ def load_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} holds weights of a different model: {str(e)[:500]}") from None
+    except RuntimeError:
+        raise CheckpointError(f"{path} holds weights of a different model: "
+                              f"{describe_mismatch(model.state_dict(), model_sd)}") from None
     if objective is not None:
         objective.load_state_dict({k[len("loss."):]: v.to(device) for k, v in tensors.items()
                                    if k.startswith("loss.")})
@@ -203,12 +210,38 @@ def load_model(path: Path | str, model: nn.Module) -> Path:
 
 
 def save_model(path: Path | str, model: nn.Module, metadata: dict[str, str] | None = None) -> Path:
-    """The weights alone, unprefixed: ``open_clip.create_model(name, pretrained=path)`` loads them."""
-    from safetensors.torch import save_file
+    """The weights alone, unprefixed: ``open_clip.create_model(name, pretrained=path)`` loads them.
 
-    path = Path(path)
+    The bytes are a function of the weights and ``metadata`` only (see :func:`safetensors_bytes`).
+    """
+    return _write_safetensors(Path(path), {k: _contiguous(v) for k, v in model.state_dict().items()}, metadata)
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors' bytes with the metadata map in sorted key order: same tensors and metadata, same bytes.
+
+    Why: safetensors (0.4-0.8) serialises the metadata from a Rust ``HashMap``, so its keys come out
+    in a random order per process and two writes of identical weights differ in their sha256 (which
+    reproducibility checks and the evaluation cache compare). The header is JSON; re-serialising it
+    with sorted keys and the same 8-byte padding leaves every tensor's offsets and bytes untouched.
+    """
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+
+
+def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> Path:
+    """Write atomically (temporary file, then rename): a run killed while saving keeps the previous file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: _contiguous(v) for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(safetensors_bytes(tensors, metadata))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -30,6 +30,36 @@ from pathlib import Path
 from .profiles import ENV_VAR, PROFILES, get_profile
 
 
+def _int_at_least(low: int, what: str):
+    """An argparse type: an integer ≥ ``low``, else an error that argparse prefixes with the option's name."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+NON_NEGATIVE = _int_at_least(0, "a non-negative integer")
+POSITIVE = _int_at_least(1, "a positive integer (leave the option out for the default)")
+IMAGE_SIZE = _int_at_least(16, "an image size of at least 16 pixels")
+
+
+def POSITIVE_FLOAT(text: str) -> float:
+    """A finite number > 0: ``--lr inf`` or ``--hard-weight nan`` would train a NaN model."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
 def _add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None,
                    help=f"one of {', '.join(PROFILES)} (default: $MMGEO_PROFILE, else gpu with CUDA, else cpu)")
@@ -40,7 +70,8 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     profile = get_profile(args.profile)
     config = DatasetConfig.from_profile(profile, seed=args.seed)
-    out = build_dataset(config, out_dir=args.out, workers=args.workers, progress=not args.quiet)
+    out = build_dataset(config, out_dir=args.out, workers=args.workers, progress=not args.quiet, verify=args.verify,
+                        overwrite=args.overwrite)
     print(out)
     return 0
 
@@ -78,7 +109,7 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
     from .train import train
 
     result = train(_train_config(args), out_dir=args.out, resume=args.resume, progress=not args.quiet,
-                   device=args.device, data_root=args.data)
+                   device=args.device, data_root=args.data, overwrite=args.overwrite, verify=args.verify)
     if result.summary:
         print(json.dumps({"run_dir": str(result.run_dir), "steps": result.steps_done,
                           "images_per_s": result.summary.get("images_per_s"),
@@ -149,6 +180,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .experiments import validation_scores
 
     # the profile comes from the runs; one given explicitly must match them
+    if not args.profile and os.environ.get(ENV_VAR):
+        get_profile(None)  # a typo in $MMGEO_PROFILE is blamed on the variable, not on an argument
     explicit = args.profile or os.environ.get(ENV_VAR) or None
     record = validation_scores(args.runs, explicit, data_root=args.data, device=args.device, name=args.name,
                                earlier=args.earlier)
@@ -197,28 +230,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("build", help="render scenes to PNG + metadata.jsonl (cached, resumable)")
     _add_profile(p)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: data/<profile>-<config hash>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--workers", type=POSITIVE, default=None, help="processes (default: all cores)")
+    p.add_argument("--verify", choices=("quick", "full"), default="quick",
+                   help="check of an existing build: quick (sizes and metadata hashes) or full (re-hash every image)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another config's (another seed's) dataset in --out instead of refusing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_build)
 
     bench = sub.add_parser("bench", help="speed benchmarks").add_subparsers(dest="action", required=True)
     p = bench.add_parser("diagrams", help="diagrams rendered per second, per core and in total")
     _add_profile(p)
-    p.add_argument("--n", type=int, default=None, help="diagrams per core (default: a few seconds' worth)")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=None, help="override the profile's image size")
+    p.add_argument("--n", type=POSITIVE, default=None,
+                   help="diagrams per core (default: a few seconds' worth; another n writes its own results file)")
+    p.add_argument("--workers", type=POSITIVE, default=None)
+    p.add_argument("--image-size", type=IMAGE_SIZE, default=None, help="override the profile's image size")
     p.set_defaults(func=cmd_bench_diagrams)
 
     p = bench.add_parser("negatives", help="image/rule negatives per second and retrieval top-k time")
     _add_profile(p)
-    p.add_argument("--n", type=int, default=None, help="scenes to make negatives for (default 50)")
-    p.add_argument("--retrieval-n", type=int, default=100_000, help="captions in the top-k timing (default 100k)")
+    p.add_argument("--n", type=POSITIVE, default=None, help="scenes to make negatives for (default 50)")
+    p.add_argument("--retrieval-n", type=_int_at_least(2, "an integer ≥ 2"), default=100_000,
+                   help="captions in the top-k timing (default 100k)")
     p.set_defaults(func=cmd_bench_negatives)
 
     p = bench.add_parser("train", help="per-image step time of CLIP and MMCLIP, and the share spent waiting for data")
     _add_profile(p)
-    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 20, smoke 3)")
+    p.add_argument("--steps", type=POSITIVE, default=None, help="timed steps per model (default: 20, smoke 3)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--data", type=Path, default=None,
                    help="a dataset of the profile's image size, e.g. a smaller build (default: the profile's, built if needed)")
@@ -232,30 +271,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=LOSSES, default="mmclip")
     p.add_argument("--negatives", default="image,rule,retrieval",
                    help="comma-separated subset of image, rule, retrieval (ignored by --loss clip)")
-    p.add_argument("--num-negatives", type=int, default=None, help="K image and K retrieval negatives per sample")
+    p.add_argument("--num-negatives", type=NON_NEGATIVE, default=None, help="K image and K retrieval negatives per sample")
     p.add_argument("--batching", choices=BATCHING, default="random",
                    help="hard: batches of samples that are each other's retrieval neighbours")
-    p.add_argument("--hard-weight", type=float, default=1.0,
+    p.add_argument("--hard-weight", type=POSITIVE_FLOAT, default=1.0,
                    help="mmclip losses: weight of the hard-negative term added to in-batch CLIP (default 1)")
     p.add_argument("--model", default=None, help="open_clip model name or shipped config (default: the profile's)")
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag or a local checkpoint file")
     p.add_argument("--init", default=None, help="start from an earlier run (folder or model.safetensors)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--images-per-step", type=int, default=None, help="images encoded per step, negatives included")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    p.add_argument("--steps", type=POSITIVE, default=None)
+    p.add_argument("--images-per-step", type=POSITIVE, default=None, help="images encoded per step, negatives included")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=5e-4)
     p.add_argument("--temperature", type=float, default=None,
                    help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=POSITIVE, default=1)
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--eval-every", type=POSITIVE, default=None)
+    p.add_argument("--workers", type=NON_NEGATIVE, default=None, help="DataLoader workers (0: load in the training process)")
+    p.add_argument("--threads", type=POSITIVE, default=None,
                    help="torch CPU threads (default: the profile's, 1 on cpu; a seed reproduces only at one count)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's, built if needed)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>/<run name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into --out even though it holds another run or other files (run files are replaced)")
+    p.add_argument("--verify", choices=("quick", "full"), default="quick",
+                   help="check of the data before training: quick (sizes and metadata hashes) or full (re-hash every image)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_clip)
 
@@ -272,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("experiment", help="the course's experiments").add_subparsers(dest="action", required=True)
     p = exp.add_parser("clip-vs-mmclip", help="CLIP vs MMCLIP at equal budget over seeds -> results/<profile>/clip_vs_mmclip.json")
     _add_profile(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1, 2])
     p.add_argument("--loss", choices=[x for x in LOSSES if x != "clip"], default=None,
                    help="the hard-negative model's loss (default: the course's recipe, experiments.MMCLIP_RECIPE); "
                         "a variant is written beside clip_vs_mmclip.json")
@@ -281,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None,
                    help="initial temperature of both models (default: experiments.COMPARISON_TEMPERATURE; "
                         "open_clip's is 0.07); a variant as for --loss")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--steps", type=POSITIVE, default=None)
+    p.add_argument("--jobs", type=POSITIVE, default=None,
                    help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)")
     p.add_argument("--extend", action="store_true",
                    help="add these seeds to the results file's earlier seeds (same recipe; a seed in both must "
@@ -327,12 +370,29 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # open_clip narrates every model build at INFO on the root logger
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or "open_clip" not in r.pathname)
     args = build_parser().parse_args(argv)
+    from .train import TrainingDiverged
+
     try:
+        if getattr(args, "device", None) is not None:
+            from .repro import check_device
+
+            check_device(args.device)
         return args.func(args)
-    # user errors, CheckpointError (a ValueError) included: say what is wrong, no traceback
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"mmgeo: error: {e}", file=sys.stderr)
+    # user errors (CheckpointError is a ValueError) and faults of the machine or the data: one line, no traceback
+    except (ValueError, OSError, TrainingDiverged) as e:
+        print(f"mmgeo: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # training says what it saved; a data build keeps every finished shard
+        print(f"mmgeo: {_one_line(e) or 'interrupted; rerun the same command to resume'}", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """The error's message on one line; a DataLoader worker's re-raised error is its last line, the original."""
+    text = str(e)
+    if "Original Traceback" in text:  # torch.utils.data wraps a worker's exception with the worker's traceback
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

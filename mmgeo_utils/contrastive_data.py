@@ -121,8 +121,12 @@ class HardNegativeDataset(torch.utils.data.Dataset):
 
     def _image(self, file_name: str) -> torch.Tensor:
         path = self.root / self.split / file_name
-        with Image.open(path) as im:
-            return self.transform(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                return self.transform(im.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for a truncated or garbled PNG omit the file
+            raise ValueError(f"cannot read image {path} ({e}): the dataset is damaged; `mmgeo data build` with "
+                             f"--verify full finds and rebuilds what is broken") from None
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.rows[i]

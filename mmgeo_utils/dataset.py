@@ -505,18 +505,29 @@ def _check_split(root: Path, config: DatasetConfig, split: str, info: dict | Non
 
 def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, workers: int | None = None,
                   progress: bool = True, verify: Literal["quick", "full"] = "quick",
-                  shard_size: int = SHARD_SIZE) -> Path:
+                  shard_size: int = SHARD_SIZE, overwrite: bool = False) -> Path:
     """Build (or reuse) the dataset for ``config``; return its root folder.
 
     A verified cache returns at once. Otherwise complete shards from an earlier,
     interrupted or damaged build are re-hashed and kept, the rest are made in
     ``workers`` processes (default: all cores), and ``manifest.json`` is written last.
+    A folder holding another config's dataset (another seed, size or generator version) is
+    refused unless ``overwrite=True``: rebuilding it would silently replace data a run may
+    have trained on.
     """
+    if workers is not None and not (isinstance(workers, (int, np.integer)) and workers >= 1):
+        raise ValueError(f"workers must be a positive integer (processes), got {workers!r}; leave it out for all cores")
     root = Path(out_dir) if out_dir is not None else default_dir(config)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"dataset folder {root} is a file, not a folder; choose another --out")
     problem = check_dataset(root, config, verify)
     if problem is None:
         log.info("dataset cache hit: %s", root)
         return root
+    other = _other_build(root, config)
+    if other and not overwrite:
+        raise FileExistsError(f"{root} holds {other}, not this one (key {config.key()}, seed {config.seed}); "
+                              "choose another --out, or pass overwrite=True (--overwrite) to replace it")
     if (root / MANIFEST).exists() or (root / SHARD_DIR).exists():
         log.warning("dataset at %s cannot be reused: %s; rebuilding what is needed", root, problem)
     _claim_folder(root)
@@ -529,6 +540,47 @@ def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, work
     _remove_strays(root, config, shards)
     manifest = _write_metadata_and_manifest(root, config, shards, shard_size, time.perf_counter() - t0, progress)
     log.info("built %s: %s", root, {s: manifest["splits"][s]["n"] for s in SPLITS})
+    return root
+
+
+def _other_build(root: Path, config: DatasetConfig) -> str | None:
+    """A description of the other config's dataset (finished, or interrupted) at ``root``, or None."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        key, seed = manifest["key"], manifest["config"]["seed"]
+    except (OSError, ValueError, KeyError, TypeError):  # missing or damaged: a build of this config repairs it
+        pass
+    else:
+        if key != config.key():
+            return f"the dataset of another config (key {key}, seed {seed})"
+    shard_dir = root / SHARD_DIR
+    for path in sorted(shard_dir.glob("*.json")) if shard_dir.is_dir() else ():
+        try:
+            key = json.loads(path.read_text()).get("key")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if key is not None and key != config.key():
+            return f"a partial build of another config (shard {path.name}, key {key})"
+    return None
+
+
+def verify_dataset(root: Path | str, verify: Literal["quick", "full"] = "quick") -> Path:
+    """``root`` if the dataset there passes its own manifest's check, else a ``ValueError`` naming the problem.
+
+    For data given by folder (``--data DIR``), whose config the caller does not know: the manifest
+    says what was built, and :func:`check_dataset` whether the files still are that (``quick``:
+    sizes and metadata hashes; ``full``: every image re-hashed).
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    try:
+        config = DatasetConfig.from_dict(manifest["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{root / MANIFEST} does not describe a dataset this version can read ({e})") from None
+    problem = check_dataset(root, config, verify)
+    if problem:
+        raise ValueError(f"dataset {root} fails its {verify} check: {problem}; rebuild it (mmgeo data build with "
+                         f"its profile and seed and --out {root} repairs it)")
     return root
 
 
@@ -576,9 +628,16 @@ def _run_shards(config: DatasetConfig, root: Path, todo: list[Shard], workers: i
             return
         import multiprocessing as mp
 
-        with mp.get_context().Pool(workers) as pool:
+        with mp.get_context().Pool(workers, initializer=_ignore_sigint) as pool:
             for n in pool.imap_unordered(_build_shard_task, tasks):
                 bar.update(n)
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C stops the parent, which terminates the pool; workers printing their own tracebacks helps nobody."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _remove_strays(root: Path, config: DatasetConfig, shards: list[Shard]) -> None:

@@ -82,8 +82,16 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
                          f"{pretrained!r} bring their own logit scale")
     scale = {} if temperature is None else {"init_logit_scale": math.log(1.0 / temperature)}
     with _quiet_random_init(pretrained is None):
-        model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
-                                       device=device, **scale)
+        try:
+            model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
+                                           device=device, **scale)
+        except Exception as e:  # a truncated, garbage or other model's file fails deep in open_clip or torch
+            if pretrained is None or not Path(pretrained).is_file():
+                raise
+            from .checkpoint import CheckpointError
+
+            raise CheckpointError(f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: "
+                                  f"{' '.join(str(e).split())[:300]}") from None
     model.train()
     return model
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from .scene import (Arc, AngleMark, Circle, EqualTicks, LengthLabel, Line, ParallelArrows, Polygon,
-                    Ray, RightAngleMark, Scene, Segment)
+                    Ray, RightAngleMark, Scene, Segment, validate_scene)
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in pixels, y down
 XY = tuple[float, float]
@@ -727,8 +727,12 @@ def fits_frame(scene: Scene, style: RenderStyle, frame_of: Scene) -> bool:
 
 
 def render(scene: Scene, style: RenderStyle | None = None, frame_of: Scene | None = None) -> RenderResult:
-    """Render with this process's cached :class:`DiagramRenderer` (in ``frame_of``'s frame if given)."""
-    return _process_renderer().render(scene, style, frame_of)
+    """Render with this process's cached :class:`DiagramRenderer` (in ``frame_of``'s frame if given).
+
+    A scene that fails :func:`~mmgeo_utils.scene.validate_scene` (a NaN coordinate, a missing
+    point, a zero-length side) is refused with its problem named, not drawn as a broken picture.
+    """
+    return _process_renderer().render(validate_scene(scene), style, frame_of)
 
 
 def render_scene(scene: Scene, style: RenderStyle | None = None, image_size: int = REFERENCE_SIZE) -> Image.Image:

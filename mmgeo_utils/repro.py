@@ -59,6 +59,29 @@ def detect_device() -> str:
     return "cpu"
 
 
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: str | None) -> str:
+    """``device`` if this machine has it (``None``: :func:`detect_device`), else a ``ValueError`` saying why.
+
+    torch's own errors for ``--device tpu`` or ``--device cuda`` on a machine without a GPU are a
+    list of 20 backends or a driver hint deep in a traceback; the course's commands run on these three.
+    """
+    if device is None:
+        return detect_device()
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU on this machine "
+                         f"(torch {torch.__version__}); use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' asked for, but this machine has no Apple-silicon GPU; use --device cpu")
+    return device
+
+
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity where the OS has one (a container or
     ``taskset`` often allows fewer than ``os.cpu_count()`` reports), else the machine's count."""

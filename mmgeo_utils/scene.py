@@ -377,9 +377,15 @@ class Scene:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Scene":
+        """The scene of :meth:`to_dict`'s dict; ``points`` may also be a list of ``[label, [x, y]]`` pairs.
+
+        A label given twice (possible in the pair list; JSON text goes through :meth:`from_json`,
+        which refuses it, because ``json.loads`` keeps only the last) and a coordinate that is not a
+        finite number are errors naming the point, not a scene with a silently dropped or NaN point.
+        """
         scene = cls(
             family=d["family"],
-            points={k: (float(v[0]), float(v[1])) for k, v in d["points"].items()},
+            points=_points_from(d["points"]),
             elements=[element_from_dict(e) for e in d["elements"]],
             facts=[Fact.from_dict(f) for f in d["facts"]],
             unit=float(d.get("unit", 1.0)),
@@ -406,6 +412,22 @@ class Scene:
 
     def copy(self) -> "Scene":
         return Scene.from_dict(self.to_dict())
+
+
+def _points_from(points: Any) -> dict[str, tuple[float, float]]:
+    pairs = list(points.items()) if isinstance(points, dict) else list(points)
+    out: dict[str, tuple[float, float]] = {}
+    for label, xy in pairs:
+        if label in out:
+            raise ValueError(f"label {label!r} is used twice in the scene")
+        try:
+            x, y = (float(c) for c in xy)
+        except (TypeError, ValueError):
+            raise ValueError(f"point {label!r} has coordinates {xy!r}, not two numbers") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"point {label!r} has non-finite coordinates ({x}, {y})")
+        out[label] = (x, y)
+    return out
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

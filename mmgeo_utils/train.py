@@ -47,13 +47,15 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, load_training_state, save_model, save_training_state
+from .checkpoint import FORMAT as TRAIN_STATE_FORMAT
+from .checkpoint import (CheckpointError, describe_mismatch, load_training_state, save_model,
+                         save_training_state)
 from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
                                StepBatchSampler, default_transform, make_collate, neighbour_lists)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .losses import HardNegativeLoss, clip_loss
 from .profiles import get_profile
-from .repro import REPO_ROOT, atomic_write_text, cpu_threads, detect_device, provenance, seed_everything
+from .repro import REPO_ROOT, atomic_write_text, check_device, cpu_threads, provenance, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ class TrainConfig:
             raise ValueError(f"loss {self.loss!r} needs at least one negative source (image, rule, retrieval)")
         if self.loss == "mmclip+imc_cmr" and not set(negatives) & {"rule", "retrieval"}:
             raise ValueError("mmclip+imc_cmr needs text negatives (rule and/or retrieval): IMC and CMR rank captions")
-        if not (isinstance(self.hard_weight, (int, float)) and self.hard_weight > 0):
+        if not (isinstance(self.hard_weight, (int, float)) and 0 < self.hard_weight < math.inf):
             raise ValueError(f"hard_weight must be a positive number, got {self.hard_weight!r}")
         object.__setattr__(self, "hard_weight", float(self.hard_weight))
         if self.hard_weight != 1.0 and not self.loss.startswith("mmclip"):
@@ -139,6 +141,16 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (0 if name == "num_negatives" else 1)):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("seed", "data_seed"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if self.uses_negatives and self.num_negatives == 0 and "rule" not in negatives:
+            raise ValueError(f"num_negatives=0 leaves loss {self.loss!r} with no hard negatives: image and retrieval "
+                             f"negatives come num_negatives per sample (negatives now: {', '.join(negatives)}); "
+                             "give num_negatives >= 1, add rule negatives, or train loss 'clip'")
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if not 0 <= self.warmup < 1:
@@ -434,15 +446,17 @@ class TrainResult:
         return self.run_dir / MODEL_FILE
 
 
-def dataset_root(cfg: TrainConfig, progress: bool = False) -> Path:
+def dataset_root(cfg: TrainConfig, progress: bool = False, verify: str = "quick") -> Path:
     """The (cached) dataset a run trains and is evaluated on: the profile's, built with ``data_seed``."""
     from .dataset import DatasetConfig, build_dataset
 
-    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress)
+    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress,
+                         verify=verify)  # type: ignore[arg-type]
 
 
 def load_init(model: nn.Module, init: str | Path) -> Path:
     """Load an earlier run's weights (its folder or ``model.safetensors``) into ``model``."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(init)
@@ -451,47 +465,220 @@ def load_init(model: nn.Module, init: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"--init checkpoint {path} not found (give a run folder or its {MODEL_FILE})")
     try:
-        model.load_state_dict(load_file(str(path)))
-    except Exception as e:
-        raise CheckpointError(f"--init checkpoint {path} does not fit model: {str(e)[:400]}") from None
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        weights = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated or foreign files
+        raise CheckpointError(f"--init checkpoint {path} is corrupt or not a safetensors file ({e})") from None
+    if meta.get("format") == TRAIN_STATE_FORMAT:
+        raise CheckpointError(f"--init checkpoint {path} is a training checkpoint (weights, optimizer and RNG "
+                              f"state), not a model: give the run folder or its {MODEL_FILE}")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"--init checkpoint {path} holds another model's weights: "
+                              f"{describe_mismatch(model.state_dict(), weights)}") from None
     return path
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite: training stops instead of saving a broken model."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a callback's ``KeyboardInterrupt``) stopped a run; the message says what was saved."""
+
+
+# files a training run writes into its folder; anything else there is someone else's
+RUN_FILES = frozenset({"config.json", STATE_FILE, MODEL_FILE, "summary.json", "train_log.csv", "eval_log.csv",
+                       "test_eval.json", "val_eval.json"})
+
+
+def _is_run_file(name: str) -> bool:
+    return name in RUN_FILES or (name.startswith(".") and ".tmp" in name)  # an atomic write cut short
+
+
+def _claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: bool) -> str:
+    """What ``run_dir`` holds and may become: ``"finished"``, ``"resume"`` or ``"fresh"``; an error otherwise.
+
+    A folder is trained into only when it is new, empty, or holds nothing but this very run
+    (resumed with ``resume``, or restarted when it never reached a checkpoint). Another run, a
+    finished model whose checkpoint is gone, a ``config.json`` that is not this run's, or a user's
+    own files are never overwritten; ``overwrite=True`` (``--overwrite``) deletes the run files
+    named in :data:`RUN_FILES` first and leaves every other file alone.
+    """
+    if resume and overwrite:
+        raise ValueError("resume=True (--resume) continues the run in the folder, overwrite=True (--overwrite) "
+                         "replaces it: give one of them")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"run folder {run_dir} is a file, not a folder; choose another --out")
+    names = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if names and overwrite:
+        for name in names:
+            if _is_run_file(name) and (run_dir / name).is_file():
+                (run_dir / name).unlink()
+        log.warning("--overwrite: removed the run files in %s", run_dir)
+        return "fresh"
+    how = "pass resume=True (--resume) to {}, overwrite=True (--overwrite) to replace it, or choose another --out"
+    if "summary.json" in names:
+        if not resume:
+            raise FileExistsError(f"{run_dir} already holds a finished run; " + how.format("reuse it"))
+        return "finished"
+    if STATE_FILE in names:
+        if not resume:
+            raise FileExistsError(f"{run_dir} holds an unfinished run (checkpoint {STATE_FILE}); "
+                                  + how.format("continue it"))
+        return "resume"
+    if MODEL_FILE in names:
+        raise FileExistsError(f"{run_dir} holds a trained {MODEL_FILE} whose checkpoint and summary are gone; "
+                              "pass overwrite=True (--overwrite) to replace it, or choose another --out")
+    foreign = [n for n in names if not _is_run_file(n)]
+    if foreign:
+        raise FileExistsError(f"{run_dir} is not empty and holds files that are not a training run's "
+                              f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); choose another "
+                              "--out, or pass overwrite=True (--overwrite) to train there anyway")
+    if "config.json" in names:
+        try:
+            same = load_config(run_dir).to_dict() == cfg.to_dict()
+        except CheckpointError:
+            same = False
+        if not same:
+            raise FileExistsError(f"{run_dir}/config.json is not this run's config (another run, or a file of "
+                                  "yours); choose another --out, or pass overwrite=True (--overwrite) to replace it")
+        log.info("%s never reached a checkpoint: starting it again", run_dir)
+    return "fresh"
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail before training, not after it: can this process create files in ``run_dir``?"""
+    import tempfile
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise PermissionError(f"cannot write to run folder {run_dir} ({e.strerror or e}); choose another --out "
+                              "or make it writable") from None
+
+
+def _data_record(root: Path) -> dict[str, Any]:
+    """Which data a run trains (train split) and validates on (val split): recorded in its config.json."""
+    from .dataset import read_manifest, split_fingerprint
+
+    manifest = read_manifest(root)
+    return {"root": str(root), "seed": (manifest.get("config") or {}).get("seed"),
+            "fingerprint": {split: split_fingerprint(root, split) for split in ("train", "val")}}
+
+
+def _check_same_data(run_dir: Path, data: dict[str, Any]) -> None:
+    saved = json.loads((run_dir / "config.json").read_text()).get("data")
+    if saved is None:
+        log.warning("%s predates data fingerprints: cannot check that it resumes on the data it started on", run_dir)
+        return
+    if saved.get("fingerprint") != data["fingerprint"]:
+        raise CheckpointError(f"cannot resume {run_dir}: it trained on other data ({saved.get('root')}, seed "
+                              f"{saved.get('seed')}, train {saved.get('fingerprint', {}).get('train')}) than "
+                              f"{data['root']} (seed {data['seed']}, train {data['fingerprint']['train']}); resume "
+                              "on the dataset it started on, or start a new run in another --out")
 
 
 def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: bool = False,
           data_root: Path | str | None = None, device: str | None = None, progress: bool = True,
-          callbacks: Iterable[Callable[[int, dict], None]] = ()) -> TrainResult:
+          callbacks: Iterable[Callable[[int, dict], None]] = (), overwrite: bool = False,
+          verify: str = "quick") -> TrainResult:
     """Train one model; return where its weights and logs are.
 
     ``resume=True`` continues the run in ``out_dir`` from its last checkpoint (a finished run
-    returns at once); without it an existing checkpoint is an error, so a run is never
-    overwritten by accident. ``callbacks`` get ``(step, record)`` after every step (the resume
-    test interrupts a run from one). On an interrupt the completed steps are checkpointed first.
-    The run uses ``config.threads`` CPU threads (the process's count is restored afterwards).
+    returns at once); without it an existing run is an error, so a run is never overwritten by
+    accident, and a folder holding anything but this run is refused unless ``overwrite=True``
+    (see :func:`_claim_run_dir`). The data is checked first (``verify``: ``quick`` compares sizes
+    and metadata hashes, ``full`` re-hashes every image), also a ``data_root`` given explicitly; its
+    fingerprint goes into ``config.json`` and a resume on other data is refused.
+
+    ``callbacks`` get ``(step, record)`` after every step (the resume tests interrupt a run from
+    one). Interrupts keep resume exact: Ctrl-C lets the step in progress finish, then checkpoints
+    that step and raises :class:`TrainingInterrupted`; a ``KeyboardInterrupt`` raised *inside* a
+    step (a second Ctrl-C) leaves weights, BatchNorm statistics and optimizer half-updated, so
+    nothing is saved for it and ``--resume`` continues from the last periodic checkpoint. A
+    non-finite loss or weight stops the run with :class:`TrainingDiverged`, before any
+    ``model.safetensors`` is written. The run uses ``config.threads`` CPU threads (the process's
+    count is restored afterwards).
     """
     with cpu_threads(config.resolved().threads):
         return _train(config, out_dir=out_dir, resume=resume, data_root=data_root, device=device,
-                      progress=progress, callbacks=callbacks)
+                      progress=progress, callbacks=callbacks, overwrite=overwrite, verify=verify)
+
+
+class _StepGuard:
+    """Defers Ctrl-C that arrives while a step changes the model's state until that step is done.
+
+    Installed only in the main thread of a single-process run whose SIGINT handler is Python's
+    default (a notebook kernel or a test runner with its own keeps it); a second Ctrl-C stops at once.
+    """
+
+    def __init__(self, enabled: bool):
+        import signal
+        import threading
+
+        self.in_step = self.pending = False
+        self._signal = signal
+        self._previous = None
+        if (enabled and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.in_step and not self.pending:
+            self.pending = True
+            log.warning("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again stops at once, "
+                        "without one)")
+            return
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        if self._previous is not None:
+            self._signal.signal(self._signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _check_finite_weights(model: nn.Module, step: int, cfg: TrainConfig) -> None:
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise TrainingDiverged(f"training diverged: {len(bad)} weight tensor(s) hold NaN or inf after step {step} "
+                               f"(first {bad[0]}); {_divergence_hint(cfg)}")
+
+
+def _divergence_hint(cfg: TrainConfig) -> str:
+    return (f"the usual cause is a learning rate or hard-negative weight too large for this model (lr {cfg.lr:g}, "
+            f"hard_weight {cfg.hard_weight:g}; --lr, --hard-weight); no {MODEL_FILE} was written")
 
 
 def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, data_root: Path | str | None,
-           device: str | None, progress: bool, callbacks: Iterable[Callable[[int, dict], None]]) -> TrainResult:
+           device: str | None, progress: bool, callbacks: Iterable[Callable[[int, dict], None]],
+           overwrite: bool, verify: str) -> TrainResult:
     cfg = config.resolved()
-    device_type = device or detect_device()
+    device_type = check_device(device)
     info = init_distributed(device_type)
     dev = torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else device_type)
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
     state_path, summary_path = run_dir / STATE_FILE, run_dir / "summary.json"
 
-    if summary_path.exists() and state_path.exists():
-        if not resume:
-            raise FileExistsError(f"{run_dir} already holds a finished run; pass resume=True (--resume) to reuse it "
-                                  "or choose another output folder")
+    claim = _claim_run_dir(run_dir, cfg, resume, overwrite)
+    if claim == "finished":
         _check_same_config(run_dir, cfg)
         summary = json.loads(summary_path.read_text())
         return TrainResult(run_dir, cfg, summary["steps"], summary["steps"], 0.0, summary)
-    if state_path.exists() and not resume:
-        raise FileExistsError(f"{run_dir} holds an unfinished run (checkpoint {state_path.name}); pass "
-                              "resume=True (--resume) to continue it or choose another output folder")
+    if info.is_main:
+        _check_writable(run_dir)
+
+    if data_root is not None:
+        from .dataset import verify_dataset
+
+        root = verify_dataset(data_root, verify)
+    else:
+        root = dataset_root(cfg, progress and info.is_main, verify=verify)
+    data = _data_record(root)
 
     seed_everything(cfg.seed)
     from .models import create_clip, get_tokenizer
@@ -503,7 +690,6 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
     tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
 
-    root = Path(data_root) if data_root is not None else dataset_root(cfg, progress and info.is_main)
     negatives = cfg.negative_config()
     dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform())
     batch = cfg.positives_per_step
@@ -514,14 +700,15 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
 
     start = 0
-    if resume and state_path.exists():
+    if claim == "resume":
         _check_same_config(run_dir, cfg)
+        _check_same_data(run_dir, data)
         start = load_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler,
                                     objective=objective, scaler=scaler)["step"]
         log.info("resuming %s at step %d of %d", run_dir, start, cfg.steps)
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        atomic_write_text(run_dir / "config.json", json.dumps({**cfg.to_dict(), "data": data}, indent=2) + "\n")
 
     train_model: nn.Module = model
     if info.enabled and device_type == "cuda":
@@ -545,6 +732,10 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.run_name(), unit="step",
                disable=not (progress and info.is_main))
     step, t_run, wait_total, compute_total = start, time.perf_counter(), 0.0, 0.0
+    saved = start or None  # the step of the newest checkpoint on disk
+    at_boundary = True  # False while a step is changing weights, BatchNorm statistics, optimizer and RNG
+    # several processes would stop at different steps and wait for each other at the checkpoint's barrier
+    guard = _StepGuard(enabled=not info.enabled)
     autocast = autocast_context(amp_dtype, device_type)
     try:
         it = iter(loader)
@@ -552,12 +743,17 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
             t0 = time.perf_counter()
             batch_data = next(it)
             t1 = time.perf_counter()
+            at_boundary, guard.in_step = False, True
             record = train_step(train_model, objective, optimizer, scheduler, scaler, batch_data, cfg, info,
                                  dev, autocast)
             if device_type == "cuda":
                 torch.cuda.synchronize(dev)
             t2 = time.perf_counter()
             step += 1
+            at_boundary, guard.in_step = True, False
+            if not math.isfinite(record["loss"]):
+                raise TrainingDiverged(f"training diverged: the loss is {record['loss']} at step {step}; "
+                                       + _divergence_hint(cfg))
             wait_total, compute_total = wait_total + (t1 - t0), compute_total + (t2 - t1)
             record.update(step=step, images_per_s=images_per_step / max(t2 - t0, 1e-9),
                           data_wait_share=(t1 - t0) / max(t2 - t0, 1e-9), elapsed_s=time.perf_counter() - t_run)
@@ -572,16 +768,31 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
             for cb in callbacks:
                 cb(step, record)
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:  # type: ignore[operator]
+                _check_finite_weights(model, step, cfg)
                 _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
+                saved = step
+            if guard.pending and step < cfg.steps:  # type: ignore[operator]
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if step > start:
+        resume_hint = "rerun the same command with --resume (resume=True) to continue"
+        if not at_boundary:
+            where = (f"the checkpoint of step {saved}" if saved else "the start: no checkpoint was reached yet")
+            message = (f"interrupted inside step {step + 1} of {cfg.steps}: its weights and optimizer were half "
+                       f"updated, so nothing was saved for it; {resume_hint} from {where}")
+        elif step > start and not info.enabled:
+            _check_finite_weights(model, step, cfg)
             _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
-            log.warning("interrupted at step %d: checkpoint saved, continue with resume=True (--resume)", step)
-        raise
+            message = f"interrupted at step {step} of {cfg.steps}: checkpoint saved in {run_dir}; {resume_hint}"
+        else:
+            message = f"interrupted at step {step} of {cfg.steps}; {resume_hint}" + (
+                f" from the checkpoint of step {saved}" if saved else "")
+        raise TrainingInterrupted(message) from None
     finally:
+        guard.close()
         bar.close()
 
     wall = time.perf_counter() - t_run
+    _check_finite_weights(model, step, cfg)
     _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
     summary: dict[str, Any] = {}
     if info.is_main:
@@ -653,8 +864,9 @@ def load_config(run_dir: Path | str) -> TrainConfig:
         raise CheckpointError(f"{run_dir} has no config.json; it was not written by mmgeo train")
     try:
         raw = json.loads(path.read_text())
+        raw.pop("data", None)  # which data it trained on (see _data_record), not part of the recipe
         return TrainConfig(**{**raw, "negatives": tuple(raw["negatives"])}).resolved()
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"{path} is not a training config this version can read: {e}") from None
 
 

@@ -62,3 +62,32 @@ def test_missing_truncated_and_foreign_files_are_named(tmp_path):
     good = save_training_state(tmp_path / "g.safetensors", model=m, optimizer=o, scheduler=s, step=0)
     with pytest.raises(CheckpointError, match="different model"):
         load_training_state(good, model=other, optimizer=torch.optim.AdamW(other.parameters()), scheduler=s)
+
+
+def test_written_bytes_depend_only_on_the_weights_and_metadata(tmp_path):
+    """safetensors writes its metadata map in a random key order; ours comes out sorted, so sha256 is stable."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from safetensors import safe_open
+
+    from mmgeo_utils.checkpoint import save_model
+
+    model, opt, sched = _setup()
+    meta = {k: f"value {k}" for k in ("model", "run", "zeta", "alpha", "beta", "gamma", "delta", "epsilon")}
+    digests = {hashlib.sha256(save_model(tmp_path / f"m{i}.safetensors", model, metadata=meta).read_bytes()).hexdigest()
+               for i in range(8)}
+    # another process draws another hash seed: the bytes must not depend on it either
+    code = ("import sys, torch; from mmgeo_utils.checkpoint import save_model; torch.manual_seed(0); "
+            "m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2)); "
+            f"save_model(sys.argv[1], m, metadata={meta!r})")
+    for i in range(2):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"p{i}.safetensors")], check=True)
+        digests.add(hashlib.sha256((tmp_path / f"p{i}.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    with safe_open(str(tmp_path / "m0.safetensors"), framework="pt") as f:  # still a file safetensors reads
+        assert f.metadata() == meta and set(f.keys()) == set(model.state_dict())
+    save_training_state(tmp_path / "s0.safetensors", model=model, optimizer=opt, scheduler=sched, step=3)
+    save_training_state(tmp_path / "s1.safetensors", model=model, optimizer=opt, scheduler=sched, step=3)
+    assert (tmp_path / "s0.safetensors").read_bytes() == (tmp_path / "s1.safetensors").read_bytes()

@@ -246,7 +246,9 @@ def test_crash_mid_build_keeps_finished_shards(reference, tmp_path, monkeypatch,
 def test_rebuilding_with_a_smaller_config_removes_leftovers(tmp_path):
     root = build(tmp_path / "d")
     small = DatasetConfig(**{**TINY.to_dict(), "families": tuple(TINY.families), "n_train": 2})
-    build(root, small)
+    with pytest.raises(FileExistsError, match="holds the dataset of another config"):  # never replaced silently
+        build(root, small)
+    build(root, small, overwrite=True)
     assert sorted(p.name for p in (root / "train").iterdir()) == ["metadata.jsonl", "train-000000.png",
                                                                   "train-000001.png"]
     assert check_dataset(root, small, verify="full") is None
@@ -298,4 +300,5 @@ def test_cli_bench_diagrams_prints_json_last(tmp_path):
             "details"} <= set(result)
     assert result["image_size"] == 128 and result["n_per_core"] == 20
     assert result["diagrams_per_s_per_core"] > 0 and result["diagrams_per_s_total"] > 0
-    assert Path(result["results_file"]) == tmp_path / "smoke" / "bench_diagrams_128px.json"
+    # not the default measurement: its own file, never the one the README cites
+    assert Path(result["results_file"]) == tmp_path / "smoke" / "bench_diagrams_128px_n20.json"

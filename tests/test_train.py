@@ -265,3 +265,107 @@ def test_two_stage_init_starts_from_the_first_stage(smoke_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="--init checkpoint"):
         train(_cfg(loss="clip", negatives=(), init=str(tmp_path / "nope")), out_dir=tmp_path / "s3",
               data_root=smoke_data, progress=False)
+
+
+# ----------------------------------------------------------------------------- faults (issue 20)
+
+
+def _same_tensors(a_path, b_path, prefix=""):
+    a, b = load_file(str(a_path)), load_file(str(b_path))
+    keys = sorted(k for k in a if k.startswith(prefix))
+    assert keys and keys == sorted(k for k in b if k.startswith(prefix))
+    return [k for k in keys if not torch.equal(a[k], b[k])]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_data, tmp_path_factory):
+    """4 steps of MMCLIP with rule negatives, checkpoints every 2, never stopped."""
+    cfg = _cfg(loss="mmclip", negatives=("rule",), steps=4, checkpoint_every=2)
+    return cfg, train(cfg, out_dir=tmp_path_factory.mktemp("whole") / "run", data_root=smoke_data, progress=False)
+
+
+def _interrupt_in_forward_of_step(monkeypatch, at, interrupt):
+    """Call ``interrupt`` inside step ``at``'s loss, after the model's forward moved its BatchNorm statistics."""
+    forward, calls = ContrastiveObjective.forward, []
+
+    def wrapped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            interrupt()
+        return forward(self, *args, **kwargs)
+    monkeypatch.setattr(ContrastiveObjective, "forward", wrapped)
+
+
+def _raise():
+    raise KeyboardInterrupt
+
+
+def _ctrl_c():
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("interrupt, resumes_from", [(_raise, 2), (_ctrl_c, 3)],
+                         ids=["raised-inside-step-3", "ctrl-c-inside-step-3"])
+def test_an_interrupt_inside_a_step_resumes_bit_exact(interrupt, resumes_from, uninterrupted, smoke_data, tmp_path,
+                                                      monkeypatch):
+    """Issue 20: the checkpoint written on Ctrl-C named step n after step n+1 had partly run (BatchNorm 21 vs 20).
+
+    A KeyboardInterrupt raised inside a step saves nothing for it (resume starts at the periodic
+    checkpoint of step 2); a real Ctrl-C lets the step finish and saves step 3. Either way the
+    resumed run's weights, buffers and optimizer state equal the uninterrupted run's bit for bit.
+    """
+    from mmgeo_utils.train import TrainingInterrupted
+
+    cfg, whole = uninterrupted
+    with monkeypatch.context() as m:
+        _interrupt_in_forward_of_step(m, 3, interrupt)
+        with pytest.raises(TrainingInterrupted, match="interrupted"):
+            train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False, resume=True)
+    assert resumed.resumed_from == resumes_from and resumed.steps_done == 4
+    assert _same_tensors(whole.model_path, resumed.model_path) == []  # every weight and buffer
+    assert load_file(str(whole.model_path))["visual.bn1.num_batches_tracked"].item() == 4
+    assert _same_tensors(whole.run_dir / "state.safetensors", resumed.run_dir / "state.safetensors", "optim.") == []
+
+
+def test_a_non_finite_loss_stops_training_before_a_model_is_written(smoke_data, tmp_path, monkeypatch):
+    from mmgeo_utils.train import TrainingDiverged
+
+    forward, calls = ContrastiveObjective.forward, []
+
+    def nan_at_step_2(self, *args, **kwargs):
+        calls.append(1)
+        out = forward(self, *args, **kwargs)
+        if len(calls) == 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+    monkeypatch.setattr(ContrastiveObjective, "forward", nan_at_step_2)
+    cfg = _cfg(loss="clip", negatives=(), steps=3, checkpoint_every=1)
+    with pytest.raises(TrainingDiverged, match=r"the loss is nan at step 2; .*lr 0.0005, hard_weight 1"):
+        train(cfg, out_dir=tmp_path / "nan", data_root=smoke_data, progress=False)
+    assert not (tmp_path / "nan" / "model.safetensors").exists() and not (tmp_path / "nan" / "summary.json").exists()
+    state = load_file(str(tmp_path / "nan" / "state.safetensors"))  # the last good checkpoint: step 1, finite
+    assert all(torch.isfinite(v).all() for k, v in state.items() if v.is_floating_point())
+
+
+def test_lr_and_weight_must_be_finite():
+    for kw, words in (({"lr": float("inf")}, "lr must be a positive number"), ({"lr": 0}, "lr must be a positive"),
+                      ({"hard_weight": float("inf")}, "hard_weight must be a positive number"),
+                      ({"seed": -5}, "seed must be a non-negative integer")):
+        with pytest.raises(ValueError, match=words):
+            TrainConfig(**kw)
+
+
+def test_a_run_records_its_data_and_resumes_only_on_it(smoke_data, tmp_path):
+    from mmgeo_utils.dataset import split_fingerprint
+
+    cfg = _cfg(loss="clip", negatives=(), steps=2)
+    run = train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False).run_dir
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert data["fingerprint"] == {s: split_fingerprint(smoke_data, s) for s in ("train", "val")}
+    assert data["root"] == str(smoke_data) and data["seed"] == 0
+    assert load_config(run) == cfg.resolved()  # the record is not part of the recipe
