@@ -317,13 +317,21 @@ def test_an_interrupt_inside_a_step_resumes_bit_exact(interrupt, resumes_from, u
     checkpoint of step 2); a real Ctrl-C lets the step finish and saves step 3. Either way the
     resumed run's weights, buffers and optimizer state equal the uninterrupted run's bit for bit.
     """
+    import signal
+
     from mmgeo_utils.train import TrainingInterrupted
 
     cfg, whole = uninterrupted
-    with monkeypatch.context() as m:
-        _interrupt_in_forward_of_step(m, 3, interrupt)
-        with pytest.raises(TrainingInterrupted, match="interrupted"):
-            train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False)
+    # a terminal's Ctrl-C reaches Python's default handler; the test must not depend on what an earlier
+    # test or plugin left installed for SIGINT (the guard only takes over the default handler)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with monkeypatch.context() as m:
+            _interrupt_in_forward_of_step(m, 3, interrupt)
+            with pytest.raises(TrainingInterrupted, match="interrupted"):
+                train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed = train(cfg, out_dir=tmp_path / "cut", data_root=smoke_data, progress=False, resume=True)
     assert resumed.resumed_from == resumes_from and resumed.steps_done == 4
