@@ -22,7 +22,7 @@ negatives per sample gets ``images_per_step / (1 + K)`` positives. So a comparis
 
 The loop is the standard one, written out because it is the lesson: AdamW without weight decay
 on gains, biases and the logit scale (as open_clip), cosine schedule with linear warm-up, mixed
-precision (bf16 autocast on GPUs), gradient accumulation, gradient clipping, logit scale clamped
+precision (bf16 autocast on GPUs that have it, fp16 with a grad scaler on older ones), gradient accumulation, gradient clipping, logit scale clamped
 at 100, a tqdm bar with throughput, periodic validation, metrics to CSV, and checkpoints in
 safetensors (:mod:`mmgeo_utils.checkpoint`). Resuming restores model, optimizer, scheduler, loss
 state and RNGs, and the batch order is a pure function of (seed, step)
@@ -288,10 +288,27 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
     return get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
 
 
+def native_bf16() -> bool:
+    """Whether this CUDA GPU computes in bf16 natively (Ampere, compute capability 8.0, and newer).
+
+    ``torch.cuda.is_bf16_supported()`` alone also says True on older cards such as Colab's T4,
+    where bf16 is emulated: slower matmuls and more memory than fp16. torch 2.4 added
+    ``including_emulation``; on older releases the capability is asked directly.
+    """
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4
+        return torch.cuda.get_device_capability() >= (8, 0)
+
+
 def resolve_precision(precision: str, device_type: str) -> torch.dtype | None:
-    """The autocast dtype, or None for full fp32. ``auto``: bf16 on CUDA, fp32 elsewhere."""
+    """The autocast dtype, or None for full fp32.
+
+    ``auto``: bf16 on a CUDA GPU that has it natively, fp16 (with the GradScaler
+    :func:`make_optimization` turns on for it) on older GPUs, fp32 elsewhere.
+    """
     if precision == "auto":
-        precision = "bf16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        precision = ("fp32" if device_type != "cuda" else "bf16" if native_bf16() else "fp16")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 

@@ -53,6 +53,40 @@ def test_images_per_step_counts_image_negatives():
                     images_per_step=64).positives_per_step
 
 
+@pytest.mark.parametrize("native, emulated, expected", [
+    (True, True, torch.bfloat16),    # Ampere and newer: bf16
+    (False, True, torch.float16),    # a T4: bf16 only by emulation, so fp16 with the grad scaler
+    (False, False, torch.float16),
+])
+def test_auto_precision_uses_bf16_only_where_native(monkeypatch, native, emulated, expected):
+    from mmgeo_utils import train as train_mod
+
+    def is_bf16_supported(including_emulation=True):
+        return native or (including_emulation and emulated)
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert train_mod.resolve_precision("auto", "cuda") is expected
+    assert train_mod.resolve_precision("auto", "cpu") is None
+    assert train_mod.resolve_precision("bf16", "cuda") is torch.bfloat16  # an explicit choice is kept
+    made = {}  # this host has no CUDA, where a real GradScaler("cuda") disables itself: record the request
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: made.update(device=device, enabled=enabled))
+    *_, amp_dtype = train_mod.make_optimization(torch.nn.Linear(2, 2), _cfg().resolved(), "cuda")
+    assert amp_dtype is expected and made == {"device": "cuda", "enabled": expected is torch.float16}
+
+
+def test_auto_precision_on_old_torch_asks_the_capability(monkeypatch):
+    from mmgeo_utils import train as train_mod
+
+    def old_signature():  # torch < 2.4 has no including_emulation
+        return True
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_signature)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert train_mod.resolve_precision("auto", "cuda") is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert train_mod.resolve_precision("auto", "cuda") is torch.bfloat16
+
+
 # ----------------------------------------------------------------------------- batch order
 
 
