@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from .gpu import UnusableGPUError
 from .profiles import ENV_VAR, PROFILES, get_profile
 
 
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # user errors: say what is wrong, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError, UnusableGPUError) as e:  # user errors: say what is wrong, no traceback
         print(f"mmgeo: error: {e}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from .gpu import cuda_available
+
 ENV_VAR = "MMGEO_PROFILE"
 
 
@@ -125,11 +127,13 @@ PROFILES: dict[str, Profile] = {
 
 
 def default_profile_name() -> str:
-    """``gpu`` when CUDA is present, else ``cpu`` (the design card's default)."""
-    try:
-        import torch
+    """``gpu`` when CUDA is present, else ``cpu`` (the design card's default).
 
-        return "gpu" if torch.cuda.is_available() else "cpu"
+    A GPU that ``nvidia-smi`` sees but torch cannot use is an error (:mod:`mmgeo_utils.gpu`), never a
+    silent ``cpu``.
+    """
+    try:
+        return "gpu" if cuda_available() else "cpu"
     except ImportError:  # the geometry lessons do not need torch
         return "cpu"
 
