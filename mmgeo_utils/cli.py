@@ -107,7 +107,7 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
     device = args.device or detect_device()
     root = args.data or build_dataset(DatasetConfig.from_profile(profile), progress=False)
     model = create_clip(model_name, ckpt, image_size=profile.image_size, device=device)
-    result = evaluate_clip(model, get_tokenizer(model_name), root, split=args.split,
+    result = evaluate_clip(model, get_tokenizer(model_name, context_length=model.context_length), root, split=args.split,
                            image_size=profile.image_size, device=device)
     print(tidy_table(result).to_string(index=False))
     if args.out:
@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--images-per-step", type=int, default=None, help="images encoded per step, negatives included")
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 5e-4 from scratch, 2e-5 from --pretrained weights)")
     p.add_argument("--temperature", type=float, default=None,
                    help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)")
     p.add_argument("--grad-accum", type=int, default=1)

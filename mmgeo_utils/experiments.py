@@ -130,7 +130,7 @@ def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: 
         if all(saved.get(k) == v for k, v in key.items()):
             return saved["result"]
     model = create_clip(cfg.model, model_path, image_size=p.image_size, device=device)  # type: ignore[arg-type]
-    out = evaluate_clip(model, get_tokenizer(cfg.model), root, split=split,  # type: ignore[arg-type]
+    out = evaluate_clip(model, get_tokenizer(cfg.model, context_length=model.context_length), root, split=split,  # type: ignore[arg-type]
                         image_size=p.image_size, variants=variants, device=device)
     atomic_write_text(cache, json.dumps({**key, "result": out}) + "\n")
     return out
@@ -511,7 +511,7 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
         for run_dir, cfg in configs.items():
             model = create_clip(cfg.model, run_dir / MODEL_FILE, image_size=p.image_size, device=device)  # type: ignore[arg-type]
             model.eval()
-            texts = encode_texts(model, get_tokenizer(cfg.model), items.texts, device=device)  # type: ignore[arg-type]
+            texts = encode_texts(model, get_tokenizer(cfg.model, context_length=model.context_length), items.texts, device=device)  # type: ignore[arg-type]
             images = encode_images(model, items.image_paths[:items.n], eval_transform(p.image_size), device=device)
             hits[run_dir] = i2t_fine_hits(items, images, texts)
     families = [r["family"] for r in items.rows]

@@ -66,7 +66,10 @@ MODEL_FILE = "model.safetensors"
 # ----------------------------------------------------------------------------- configuration
 
 
-DEFAULT_LR = 5e-4  # AdamW's peak learning rate; a run at another one carries it in its name
+DEFAULT_LR = 5e-4  # AdamW's peak learning rate from scratch; a run at another one carries it in its name
+# ... and from pretrained weights (--pretrained, the paper profile's OpenAI CLIP): MMGeoLM fine-tunes its
+# MMCLIP at 2e-5 (CE-CLIP at 5e-6); 5e-4 would wipe out what the weights know within the warm-up
+FINETUNE_LR = 2e-5
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class TrainConfig:
     data_seed: int = 0                 # which dataset (the profile's is built with seed 0)
     steps: int | None = None
     images_per_step: int | None = None  # images the vision tower sees per step, negatives included
-    lr: float = DEFAULT_LR
+    lr: float | None = None            # peak learning rate (default: DEFAULT_LR, FINETUNE_LR from pretrained weights)
     temperature: float | None = None   # initial temperature 1/logit_scale (None: open_clip's 0.07); still learned
     weight_decay: float = 0.1
     warmup: float = 0.1                # fraction of steps with linearly rising learning rate
@@ -139,6 +142,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (0 if name == "num_negatives" else 1)):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if not 0 <= self.warmup < 1:
@@ -158,7 +163,17 @@ class TrainConfig:
             eval_every=self.eval_every or max(1, steps // 5),
             checkpoint_every=self.checkpoint_every or max(1, steps // 10),
             threads=self.threads or p.train_threads,
+            lr=self.lr if self.lr is not None else self.default_lr(),
         )
+
+    def default_lr(self) -> float:
+        """The learning rate a run gets unless one is given: a fine-tuning rate from pretrained weights.
+
+        ``--init`` keeps :data:`DEFAULT_LR`: its first stage was trained here, from scratch, at that
+        rate. Warm-up (``warmup``, 10 % of the steps) applies to every run.
+        """
+        pretrained = self.pretrained if self.pretrained is not None else get_profile(self.profile).clip_pretrained
+        return FINETUNE_LR if pretrained else DEFAULT_LR
 
     @property
     def uses_negatives(self) -> bool:
@@ -198,7 +213,7 @@ class TrainConfig:
             (self.steps not in (None, p.train_steps), f"{self.steps}steps"),
             (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
             (self.model not in (None, p.clip_model), f"{self.model}"),
-            (self.lr != DEFAULT_LR, f"lr{self.lr:g}"),
+            (self.lr not in (None, self.default_lr()), f"lr{self.lr or 0:g}"),
             (self.temperature is not None, f"t{self.temperature}"),
             (self.data_seed != 0, f"data{self.data_seed}"),
         ) if differs)
@@ -514,11 +529,12 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     from .models import create_clip, get_tokenizer
 
     model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size,  # type: ignore[arg-type]
-                        temperature=cfg.temperature, device=dev)
+                        temperature=cfg.temperature, context_length=get_profile(cfg.profile).context_length,
+                        device=dev)
     if cfg.init:
         load_init(model, cfg.init)
     objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
-    tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
+    tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
 
     root = Path(data_root) if data_root is not None else dataset_root(cfg, progress and info.is_main)
     negatives = cfg.negative_config()

@@ -299,3 +299,17 @@ def test_two_stage_init_starts_from_the_first_stage(smoke_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="--init checkpoint"):
         train(_cfg(loss="clip", negatives=(), init=str(tmp_path / "nope")), out_dir=tmp_path / "s3",
               data_root=smoke_data, progress=False)
+
+
+def test_pretrained_weights_fine_tune_at_a_small_rate_with_warm_up():
+    from mmgeo_utils.train import DEFAULT_LR, FINETUNE_LR
+
+    paper = TrainConfig(profile="paper").resolved()
+    assert paper.pretrained == "openai" and paper.lr == FINETUNE_LR == 2e-5
+    assert paper.warmup > 0 and int(paper.warmup * paper.steps) >= 100  # a warm-up of hundreds of steps
+    assert TrainConfig(profile="cpu").resolved().lr == DEFAULT_LR  # from scratch: unchanged
+    assert TrainConfig(profile="cpu", pretrained="openai", model="ViT-B-32").resolved().lr == FINETUNE_LR
+    assert "-lr" not in TrainConfig(profile="paper").run_name()
+    assert TrainConfig(profile="paper", lr=1e-5).run_name().endswith("-lr1e-05-s0")
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        TrainConfig(lr=0)
