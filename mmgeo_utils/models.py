@@ -222,7 +222,8 @@ def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor
     ModifiedResNet: the third residual stage (stride 16), not the last: at our 64-96 px the last
     stage is a 2 × 2 or 3 × 3 grid, too coarse to locate a point within 10 % of the image.
     VisionTransformer: the patch tokens of the last block (before the final norm and projection),
-    laid out on the patch grid (stride = patch size, 16 for our ViT).
+    laid out on the patch grid (stride = patch size, 16 for our ViT), through open_clip's public
+    ``forward_intermediates`` (open_clip >= 2.32, the floor requirements.txt sets).
     """
     visual = model.visual
     if hasattr(visual, "attnpool"):  # open_clip.modified_resnet.ModifiedResNet
@@ -231,7 +232,6 @@ def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor
             x = layer(x)
         return x
     if hasattr(visual, "transformer") and hasattr(visual, "conv1"):  # open_clip VisionTransformer
-        grid = visual.grid_size
-        x = visual.transformer(visual._embeds(images))  # open_clip's own patchify + cls + pos + ln_pre
-        return x[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, *grid)
+        out = visual.forward_intermediates(images, indices=1, intermediates_only=True, output_fmt="NCHW")
+        return out["image_intermediates"][-1]
     raise ValueError(f"dense features are not implemented for image tower {type(visual).__name__}")

@@ -111,3 +111,21 @@ def test_openai_weights_get_quickgelu_and_missing_weights_fail_early(monkeypatch
         models.create_clip("mmgeo-resnet-tiny", tmp_path / "nowhere.safetensors")
     with pytest.raises(ValueError, match="no 'laion9' weights for ViT-B-32-quickgelu; its tags: openai"):
         models.find_pretrained("ViT-B-32-quickgelu", "laion9")
+
+
+def test_vit_dense_features_are_the_last_blocks_patch_tokens_through_a_public_api():
+    """forward_intermediates gives what the tower computes by hand: patchify, class token, positions,
+    ln_pre, the blocks; patch tokens laid out on the grid (no private open_clip helper needed)."""
+    from mmgeo_utils.repro import REPO_ROOT
+
+    model = create_clip("mmgeo-vit-small", image_size=64).eval()
+    v, x = model.visual, torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        t = v.conv1(x).flatten(2).transpose(1, 2)
+        t = torch.cat([v.class_embedding.expand(2, 1, -1), t], dim=1) + v.positional_embedding
+        t = v.transformer(v.ln_pre(t))
+        by_hand = t[:, 1:].transpose(1, 2).reshape(2, -1, *v.grid_size)
+        assert torch.allclose(dense_image_features(model, x), by_hand, atol=1e-5)
+    floor = next(line for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+                 if line.startswith("open_clip_torch"))
+    assert floor.split(">=")[1].split()[0] == "2.32"  # the first release with forward_intermediates
