@@ -467,10 +467,14 @@ class TrainResult:
 
 
 def dataset_root(cfg: TrainConfig, progress: bool = False) -> Path:
-    """The (cached) dataset a run trains and is evaluated on: the profile's, built with ``data_seed``."""
+    """The (cached) dataset a run trains and is evaluated on: the profile's, built with ``data_seed``.
+
+    Checked once per process (``verify="once"``): every later run of the same process reuses the check.
+    """
     from .dataset import DatasetConfig, build_dataset
 
-    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress)
+    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress,
+                         verify="once")
 
 
 def load_init(model: nn.Module, init: str | Path) -> Path:
