@@ -268,6 +268,9 @@ def test_load_split_errors(reference, tmp_path):
     (tmp_path / "train" / ds.METADATA).write_text('{"file_name": "a.png"}\n{"file_na\n')
     with pytest.raises(ValueError, match=r"metadata.jsonl:2 is not valid JSON"):
         load_split(tmp_path, "train")
+    assert load_split(tmp_path, "train", limit=1) == [{"file_name": "a.png"}]  # stops before the bad line
+    root, _ = reference
+    assert load_split(root, "train", limit=3) == load_split(root, "train")[:3]
 
 
 # ----------------------------------------------------------------------------- CLI
