@@ -94,3 +94,17 @@ def test_a_split_without_negatives_is_an_error(tmp_path):
                          workers=1, progress=False)
     with pytest.raises(ValueError, match="without hard negatives"):
         split_items(root, "test")
+
+
+def test_evaluation_decodes_in_workers_on_cuda_with_the_same_embeddings(smoke_data, monkeypatch):
+    from mmgeo_utils import evaluate
+
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 16)
+    assert evaluate.eval_workers("cuda") == 8 and evaluate.eval_workers("cpu") == 0
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 2)  # a Colab VM: one worker, one core feeds the GPU
+    assert evaluate.eval_workers(torch.device("cuda", 0)) == 1
+    model = create_clip("mmgeo-resnet-tiny", image_size=64).eval()
+    paths = split_items(smoke_data, "test").image_paths[:10]
+    one = evaluate.encode_images(model, paths, eval_transform(64), batch_size=4)
+    two = evaluate.encode_images(model, paths, eval_transform(64), batch_size=4, workers=2)
+    assert one.shape == (10, model.text_projection.shape[1]) and torch.equal(one, two)
