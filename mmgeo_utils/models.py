@@ -42,6 +42,19 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+def model_config(model_name: str) -> dict:
+    """The open_clip config of ``model_name``: a shipped one or any of open_clip's own (``paper``'s
+    ``ViT-B-32-quickgelu``), as open_clip reads it. An unknown name is an error that lists ours."""
+    import open_clip
+
+    register_model_configs()
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        raise ValueError(f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
+                         "(or any name of open_clip.list_models())")
+    return config
+
+
 def register_model_configs() -> None:
     """Make the shipped configs known to open_clip (idempotent)."""
     global _registered
