@@ -231,7 +231,7 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
                             context_length=profile.context_length, device=dev)
         tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
         objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
-        dataset = HardNegativeDataset(root, "train", cfg.negative_config(), transform=default_transform())
+        dataset = HardNegativeDataset(root, "train", cfg.negative_config(), transform=default_transform(normalize=False))
         optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
         autocast = autocast_context(amp_dtype, device_type)
         it = iter(make_loader(dataset, tokenizer, cfg, device_type=device_type))

@@ -71,7 +71,7 @@ def _train_config(args: argparse.Namespace):
                        num_negatives=args.num_negatives, batching=args.batching, hard_weight=args.hard_weight, model=args.model,
                        pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
                        images_per_step=args.images_per_step, lr=args.lr, temperature=args.temperature,
-                       grad_accum=args.grad_accum, precision=args.precision, eval_every=args.eval_every, workers=args.workers,
+                       grad_accum=args.grad_accum, grad_checkpointing=args.grad_checkpointing, precision=args.precision, eval_every=args.eval_every, workers=args.workers,
                        threads=args.threads)
 
 
@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="peak learning rate (default: 5e-4 from scratch, 2e-5 from --pretrained weights)")
     p.add_argument("--temperature", type=float, default=None,
                    help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)")
-    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per step: the same step in less GPU memory (in-batch negatives per micro-batch)")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less GPU memory (cards of 12 GB or less), slower")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)

@@ -41,15 +41,38 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 NEGATIVE_SOURCES = ("image", "rule", "retrieval")
 
 
-def default_transform(image_size: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL → normalised tensor; resized only when ``image_size`` differs from the stored images."""
+def default_transform(image_size: int | None = None, normalize: bool = True) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL → normalised tensor; resized only when ``image_size`` differs from the stored images.
+
+    ``normalize=False`` stops at the uint8 pixels (C, H, W), for :func:`normalize_images` to finish
+    on the device: what ``train`` does. Why: loader workers hand batches over through shared
+    memory, and float batches are 4× the bytes (8 workers prefetching 256-image float batches of
+    224 px need ~5 GB of ``/dev/shm``, where Docker gives 64 MB), and the host-to-GPU copy shrinks
+    by the same factor.
+    """
     from torchvision import transforms as T
 
     steps: list[Any] = []
     if image_size is not None:
         steps.append(T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC))
-    steps += [T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)]
+    steps += [T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)] if normalize else [T.PILToTensor()]
     return T.Compose(steps)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (..., C, H, W) → the tensor ``default_transform()`` makes, bit for bit; float input
+    is returned as it is (already normalised).
+
+    The same operations in the same order as torchvision's ``ToTensor`` (``/ 255`` in float32) and
+    ``Normalize`` (``- mean``, then ``/ std``), so moving them from the loader to the device changes no
+    number.
+    """
+    if images.dtype != torch.uint8:
+        return images
+    x = images.to(torch.float32).div(255)
+    mean = torch.as_tensor(CLIP_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(CLIP_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x.sub_(mean).div_(std)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, load_training_state, save_model, save_training_state
 from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
-                               StepBatchSampler, default_transform, make_collate, neighbour_lists)
+                               StepBatchSampler, default_transform, make_collate, neighbour_lists,
+                               normalize_images)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .losses import HardNegativeLoss, clip_loss
 from .profiles import get_profile
@@ -93,7 +94,8 @@ class TrainConfig:
     temperature: float | None = None   # initial temperature 1/logit_scale (None: open_clip's 0.07); still learned
     weight_decay: float = 0.1
     warmup: float = 0.1                # fraction of steps with linearly rising learning rate
-    grad_accum: int = 1
+    grad_accum: int = 1                # micro-batches per step (less GPU memory; see notebook 04 on what it changes)
+    grad_checkpointing: bool = False   # recompute activations in backward (open_clip's): less GPU memory, ~30 % slower
     grad_clip: float | None = 1.0
     precision: str = "auto"
     eval_every: int | None = None      # validation every N steps (default: 5 times per run)
@@ -337,10 +339,10 @@ def encode_batch(model: nn.Module, batch: dict[str, Any], device: torch.device) 
     Images: the B positives and their B·K_i negatives go through the tower together (one call,
     so DDP sees one forward), likewise captions and their B·K_t text negatives.
     """
-    image = batch["image"].to(device, non_blocking=True)
+    image = normalize_images(batch["image"].to(device, non_blocking=True))  # uint8 from the loader: 4x fewer bytes
     text = batch["text"].to(device, non_blocking=True)
     b = image.shape[0]
-    img_neg = batch["image_negatives"].to(device, non_blocking=True)
+    img_neg = normalize_images(batch["image_negatives"].to(device, non_blocking=True))
     txt_neg = batch["text_negatives"].to(device, non_blocking=True)
     k_i, k_t = img_neg.shape[1], txt_neg.shape[1]
     images = torch.cat([image, img_neg.flatten(0, 1)]) if k_i else image
@@ -537,12 +539,14 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
                         device=dev)
     if cfg.init:
         load_init(model, cfg.init)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
     tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
 
     root = Path(data_root) if data_root is not None else dataset_root(cfg, progress and info.is_main)
     negatives = cfg.negative_config()
-    dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform())
+    dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform(normalize=False))
     batch = cfg.positives_per_step
     if batch % (info.world_size * cfg.grad_accum):
         raise ValueError(f"{batch} positives per step do not split over {info.world_size} processes × "
@@ -680,7 +684,8 @@ def _checkpoint(path: Path, model, optimizer, scheduler, objective, scaler, step
 
 
 # how much of a run to log, evaluate or checkpoint may change on resume; what it computes may not
-RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"})
+RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples",
+                               "grad_checkpointing"})
 
 
 def load_config(run_dir: Path | str) -> TrainConfig:

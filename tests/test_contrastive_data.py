@@ -128,3 +128,33 @@ def test_positives_only_dataset_is_a_clear_error(tmp_path):
                                   retrieval_candidates=0), out_dir=tmp_path / "p", workers=1, progress=False)
     with pytest.raises(ValueError, match="built without negatives"):
         HardNegativeDataset(plain, "train")
+
+
+def test_uint8_batches_normalised_on_the_device_equal_todays_float_batches(built):
+    """Loader workers send uint8 pixels (4x less shared memory); normalize_images finishes the job
+    on the device with exactly ToTensor's and Normalize's arithmetic."""
+    from mmgeo_utils.contrastive_data import default_transform, normalize_images
+    from mmgeo_utils.train import encode_batch
+
+    negatives = NegativeConfig(num_image=K, num_retrieval=K)
+    collate = make_collate(open_clip.get_tokenizer("ViT-B-32"))
+    floats = HardNegativeDataset(built, "train", negatives, transform=default_transform())
+    pixels = HardNegativeDataset(built, "train", negatives, transform=default_transform(normalize=False))
+    a, b = collate([floats[i] for i in range(4)]), collate([pixels[i] for i in range(4)])
+    assert b["image"].dtype == torch.uint8 and b["image_negatives"].dtype == torch.uint8
+    assert a["image"].dtype == torch.float32 and b["image"].nbytes * 4 == a["image"].nbytes
+    for key in ("image", "image_negatives"):
+        assert torch.equal(normalize_images(b[key]), a[key])  # bit for bit
+    assert normalize_images(a["image"]) is a["image"]  # float input is already normalised
+
+    seen = []
+
+    class Probe(torch.nn.Module):  # records what encode_batch hands the model
+        def forward(self, image, text):
+            seen.append(image)
+            n = image.shape[0]
+            return torch.zeros(n, 3), torch.zeros(text.shape[0], 3), torch.tensor(1.0)
+
+    encode_batch(Probe(), a, torch.device("cpu"))
+    encode_batch(Probe(), b, torch.device("cpu"))
+    assert torch.equal(seen[0], seen[1])

@@ -313,3 +313,14 @@ def test_pretrained_weights_fine_tune_at_a_small_rate_with_warm_up():
     assert TrainConfig(profile="paper", lr=1e-5).run_name().endswith("-lr1e-05-s0")
     with pytest.raises(ValueError, match="lr must be a positive number"):
         TrainConfig(lr=0)
+
+
+def test_grad_checkpointing_saves_memory_without_changing_the_step(smoke_data, tmp_path):
+    """Activation checkpointing (open_clip's set_grad_checkpointing) recomputes, it does not approximate:
+    the same weights after two steps; it may be switched on or off when a run resumes."""
+    plain = train(_cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small"), out_dir=tmp_path / "a",
+                  data_root=smoke_data, progress=False)
+    ckpt = train(_cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small", grad_checkpointing=True),
+                 out_dir=tmp_path / "b", data_root=smoke_data, progress=False)
+    a, b = load_file(str(plain.model_path)), load_file(str(ckpt.model_path))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
