@@ -49,8 +49,7 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, load_training_state, save_model, save_training_state
 from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
-                               StepBatchSampler, default_transform, make_collate, neighbour_lists,
-                               normalize_images)
+                               StepBatchSampler, default_transform, make_collate, normalize_images)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .losses import HardNegativeLoss, clip_loss
 from .profiles import get_profile
@@ -399,7 +398,7 @@ def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, st
     CUDA so host-to-device copies overlap compute. ``mmgeo bench train`` measures the share of
     step time spent waiting for data.
     """
-    neighbours = neighbour_lists(dataset.rows) if cfg.batching == "hard" else None
+    neighbours = dataset.neighbour_lists() if cfg.batching == "hard" else None
     sampler = StepBatchSampler(len(dataset), cfg.positives_per_step, cfg.steps, seed=cfg.seed,  # type: ignore[arg-type]
                                start=start, batching=cfg.batching, neighbours=neighbours, rank=info.rank,
                                world_size=info.world_size)

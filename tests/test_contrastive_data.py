@@ -158,3 +158,32 @@ def test_uint8_batches_normalised_on_the_device_equal_todays_float_batches(built
     encode_batch(Probe(), a, torch.device("cpu"))
     encode_batch(Probe(), b, torch.device("cpu"))
     assert torch.equal(seen[0], seen[1])
+
+
+def test_the_dataset_keeps_compact_columns_that_give_back_each_rows_fields(built):
+    """No row dicts are held: ids, file names, captions and text slots live in packed string columns,
+    and every item is what the metadata row says."""
+    from mmgeo_utils.contrastive_data import StringColumn
+
+    negatives = NegativeConfig(num_image=K, num_retrieval=K)
+    d = HardNegativeDataset(built, "train", negatives)
+    rows = load_split(built, "train")
+    assert not hasattr(d, "rows") and isinstance(d.captions, StringColumn) and len(d) == len(rows)
+    for i, row in enumerate(rows):
+        item = d[i]
+        assert item["id"] == row["id"] and item["caption"] == row["caption"]
+        slots = text_negative_slots(row, negatives)
+        assert item["text_negatives"] == [t or "" for t in slots]
+        assert item["text_negative_mask"].tolist() == [t is not None for t in slots]
+        assert item["image_negative_mask"].sum() == min(K, len(row["image_negatives"]))
+    column = StringColumn(["", "∠ABC = 40°", "triangle O R S"])
+    assert [column[i] for i in range(3)] == ["", "∠ABC = 40°", "triangle O R S"] and len(column) == 3
+    assert column.nbytes < 100
+
+
+def test_hard_batching_neighbours_are_read_again_from_the_metadata(built):
+    from mmgeo_utils.contrastive_data import neighbour_lists
+
+    d = HardNegativeDataset(built, "train", NegativeConfig(num_image=K, num_retrieval=K))
+    assert d.neighbour_lists() == neighbour_lists(load_split(built, "train"))
+    assert any(d.neighbour_lists())
