@@ -164,6 +164,18 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_course(args: argparse.Namespace) -> int:
+    from .course_bench import bench_course, format_estimate
+    from .repro import write_results
+
+    result = bench_course(get_profile(args.profile), device=args.device, cores=args.cores, workers=args.workers)
+    if args.save:
+        result["results_file"] = str(write_results("bench_course", result, profile=result["profile"]))
+    print(format_estimate(result))
+    print(json.dumps(result))  # the last line is machine-readable JSON
+    return 0
+
+
 def cmd_course(args: argparse.Namespace) -> int:
     from .course import run_course
 
@@ -198,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrieval-n", type=int, default=100_000, help="captions in the top-k timing (default 100k)")
     p.set_defaults(func=cmd_bench_negatives)
 
+    p = bench.add_parser("course", help="dry run: each lesson's time and the peak memory of `make course` on a "
+                         "profile, estimated from a few timed scenes, steps and evaluation batches here")
+    _add_profile(p)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: what is present)")
+    p.add_argument("--cores", type=int, default=None, help="cores for the data build (default: this machine's)")
+    p.add_argument("--workers", type=int, default=None, help="loader workers (default: 8 on CUDA, 1 on CPU)")
+    p.add_argument("--save", action="store_true", help="also write results/<profile>/bench_course.json")
+    p.set_defaults(func=cmd_bench_course)
     p = bench.add_parser("train", help="per-image step time of CLIP and MMCLIP, and the share spent waiting for data")
     _add_profile(p)
     p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 20, smoke 3)")
