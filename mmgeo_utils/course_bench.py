@@ -161,7 +161,7 @@ def bench_course(profile: Profile | str | None = None, *, device: str | None = N
     p = get_profile(profile)
     device = device or detect_device()
     cores = cores or usable_cores()
-    workers = workers if workers is not None else (min(8, max(1, cores - 1)) if device == "cuda" else 1)
+    workers = workers if workers is not None else (min(8, max(1, cores - 1)) if device == "cuda" else 1)  # as train()
     full = DatasetConfig.from_profile(p)
     positives = DatasetConfig.from_profile(p, negatives=False)
     n_all = sum(full.size(s) for s in SPLITS)

@@ -51,6 +51,7 @@ from .checkpoint import CheckpointError, load_training_state, save_model, save_t
 from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
                                StepBatchSampler, default_transform, make_collate, normalize_images)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
+from .evaluate import eval_workers
 from .losses import HardNegativeLoss, clip_loss
 from .profiles import get_profile
 from .repro import REPO_ROOT, atomic_write_text, cpu_threads, detect_device, provenance, seed_everything
@@ -101,7 +102,7 @@ class TrainConfig:
     eval_samples: int = 200            # validation items per evaluation
     checkpoint_every: int | None = None  # default: 10 times per run
     log_every: int = 10
-    workers: int | None = None         # DataLoader workers (default: 1 on CPU, 8 with CUDA)
+    workers: int | None = None         # DataLoader workers (default: 1 on CPU, up to 8 with CUDA)
     threads: int | None = None         # torch CPU threads (default: the profile's; see Profile.train_threads)
 
     def __post_init__(self) -> None:
@@ -394,7 +395,8 @@ def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, st
                 info: DistInfo = DistInfo(), device_type: str = "cpu") -> torch.utils.data.DataLoader:
     """Batches of steps ``start..cfg.steps`` for this process: pre-rendered PNGs decoded in workers.
 
-    Workers default to 1 on CPU (the second core trains) and 8 with CUDA; memory is pinned on
+    Workers default to 1 on CPU (the second core trains) and, with CUDA, up to 8 with one core left to
+    feed the GPU (:func:`~mmgeo_utils.evaluate.eval_workers`: 1 on Colab's 2 vCPUs); memory is pinned on
     CUDA so host-to-device copies overlap compute. ``mmgeo bench train`` measures the share of
     step time spent waiting for data.
     """
@@ -402,7 +404,7 @@ def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, st
     sampler = StepBatchSampler(len(dataset), cfg.positives_per_step, cfg.steps, seed=cfg.seed,  # type: ignore[arg-type]
                                start=start, batching=cfg.batching, neighbours=neighbours, rank=info.rank,
                                world_size=info.world_size)
-    workers = cfg.workers if cfg.workers is not None else (8 if device_type == "cuda" else 1)
+    workers = cfg.workers if cfg.workers is not None else (eval_workers(device_type) if device_type == "cuda" else 1)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer),
                                        num_workers=workers, pin_memory=device_type == "cuda",
                                        prefetch_factor=4 if workers else None)

@@ -324,3 +324,20 @@ def test_grad_checkpointing_saves_memory_without_changing_the_step(smoke_data, t
                  out_dir=tmp_path / "b", data_root=smoke_data, progress=False)
     a, b = load_file(str(plain.model_path)), load_file(str(ckpt.model_path))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_loader_workers_fit_the_machine_on_cuda(smoke_data, monkeypatch):
+    """With CUDA, up to 8 workers with one core left to feed the GPU: 1 on Colab's 2 vCPUs, not 8."""
+    from mmgeo_utils import evaluate
+    from mmgeo_utils.contrastive_data import HardNegativeDataset
+    from mmgeo_utils.models import get_tokenizer
+    from mmgeo_utils.train import make_loader
+
+    cfg = TrainConfig(profile="smoke", loss="clip", steps=2).resolved()
+    data = HardNegativeDataset(smoke_data, "train", cfg.negative_config())
+    tok = get_tokenizer(cfg.model)
+    for cores, expected in ((2, 1), (16, 8)):
+        monkeypatch.setattr(evaluate, "usable_cores", lambda: cores)
+        loader = make_loader(data, tok, cfg, device_type="cuda")
+        assert loader.num_workers == expected and loader.pin_memory
+    assert make_loader(data, tok, cfg, device_type="cpu").num_workers == 1
