@@ -12,7 +12,7 @@ def test_bench_course_estimates_every_lesson_from_measured_pieces(monkeypatch, c
     result = course_bench.bench_course("smoke", device="cpu", scenes=1, steps=1)
     lessons = result["lessons_s"]
     assert set(lessons) | set(result["not_estimated"]) == {nb.stem for nb in course_notebooks()}
-    assert all(v > 0 for v in lessons.values()) and result["total_s"] == round(sum(lessons.values()), 1)
+    assert all(v > 0 for v in lessons.values()) and abs(result["total_s"] - sum(lessons.values())) < 0.5
     assert result["per_scene_s"]["with_negatives"] > result["per_scene_s"]["positives_only"] > 0
     for run in result["train"].values():
         assert run["step_s"] > 0 and run["steps"] == 3 and run["eval_samples"] == 16  # smoke's sizes
