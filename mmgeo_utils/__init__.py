@@ -5,7 +5,7 @@ One module per concern, imported by the numbered notebooks and the ``mmgeo`` CLI
 =====================  =================================================================  ======
 module                 concern                                                            lesson
 =====================  =================================================================  ======
-``profiles``           the four run sizes (smoke, cpu, gpu, paper)                         00
+``profiles``           the run sizes (smoke, cpu, gpu, paper, colab)                       00
 ``repro``              seeding, device, provenance, results files                          00
 ``plots``              the course's figure style and ``save_fig``                           00
 ``course``             run the notebooks in order (``mmgeo course``)                       00

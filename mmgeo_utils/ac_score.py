@@ -81,8 +81,8 @@ class CaptionEmbeddings:
 
 def caption_embeddings(root: Path | str, encoder, n_train: int, n_test: int) -> CaptionEmbeddings:
     """Embed ``n_train`` training and ``n_test`` test captions once with a sentence-transformers model."""
-    train_rows = load_split(root, "train")[:n_train]
-    test_rows = load_split(root, "test")[:n_test]
+    train_rows = load_split(root, "train", limit=n_train)
+    test_rows = load_split(root, "test", limit=n_test)
     emb = [np.asarray(encoder.encode([r["caption"] for r in rows], batch_size=64, normalize_embeddings=True,
                                      show_progress_bar=False)) for rows in (train_rows, test_rows)]
     return CaptionEmbeddings(train_rows, test_rows, emb[0], emb[1])

@@ -243,10 +243,11 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     for name, cfg in comparison_configs(profile, steps=steps + warmup).items():
         cfg = cfg.resolved()
         seed_everything(0)
-        model = create_clip(cfg.model, cfg.pretrained, image_size=profile.image_size, device=dev)  # type: ignore[arg-type]
-        tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
+        model = create_clip(cfg.model, cfg.pretrained, image_size=profile.image_size,  # type: ignore[arg-type]
+                            context_length=profile.context_length, device=dev)
+        tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
         objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
-        dataset = HardNegativeDataset(root, "train", cfg.negative_config(), transform=default_transform())
+        dataset = HardNegativeDataset(root, "train", cfg.negative_config(), transform=default_transform(normalize=False))
         optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
         autocast = autocast_context(amp_dtype, device_type)
         it = iter(make_loader(dataset, tokenizer, cfg, device_type=device_type))

@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from .gpu import UnusableGPUError
 from .profiles import ENV_VAR, PROFILES, get_profile
 
 
@@ -101,7 +102,7 @@ def _train_config(args: argparse.Namespace):
                        num_negatives=args.num_negatives, batching=args.batching, hard_weight=args.hard_weight, model=args.model,
                        pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
                        images_per_step=args.images_per_step, lr=args.lr, temperature=args.temperature,
-                       grad_accum=args.grad_accum, precision=args.precision, eval_every=args.eval_every, workers=args.workers,
+                       grad_accum=args.grad_accum, grad_checkpointing=args.grad_checkpointing, precision=args.precision, eval_every=args.eval_every, workers=args.workers,
                        threads=args.threads)
 
 
@@ -215,6 +216,18 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_course(args: argparse.Namespace) -> int:
+    from .course_bench import bench_course, format_estimate
+    from .repro import write_results
+
+    result = bench_course(get_profile(args.profile), device=args.device, cores=args.cores, workers=args.workers)
+    if args.save:
+        result["results_file"] = str(write_results("bench_course", result, profile=result["profile"]))
+    print(format_estimate(result))
+    print(json.dumps(result))  # the last line is machine-readable JSON
+    return 0
+
+
 def cmd_course(args: argparse.Namespace) -> int:
     from .course import run_course
 
@@ -255,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="captions in the top-k timing (default 100k)")
     p.set_defaults(func=cmd_bench_negatives)
 
+    p = bench.add_parser("course", help="dry run: each lesson's time and the peak memory of `make course` on a "
+                         "profile, estimated from a few timed scenes, steps and evaluation batches here")
+    _add_profile(p)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: what is present)")
+    p.add_argument("--cores", type=int, default=None, help="cores for the data build (default: this machine's)")
+    p.add_argument("--workers", type=int, default=None, help="loader workers (default: 8 on CUDA, 1 on CPU)")
+    p.add_argument("--save", action="store_true", help="also write results/<profile>/bench_course.json")
+    p.set_defaults(func=cmd_bench_course)
     p = bench.add_parser("train", help="per-image step time of CLIP and MMCLIP, and the share spent waiting for data")
     _add_profile(p)
     p.add_argument("--steps", type=POSITIVE, default=None, help="timed steps per model (default: 20, smoke 3)")
@@ -282,10 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--steps", type=POSITIVE, default=None)
     p.add_argument("--images-per-step", type=POSITIVE, default=None, help="images encoded per step, negatives included")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=5e-4)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
+                   help="peak learning rate (default: 5e-4 from scratch, 2e-5 from --pretrained weights)")
     p.add_argument("--temperature", type=float, default=None,
                    help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)")
-    p.add_argument("--grad-accum", type=POSITIVE, default=1)
+    p.add_argument("--grad-accum", type=POSITIVE, default=1,
+                   help="micro-batches per step: the same step in less GPU memory (in-batch negatives per micro-batch)")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less GPU memory (cards of 12 GB or less), slower")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--eval-every", type=POSITIVE, default=None)
     p.add_argument("--workers", type=NON_NEGATIVE, default=None, help="DataLoader workers (0: load in the training process)")
@@ -378,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
 
             check_device(args.device)
         return args.func(args)
-    # user errors (CheckpointError is a ValueError) and faults of the machine or the data: one line, no traceback
-    except (ValueError, OSError, TrainingDiverged) as e:
+    # user errors (CheckpointError is a ValueError), a GPU torch cannot use, and faults of the machine or the
+    # data: one line, no traceback
+    except (ValueError, OSError, TrainingDiverged, UnusableGPUError) as e:
         print(f"mmgeo: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # training says what it saved; a data build keeps every finished shard

@@ -24,15 +24,16 @@ an empty, masked slot — never a silently repeated or invented one.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .dataset import load_split
+from .dataset import iter_split
 from .textneg import ERROR_TYPES
 
 # open_clip's normalisation for models trained from OpenAI-style preprocessing
@@ -41,15 +42,38 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 NEGATIVE_SOURCES = ("image", "rule", "retrieval")
 
 
-def default_transform(image_size: int | None = None) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL → normalised tensor; resized only when ``image_size`` differs from the stored images."""
+def default_transform(image_size: int | None = None, normalize: bool = True) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL → normalised tensor; resized only when ``image_size`` differs from the stored images.
+
+    ``normalize=False`` stops at the uint8 pixels (C, H, W), for :func:`normalize_images` to finish
+    on the device: what ``train`` does. Why: loader workers hand batches over through shared
+    memory, and float batches are 4× the bytes (8 workers prefetching 256-image float batches of
+    224 px need ~5 GB of ``/dev/shm``, where Docker gives 64 MB), and the host-to-GPU copy shrinks
+    by the same factor.
+    """
     from torchvision import transforms as T
 
     steps: list[Any] = []
     if image_size is not None:
         steps.append(T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC))
-    steps += [T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)]
+    steps += [T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)] if normalize else [T.PILToTensor()]
     return T.Compose(steps)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (..., C, H, W) → the tensor ``default_transform()`` makes, bit for bit; float input
+    is returned as it is (already normalised).
+
+    The same operations in the same order as torchvision's ``ToTensor`` (``/ 255`` in float32) and
+    ``Normalize`` (``- mean``, then ``/ std``), so moving them from the loader to the device changes no
+    number.
+    """
+    if images.dtype != torch.uint8:
+        return images
+    x = images.to(torch.float32).div(255)
+    mean = torch.as_tensor(CLIP_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(CLIP_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x.sub_(mean).div_(std)
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,46 @@ def text_negative_slots(row: dict, config: NegativeConfig) -> list[str | None]:
     return out
 
 
+class StringColumn:
+    """Strings packed into one UTF-8 buffer and an int64 offset table: two objects, none per string.
+
+    Why not a list of str: tens of thousands of rows of Python objects cost several times their text
+    in memory, and every forked loader worker ends up copying the pages that hold them, because
+    reference counts and the garbage collector write to each object it touches. Two arrays are two
+    objects; workers share their pages untouched.
+    """
+
+    def __init__(self, strings: Iterable[str] = ()):
+        self._buffer, self._ends = bytearray(), array("q", [0])
+        self.extend(strings)
+
+    def append(self, text: str) -> None:
+        self._buffer += text.encode("utf-8")
+        self._ends.append(len(self._buffer))
+
+    def extend(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.append(text)
+
+    @property
+    def data(self) -> np.ndarray:
+        return np.frombuffer(self._buffer, dtype=np.uint8)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.frombuffer(self._ends, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self._buffer[self._ends[i]:self._ends[i + 1]].decode("utf-8")
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._buffer) + self._ends.itemsize * len(self._ends)
+
+
 class HardNegativeDataset(torch.utils.data.Dataset):
     """One split of a built dataset, each item a positive with its hard negatives.
 
@@ -103,21 +167,41 @@ class HardNegativeDataset(torch.utils.data.Dataset):
     negative images with its mask, and the text negatives as a fixed-length list of
     strings (``""`` in masked slots) with their mask. Tokenisation happens in
     :func:`make_collate`, once per batch.
+
+    Only what a step needs is kept, read from the metadata one row at a time: ids, file names,
+    captions and text-negative slots in :class:`StringColumn` s, masks in numpy arrays. A gpu-sized
+    split's rows (scenes, facts, QA, negatives' scenes: ~32 KB of JSON each) are never held as dicts.
     """
 
     def __init__(self, root: Path | str, split: str, negatives: NegativeConfig | None = None,
                  transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
         self.root = Path(root)
         self.split = split
-        self.rows = load_split(self.root, split)
         self.negatives = negatives or NegativeConfig()
         self.transform = transform or default_transform()
-        if self.negatives.sources and self.rows and "image_negatives" not in self.rows[0]:
-            raise ValueError(f"{self.root} was built without negatives (num_negatives=0); "
-                             "build it with DatasetConfig.from_profile(profile) or pass NegativeConfig(sources=())")
+        k, n_text = self.negatives.image_slots, len(self.negatives.text_slots)
+        self.ids, self.file_names, self.captions = StringColumn(), StringColumn(), StringColumn()
+        self.image_negative_files, self.text_negatives = StringColumn(), StringColumn()
+        image_counts, text_masks = array("b"), array("b")
+        for i, row in enumerate(iter_split(self.root, split)):
+            if i == 0 and self.negatives.sources and "image_negatives" not in row:
+                raise ValueError(f"{self.root} was built without negatives (num_negatives=0); "
+                                 "build it with DatasetConfig.from_profile(profile) or pass NegativeConfig(sources=())")
+            self.ids.append(row["id"])
+            self.file_names.append(row["file_name"])
+            self.captions.append(row["caption"])
+            names = [n["file_name"] for n in row.get("image_negatives", [])[:k]]
+            image_counts.append(len(names))
+            self.image_negative_files.extend(names + [""] * (k - len(names)))
+            slots = text_negative_slots(row, self.negatives)
+            self.text_negatives.extend(t or "" for t in slots)
+            text_masks.extend(t is not None for t in slots)
+        self.image_negative_counts = np.frombuffer(image_counts, dtype=np.int8)
+        self.text_negative_mask = np.frombuffer(text_masks, dtype=np.int8).astype(bool).reshape(len(self.ids), n_text)
+        self._k_text = n_text
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.file_names)
 
     def _image(self, file_name: str) -> torch.Tensor:
         path = self.root / self.split / file_name
@@ -129,25 +213,28 @@ class HardNegativeDataset(torch.utils.data.Dataset):
                              f"--verify full finds and rebuilds what is broken") from None
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        row = self.rows[i]
-        image = self._image(row["file_name"])
+        image = self._image(self.file_names[i])
         k = self.negatives.image_slots
-        negs = [self._image(n["file_name"]) for n in row.get("image_negatives", [])[:k]]
+        negs = [self._image(self.image_negative_files[i * k + j]) for j in range(int(self.image_negative_counts[i]))]
         image_mask = torch.zeros(k, dtype=torch.bool)
         image_mask[: len(negs)] = True
         image_negatives = torch.zeros((k, *image.shape), dtype=image.dtype)
         if negs:
             image_negatives[: len(negs)] = torch.stack(negs)
-        slots = text_negative_slots(row, self.negatives)
+        kt = self._k_text
         return {
-            "id": row["id"],
+            "id": self.ids[i],
             "image": image,
-            "caption": row["caption"],
+            "caption": self.captions[i],
             "image_negatives": image_negatives,
             "image_negative_mask": image_mask,
-            "text_negatives": [t or "" for t in slots],
-            "text_negative_mask": torch.tensor([t is not None for t in slots], dtype=torch.bool),
+            "text_negatives": [self.text_negatives[i * kt + j] for j in range(kt)],
+            "text_negative_mask": torch.from_numpy(self.text_negative_mask[i].copy()),
         }
+
+    def neighbour_lists(self) -> list[list[int]]:
+        """:func:`neighbour_lists` of this split, read again from its metadata (hard batching only)."""
+        return neighbour_lists(iter_split(self.root, self.split))
 
 
 class Collate:
@@ -192,10 +279,15 @@ def make_collate(tokenizer: Callable[[Sequence[str]], torch.Tensor]) -> Collate:
 BATCHING = ("random", "hard")
 
 
-def neighbour_lists(rows: list[dict]) -> list[list[int]]:
+def neighbour_lists(rows: Iterable[dict]) -> list[list[int]]:
     """For each row, the indices of the rows its retrieval negatives came from (same split)."""
-    index = {r["id"]: i for i, r in enumerate(rows)}
-    return [[index[n["id"]] for n in r.get("retrieval_negatives", []) if n["id"] in index] for r in rows]
+    ids: list[str] = []
+    linked: list[list[str]] = []
+    for r in rows:  # one pass, keeping only ids: rows may be streamed from the metadata
+        ids.append(r["id"])
+        linked.append([n["id"] for n in r.get("retrieval_negatives", [])])
+    index = {rid: i for i, rid in enumerate(ids)}
+    return [[index[j] for j in js if j in index] for js in linked]
 
 
 def hard_order(neighbours: list[list[int]], rng: np.random.Generator) -> np.ndarray:

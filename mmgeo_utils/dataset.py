@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -504,9 +505,13 @@ def _check_split(root: Path, config: DatasetConfig, split: str, info: dict | Non
 
 
 def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, workers: int | None = None,
-                  progress: bool = True, verify: Literal["quick", "full"] = "quick",
+                  progress: bool = True, verify: Literal["quick", "full", "once"] = "quick",
                   shard_size: int = SHARD_SIZE, overwrite: bool = False) -> Path:
     """Build (or reuse) the dataset for ``config``; return its root folder.
+
+    ``verify="once"`` checks like ``quick`` the first time, then trusts a dataset this process has
+    already checked or built while its manifest is unchanged (what ``train`` and ``evaluate_run``
+    use: a course run asks for the same dataset about 14 times).
 
     A verified cache returns at once. Otherwise complete shards from an earlier,
     interrupted or damaged build are re-hashed and kept, the rest are made in
@@ -520,9 +525,14 @@ def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, work
     root = Path(out_dir) if out_dir is not None else default_dir(config)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"dataset folder {root} is a file, not a folder; choose another --out")
+    if verify == "once":
+        if _verified_earlier(root, config):
+            return root
+        verify = "quick"
     problem = check_dataset(root, config, verify)
     if problem is None:
         log.info("dataset cache hit: %s", root)
+        _remember_verified(root, config, verify)
         return root
     other = _other_build(root, config)
     if other and not overwrite:
@@ -540,6 +550,7 @@ def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, work
     _remove_strays(root, config, shards)
     manifest = _write_metadata_and_manifest(root, config, shards, shard_size, time.perf_counter() - t0, progress)
     log.info("built %s: %s", root, {s: manifest["splits"][s]["n"] for s in SPLITS})
+    _remember_verified(root, config, verify)
     return root
 
 
@@ -582,6 +593,36 @@ def verify_dataset(root: Path | str, verify: Literal["quick", "full"] = "quick")
         raise ValueError(f"dataset {root} fails its {verify} check: {problem}; rebuild it (mmgeo data build with "
                          f"its profile and seed and --out {root} repairs it)")
     return root
+
+
+# Datasets this process has checked: (root, config key) -> (manifest's mtime_ns and size, "quick"/"full").
+# Why: a course run calls build_dataset from every train() and evaluate_run, about 14 times, and a quick
+# check of a gpu-sized build hashes ~1.6 GB of metadata and stats ~600,000 images: minutes of idle GPU.
+# A rebuild rewrites the manifest (last), so its mtime and size tell a new build from the one checked.
+_VERIFIED: dict[tuple[str, str], tuple[tuple[int, int], str]] = {}  # what verify="once" trusts
+
+
+def _manifest_stamp(root: Path) -> tuple[int, int] | None:
+    try:
+        st = (root / MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _remember_verified(root: Path, config: DatasetConfig, verify: str) -> None:
+    stamp = _manifest_stamp(root)
+    if stamp is not None:
+        _VERIFIED[(str(root.resolve()), config.key())] = (stamp, verify)
+
+
+def _verified_earlier(root: Path, config: DatasetConfig) -> bool:
+    """This process already checked (or built) ``root`` for ``config``, and its manifest is unchanged."""
+    seen = _VERIFIED.get((str(root.resolve()), config.key()))
+    if seen is None or seen[0] != _manifest_stamp(root):
+        return False
+    log.info("dataset cache hit (checked earlier in this process): %s", root)
+    return True
 
 
 def _claim_folder(root: Path) -> None:
@@ -666,23 +707,43 @@ def _remove_strays(root: Path, config: DatasetConfig, shards: list[Shard]) -> No
                 p.rmdir()
 
 
+def _split_rows(root: Path, config: DatasetConfig, shards: list[Shard], split: str) -> Iterator[dict]:
+    """The rows of ``split``, shard by shard: one shard's rows in memory at a time."""
+    for shard in (s for s in shards if s.split == split):
+        m, why = read_shard(root, config, shard, rehash=False)
+        if m is None:
+            raise RuntimeError(f"shard {shard.name} is incomplete after building it: {why}")
+        yield from m["rows"]
+
+
 def _write_metadata_and_manifest(root: Path, config: DatasetConfig, shards: list[Shard],
                                  shard_size: int, wall_s: float, progress: bool = True) -> dict:
+    """Each split's ``metadata.jsonl``, written streaming, then the manifest that vouches for them.
+
+    Why streaming: at gpu size a split's rows are ~1.6 GB of JSON; holding the rows, their lines, the
+    joined text and its bytes at once took ~15 GB. Rows are read shard by shard and written (and
+    hashed) line by line; only retrieval mining needs every caption of the split at once, and it
+    gets just captions, facts and scenes, not the rows with their negatives.
+    """
     splits: dict[str, dict] = {}
     for split in SPLITS:
-        rows, shard_hashes = [], {}
-        for shard in (s for s in shards if s.split == split):
-            m, why = read_shard(root, config, shard, rehash=False)
-            if m is None:
-                raise RuntimeError(f"shard {shard.name} is incomplete after building it: {why}")
-            rows.extend(m["rows"])
-            shard_hashes[shard.name] = _sha256((root / SHARD_DIR / shard.name).read_bytes())
-        if config.num_negatives and config.retrieval_candidates and len(rows) > 1:
-            add_retrieval_negatives(rows, config, progress)
-        lines = [_dumps(row) for row in rows]
-        data = "".join(line + "\n" for line in lines).encode("utf-8")
-        atomic_write_bytes(root / split / METADATA, data)
-        splits[split] = {"n": len(lines), "metadata_bytes": len(data), "metadata_sha256": _sha256(data),
+        retrieval = bool(config.num_negatives and config.retrieval_candidates and config.size(split) > 1)
+        mined = _mine_split(_split_rows(root, config, shards, split), config, progress) if retrieval else None
+        digest, size, n = hashlib.sha256(), 0, 0
+        path = root / split / METADATA
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            for row in _split_rows(root, config, shards, split):
+                if mined is not None:
+                    row.update(_retrieval_fields(mined, n))
+                line = (_dumps(row) + "\n").encode("utf-8")
+                f.write(line)
+                digest.update(line)
+                size, n = size + len(line), n + 1
+        os.replace(tmp, path)
+        shard_hashes = {s.name: _sha256((root / SHARD_DIR / s.name).read_bytes()) for s in shards if s.split == split}
+        splits[split] = {"n": n, "metadata_bytes": size, "metadata_sha256": digest.hexdigest(),
                          "shards": shard_hashes}
     manifest = {
         "format": FORMAT_VERSION,
@@ -707,23 +768,36 @@ def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: b
     dense retriever; we use the profile's sentence encoder). Candidates that are in
     fact true of the image are rejected and counted per row.
     """
+    mined = _mine_split(rows, config, progress)
+    for i, row in enumerate(rows):
+        row.update(_retrieval_fields(mined, i))
+
+
+def _mine_split(rows: Iterable[dict], config: DatasetConfig, progress: bool) -> dict[str, Any]:
+    """Retrieval negatives of every row of a split, from its captions, facts and scenes alone."""
     from .retrieval import load_sentence_encoder, mine_retrieval_negatives
     from .scene import Fact, Scene
 
-    captions = [r["caption"] for r in rows]
-    facts = [[Fact.from_dict(f) for f in r["caption_facts"]] for r in rows]
-    scenes = [Scene.from_dict(decode_row(r)["scene"]) for r in rows]
+    ids, captions, facts, scenes = [], [], [], []
+    for r in rows:
+        ids.append(r["id"])
+        captions.append(r["caption"])
+        facts.append([Fact.from_dict(f) for f in r["caption_facts"]])
+        scenes.append(Scene.from_dict(decode_row(r)["scene"]))
     mined = mine_retrieval_negatives(
         captions, facts, scenes, load_sentence_encoder(config.sentence_encoder),
-        num_candidates=min(config.retrieval_candidates, len(rows) - 1), num_negatives=config.num_negatives,
+        num_candidates=min(config.retrieval_candidates, len(captions) - 1), num_negatives=config.num_negatives,
         show_progress=progress)
-    counts = mined.counts()
-    for i, row in enumerate(rows):
-        row["retrieval_negatives"] = [
-            {"id": rows[j]["id"], "text": captions[j], "similarity": round(float(sim), 6)}
-            for j, sim in zip(mined.negatives[i], mined.similarities[i]) if j >= 0]
-        row["retrieval_counts"] = [{"reason": status, "count": int(c[i])} for status, c in sorted(counts.items())
-                                   if c[i]]  # encoded as encode_row stores COUNT_FIELDS
+    return {"ids": ids, "captions": captions, "mined": mined, "counts": mined.counts()}
+
+
+def _retrieval_fields(m: dict[str, Any], i: int) -> dict[str, Any]:
+    """Row ``i``'s ``retrieval_negatives`` and ``retrieval_counts``."""
+    mined, ids, captions = m["mined"], m["ids"], m["captions"]
+    return {"retrieval_negatives": [{"id": ids[j], "text": captions[j], "similarity": round(float(sim), 6)}
+                                    for j, sim in zip(mined.negatives[i], mined.similarities[i]) if j >= 0],
+            "retrieval_counts": [{"reason": status, "count": int(c[i])} for status, c in sorted(m["counts"].items())
+                                 if c[i]]}  # encoded as encode_row stores COUNT_FIELDS
 
 
 def _host() -> str:
@@ -736,14 +810,24 @@ def _host() -> str:
 # ----------------------------------------------------------------------------- reading
 
 
-def load_split(root: Path | str, split: str) -> list[dict]:
-    """The metadata rows of one split, in index order."""
+def load_split(root: Path | str, split: str, limit: int | None = None) -> list[dict]:
+    """The metadata rows of one split, in index order; only the first ``limit`` when given.
+
+    ``limit`` stops reading there: a gpu-sized train split is ~1.6 GB of JSON, and a caller that
+    needs its first 1,000 rows (the AC score) should not parse the other 49,000.
+    """
+    return list(itertools.islice(iter_split(root, split), limit))
+
+
+def iter_split(root: Path | str, split: str) -> Iterator[dict]:
+    """The metadata rows of one split, one at a time: for readers that keep only a few fields of each
+    (the training dataset), so a split is never held as dicts all at once."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     path = Path(root) / split / METADATA
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: build the dataset first (mmgeo data build)")
-    return [decode_row(row) for row in _read_jsonl(path)]
+    return (decode_row(row) for row in _read_jsonl(path))
 
 
 def split_fingerprint(root: Path | str, split: str) -> str:

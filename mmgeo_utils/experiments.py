@@ -139,9 +139,14 @@ def load_run_model(model_path: Path | str, cfg: TrainConfig, device: str = "cpu"
     """The weights ``model_path`` in the model ``cfg`` names, at its profile's image size (eval mode
     is the caller's); a bad file is a :class:`~mmgeo_utils.checkpoint.CheckpointError` naming it."""
     from .checkpoint import load_model
-    from .models import create_clip
+    from .models import checkpoint_context_length, create_clip
 
-    model = create_clip(cfg.model, image_size=get_profile(cfg.profile).image_size, device=device)  # type: ignore[arg-type]
+    try:  # the run's own text context; an unreadable file is load_model's to name clearly
+        context = checkpoint_context_length(model_path)
+    except Exception:
+        context = None
+    model = create_clip(cfg.model, image_size=get_profile(cfg.profile).image_size, context_length=context,  # type: ignore[arg-type]
+                        device=device)
     load_model(model_path, model)
     return model
 
@@ -155,7 +160,8 @@ def evaluate_checkpoint(model_path: Path | str, cfg: TrainConfig, *, split: str 
     from .models import get_tokenizer
 
     model = load_run_model(model_path, cfg, device)
-    return evaluate_clip(model, get_tokenizer(cfg.model), data_root or dataset_root(cfg),  # type: ignore[arg-type]
+    return evaluate_clip(model, get_tokenizer(cfg.model, context_length=model.context_length),  # type: ignore[arg-type]
+                         data_root or dataset_root(cfg),
                          split=split, image_size=get_profile(cfg.profile).image_size, variants=variants, device=device)
 
 
@@ -536,8 +542,8 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
         for run_dir, cfg in configs.items():
             model = load_run_model(run_dir / MODEL_FILE, cfg, device)
             model.eval()
-            texts = check_finite(encode_texts(model, get_tokenizer(cfg.model), items.texts, device=device),  # type: ignore[arg-type]
-                                 "text")
+            tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
+            texts = check_finite(encode_texts(model, tokenizer, items.texts, device=device), "text")
             images = check_finite(encode_images(model, items.image_paths[:items.n], eval_transform(p.image_size),
                                                 device=device), "image")
             hits[run_dir] = i2t_fine_hits(items, images, texts)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from .profiles import Profile, get_profile
@@ -41,6 +42,19 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+def model_config(model_name: str) -> dict:
+    """The open_clip config of ``model_name``: a shipped one or any of open_clip's own (``paper``'s
+    ``ViT-B-32-quickgelu``), as open_clip reads it. An unknown name is an error that lists ours."""
+    import open_clip
+
+    register_model_configs()
+    config = open_clip.get_model_config(model_name)
+    if config is None:
+        raise ValueError(f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
+                         "(or any name of open_clip.list_models())")
+    return config
+
+
 def register_model_configs() -> None:
     """Make the shipped configs known to open_clip (idempotent)."""
     global _registered
@@ -52,7 +66,8 @@ def register_model_configs() -> None:
 
 
 def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_size: int | None = None,
-                temperature: float | None = None, device: str | torch.device = "cpu") -> nn.Module:
+                temperature: float | None = None, context_length: int | None = None,
+                device: str | torch.device = "cpu") -> nn.Module:
     """An open_clip ``CLIP`` model, on ``device``, in train mode.
 
     ``pretrained`` is an open_clip tag (needs the internet the first time) or a path to a
@@ -65,6 +80,13 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
     in the cpu profile's 500), while the paper's hard-negative loss runs on a pretrained CLIP whose
     scale has grown to ~100. On a short run from scratch the initial temperature is, in effect, the
     temperature. Pretrained weights bring their own scale, so the two do not mix.
+
+    ``context_length`` overrides the text context (open_clip's ``force_context_length``; it
+    interpolates a pretrained model's 77 position embeddings to it): the ``paper`` profile's
+    spelled-out captions run to ~130 tokens. A checkpoint file of ours carries its own length, read
+    from its ``positional_embedding`` when none is given, so a run is reloaded as it was trained.
+    OpenAI's weights were trained with QuickGELU: the ``openai`` tag turns it on for any model name
+    (open_clip's ``force_quick_gelu``; the ``-quickgelu`` names already have it).
     """
     import open_clip
 
@@ -74,17 +96,18 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
                          "(or any name of open_clip.list_models())")
     if pretrained is not None:
         pretrained = str(pretrained)
-        looks_like_path = any(c in pretrained for c in "/\\") or Path(pretrained).suffix
-        if looks_like_path and not Path(pretrained).is_file():
-            raise FileNotFoundError(f"pretrained checkpoint {pretrained} not found")
+        find_pretrained(model_name, pretrained)  # a missing file or unreachable weights fail here, clearly
     if temperature is not None and pretrained is not None:
         raise ValueError(f"temperature={temperature} starts a model trained from scratch; pretrained weights "
                          f"{pretrained!r} bring their own logit scale")
+    if context_length is None and pretrained is not None and pretrained.endswith(".safetensors"):
+        context_length = checkpoint_context_length(pretrained)
     scale = {} if temperature is None else {"init_logit_scale": math.log(1.0 / temperature)}
     with _quiet_random_init(pretrained is None):
         try:
             model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
-                                           device=device, **scale)
+                                           force_context_length=context_length,
+                                           force_quick_gelu=pretrained == "openai", device=device, **scale)
         except Exception as e:  # a truncated, garbage or other model's file fails deep in open_clip or torch
             if pretrained is None or not Path(pretrained).is_file():
                 raise
@@ -94,6 +117,51 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
                                   f"{' '.join(str(e).split())[:300]}") from None
     model.train()
     return model
+
+
+def find_pretrained(model_name: str, pretrained: str) -> Path:
+    """The local file of ``model_name``'s ``pretrained`` weights: a path as given, or a tag from the
+    Hugging Face cache (downloaded there first when the hub is reachable).
+
+    Why ask before building a model: a ``paper`` run without the weights would otherwise fail deep
+    inside ``train()`` with open_clip's generic download error. Notebook 00 calls this, so a machine
+    without them learns at once which weights are missing and how to bring them from a local folder.
+    """
+    import open_clip
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+    looks_like_path = any(c in pretrained for c in "/\\") or Path(pretrained).suffix
+    if looks_like_path:
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(f"pretrained checkpoint {pretrained} not found")
+        return Path(pretrained)
+    register_model_configs()
+    cfg = get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise ValueError(f"open_clip has no {pretrained!r} weights for {model_name}; "
+                         f"its tags: {', '.join(tags) or 'none (train it from scratch)'}")
+    hub = cfg.get("hf_hub", "").rstrip("/")
+    try:
+        return Path(download_pretrained(cfg))  # a cached file is returned without the network
+    except Exception as e:  # offline, hub unreachable, no such file: say which weights and what to do
+        reason = " ".join(str(e).split())[:300]
+        raise FileNotFoundError(
+            f"the pretrained weights {model_name} / {pretrained!r} are not on this machine and could not be "
+            f"downloaded (Hugging Face Hub repo {hub or cfg.get('url')}): {reason}. "
+            f"On a machine with internet run `huggingface-cli download {hub or '<repo>'} --local-dir WEIGHTS`, "
+            "copy WEIGHTS here and pass its file: `--pretrained WEIGHTS/open_clip_model.safetensors` "
+            "(or copy that machine's Hugging Face cache, ~/.cache/huggingface, and point HF_HOME at it "
+            "with HF_HUB_OFFLINE=1)") from None
+
+
+def checkpoint_context_length(path: str | Path) -> int | None:
+    """The text context a safetensors CLIP checkpoint was trained with (None if it has no text tower)."""
+    with safe_open(str(path), framework="pt") as f:
+        for key in ("positional_embedding", "text.positional_embedding"):
+            if key in f.keys():
+                return int(f.get_slice(key).get_shape()[0])
+    return None
 
 
 class _RandomInitFilter(logging.Filter):
@@ -149,16 +217,17 @@ class GeometryTokenizer:
         return self.tokenizer([spell_point_names(t) for t in texts])
 
 
-def get_tokenizer(model_name: str) -> GeometryTokenizer:
+def get_tokenizer(model_name: str, context_length: int | None = None) -> GeometryTokenizer:
     """open_clip's tokenizer for ``model_name``, after :func:`spell_point_names`.
 
     The BPE vocabulary ships inside open_clip, so this works offline; the context length is the
-    model config's (96 for our small models: our captions state many facts).
+    model config's (96 for our small models: our captions state many facts) unless one is given:
+    pass the model's own (``model.context_length``) for a model built with another.
     """
     import open_clip
 
     register_model_configs()
-    return GeometryTokenizer(open_clip.get_tokenizer(model_name))
+    return GeometryTokenizer(open_clip.get_tokenizer(model_name, context_length=context_length))
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -174,7 +243,8 @@ def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor
     ModifiedResNet: the third residual stage (stride 16), not the last: at our 64-96 px the last
     stage is a 2 × 2 or 3 × 3 grid, too coarse to locate a point within 10 % of the image.
     VisionTransformer: the patch tokens of the last block (before the final norm and projection),
-    laid out on the patch grid (stride = patch size, 16 for our ViT).
+    laid out on the patch grid (stride = patch size, 16 for our ViT), through open_clip's public
+    ``forward_intermediates`` (open_clip >= 2.32, the floor requirements.txt sets).
     """
     visual = model.visual
     if hasattr(visual, "attnpool"):  # open_clip.modified_resnet.ModifiedResNet
@@ -183,7 +253,6 @@ def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor
             x = layer(x)
         return x
     if hasattr(visual, "transformer") and hasattr(visual, "conv1"):  # open_clip VisionTransformer
-        grid = visual.grid_size
-        x = visual.transformer(visual._embeds(images))  # open_clip's own patchify + cls + pos + ln_pre
-        return x[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, *grid)
+        out = visual.forward_intermediates(images, indices=1, intermediates_only=True, output_fmt="NCHW")
+        return out["image_intermediates"][-1]
     raise ValueError(f"dense features are not implemented for image tower {type(visual).__name__}")

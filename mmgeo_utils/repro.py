@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .gpu import cuda_available
 from .profiles import Profile, get_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +47,15 @@ def seed_everything(seed: int) -> None:
 
 
 def detect_device() -> str:
-    """``cuda`` when a GPU is visible, ``mps`` on Apple silicon, else ``cpu``."""
+    """``cuda`` when a GPU is visible, ``mps`` on Apple silicon, else ``cpu``.
+
+    A GPU that ``nvidia-smi`` lists but torch cannot use (driver too old for the wheel) raises
+    :class:`~mmgeo_utils.gpu.UnusableGPUError` with how to install a fitting torch.
+    """
     try:
         import torch
 
-        if torch.cuda.is_available():
+        if cuda_available():
             return "cuda"
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"

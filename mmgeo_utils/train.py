@@ -22,7 +22,7 @@ negatives per sample gets ``images_per_step / (1 + K)`` positives. So a comparis
 
 The loop is the standard one, written out because it is the lesson: AdamW without weight decay
 on gains, biases and the logit scale (as open_clip), cosine schedule with linear warm-up, mixed
-precision (bf16 autocast on GPUs), gradient accumulation, gradient clipping, logit scale clamped
+precision (bf16 autocast on GPUs that have it, fp16 with a grad scaler on older ones), gradient accumulation, gradient clipping, logit scale clamped
 at 100, a tqdm bar with throughput, periodic validation, metrics to CSV, and checkpoints in
 safetensors (:mod:`mmgeo_utils.checkpoint`). Resuming restores model, optimizer, scheduler, loss
 state and RNGs, and the batch order is a pure function of (seed, step)
@@ -51,8 +51,9 @@ from .checkpoint import FORMAT as TRAIN_STATE_FORMAT
 from .checkpoint import (CheckpointError, describe_mismatch, load_training_state, save_model,
                          save_training_state)
 from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
-                               StepBatchSampler, default_transform, make_collate, neighbour_lists)
+                               StepBatchSampler, default_transform, make_collate, normalize_images)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
+from .evaluate import eval_workers
 from .losses import HardNegativeLoss, clip_loss
 from .profiles import get_profile
 from .repro import REPO_ROOT, atomic_write_text, check_device, cpu_threads, provenance, seed_everything
@@ -68,7 +69,10 @@ MODEL_FILE = "model.safetensors"
 # ----------------------------------------------------------------------------- configuration
 
 
-DEFAULT_LR = 5e-4  # AdamW's peak learning rate; a run at another one carries it in its name
+DEFAULT_LR = 5e-4  # AdamW's peak learning rate from scratch; a run at another one carries it in its name
+# ... and from pretrained weights (--pretrained, the paper profile's OpenAI CLIP): MMGeoLM fine-tunes its
+# MMCLIP at 2e-5 (CE-CLIP at 5e-6); 5e-4 would wipe out what the weights know within the warm-up
+FINETUNE_LR = 2e-5
 
 
 @dataclass(frozen=True)
@@ -88,18 +92,19 @@ class TrainConfig:
     data_seed: int = 0                 # which dataset (the profile's is built with seed 0)
     steps: int | None = None
     images_per_step: int | None = None  # images the vision tower sees per step, negatives included
-    lr: float = DEFAULT_LR
+    lr: float | None = None            # peak learning rate (default: DEFAULT_LR, FINETUNE_LR from pretrained weights)
     temperature: float | None = None   # initial temperature 1/logit_scale (None: open_clip's 0.07); still learned
     weight_decay: float = 0.1
     warmup: float = 0.1                # fraction of steps with linearly rising learning rate
-    grad_accum: int = 1
+    grad_accum: int = 1                # micro-batches per step (less GPU memory; see notebook 04 on what it changes)
+    grad_checkpointing: bool = False   # recompute activations in backward (open_clip's): less GPU memory, ~30 % slower
     grad_clip: float | None = 1.0
     precision: str = "auto"
     eval_every: int | None = None      # validation every N steps (default: 5 times per run)
     eval_samples: int = 200            # validation items per evaluation
     checkpoint_every: int | None = None  # default: 10 times per run
     log_every: int = 10
-    workers: int | None = None         # DataLoader workers (default: 1 on CPU, 8 with CUDA)
+    workers: int | None = None         # DataLoader workers (default: 1 on CPU, up to 8 with CUDA)
     threads: int | None = None         # torch CPU threads (default: the profile's; see Profile.train_threads)
 
     def __post_init__(self) -> None:
@@ -141,7 +146,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (0 if name == "num_negatives" else 1)):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         for name in ("seed", "data_seed"):
             v = getattr(self, name)
@@ -170,7 +175,17 @@ class TrainConfig:
             eval_every=self.eval_every or max(1, steps // 5),
             checkpoint_every=self.checkpoint_every or max(1, steps // 10),
             threads=self.threads or p.train_threads,
+            lr=self.lr if self.lr is not None else self.default_lr(),
         )
+
+    def default_lr(self) -> float:
+        """The learning rate a run gets unless one is given: a fine-tuning rate from pretrained weights.
+
+        ``--init`` keeps :data:`DEFAULT_LR`: its first stage was trained here, from scratch, at that
+        rate. Warm-up (``warmup``, 10 % of the steps) applies to every run.
+        """
+        pretrained = self.pretrained if self.pretrained is not None else get_profile(self.profile).clip_pretrained
+        return FINETUNE_LR if pretrained else DEFAULT_LR
 
     @property
     def uses_negatives(self) -> bool:
@@ -210,7 +225,7 @@ class TrainConfig:
             (self.steps not in (None, p.train_steps), f"{self.steps}steps"),
             (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
             (self.model not in (None, p.clip_model), f"{self.model}"),
-            (self.lr != DEFAULT_LR, f"lr{self.lr:g}"),
+            (self.lr not in (None, self.default_lr()), f"lr{self.lr or 0:g}"),
             (self.temperature is not None, f"t{self.temperature}"),
             (self.data_seed != 0, f"data{self.data_seed}"),
         ) if differs)
@@ -300,10 +315,27 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
     return get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
 
 
+def native_bf16() -> bool:
+    """Whether this CUDA GPU computes in bf16 natively (Ampere, compute capability 8.0, and newer).
+
+    ``torch.cuda.is_bf16_supported()`` alone also says True on older cards such as Colab's T4,
+    where bf16 is emulated: slower matmuls and more memory than fp16. torch 2.4 added
+    ``including_emulation``; on older releases the capability is asked directly.
+    """
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4
+        return torch.cuda.get_device_capability() >= (8, 0)
+
+
 def resolve_precision(precision: str, device_type: str) -> torch.dtype | None:
-    """The autocast dtype, or None for full fp32. ``auto``: bf16 on CUDA, fp32 elsewhere."""
+    """The autocast dtype, or None for full fp32.
+
+    ``auto``: bf16 on a CUDA GPU that has it natively, fp16 (with the GradScaler
+    :func:`make_optimization` turns on for it) on older GPUs, fp32 elsewhere.
+    """
     if precision == "auto":
-        precision = "bf16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        precision = ("fp32" if device_type != "cuda" else "bf16" if native_bf16() else "fp16")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -317,10 +349,10 @@ def encode_batch(model: nn.Module, batch: dict[str, Any], device: torch.device) 
     Images: the B positives and their B·K_i negatives go through the tower together (one call,
     so DDP sees one forward), likewise captions and their B·K_t text negatives.
     """
-    image = batch["image"].to(device, non_blocking=True)
+    image = normalize_images(batch["image"].to(device, non_blocking=True))  # uint8 from the loader: 4x fewer bytes
     text = batch["text"].to(device, non_blocking=True)
     b = image.shape[0]
-    img_neg = batch["image_negatives"].to(device, non_blocking=True)
+    img_neg = normalize_images(batch["image_negatives"].to(device, non_blocking=True))
     txt_neg = batch["text_negatives"].to(device, non_blocking=True)
     k_i, k_t = img_neg.shape[1], txt_neg.shape[1]
     images = torch.cat([image, img_neg.flatten(0, 1)]) if k_i else image
@@ -373,15 +405,16 @@ def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, st
                 info: DistInfo = DistInfo(), device_type: str = "cpu") -> torch.utils.data.DataLoader:
     """Batches of steps ``start..cfg.steps`` for this process: pre-rendered PNGs decoded in workers.
 
-    Workers default to 1 on CPU (the second core trains) and 8 with CUDA; memory is pinned on
+    Workers default to 1 on CPU (the second core trains) and, with CUDA, up to 8 with one core left to
+    feed the GPU (:func:`~mmgeo_utils.evaluate.eval_workers`: 1 on Colab's 2 vCPUs); memory is pinned on
     CUDA so host-to-device copies overlap compute. ``mmgeo bench train`` measures the share of
     step time spent waiting for data.
     """
-    neighbours = neighbour_lists(dataset.rows) if cfg.batching == "hard" else None
+    neighbours = dataset.neighbour_lists() if cfg.batching == "hard" else None
     sampler = StepBatchSampler(len(dataset), cfg.positives_per_step, cfg.steps, seed=cfg.seed,  # type: ignore[arg-type]
                                start=start, batching=cfg.batching, neighbours=neighbours, rank=info.rank,
                                world_size=info.world_size)
-    workers = cfg.workers if cfg.workers is not None else (8 if device_type == "cuda" else 1)
+    workers = cfg.workers if cfg.workers is not None else (eval_workers(device_type) if device_type == "cuda" else 1)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer),
                                        num_workers=workers, pin_memory=device_type == "cuda",
                                        prefetch_factor=4 if workers else None)
@@ -446,8 +479,12 @@ class TrainResult:
         return self.run_dir / MODEL_FILE
 
 
-def dataset_root(cfg: TrainConfig, progress: bool = False, verify: str = "quick") -> Path:
-    """The (cached) dataset a run trains and is evaluated on: the profile's, built with ``data_seed``."""
+def dataset_root(cfg: TrainConfig, progress: bool = False, verify: str = "once") -> Path:
+    """The (cached) dataset a run trains and is evaluated on: the profile's, built with ``data_seed``.
+
+    By default checked once per process (``verify="once"``): every later run of the same process reuses
+    the check while the dataset's manifest is unchanged; ``quick`` or ``full`` check every call.
+    """
     from .dataset import DatasetConfig, build_dataset
 
     return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress,
@@ -586,14 +623,15 @@ def _check_same_data(run_dir: Path, data: dict[str, Any]) -> None:
 def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: bool = False,
           data_root: Path | str | None = None, device: str | None = None, progress: bool = True,
           callbacks: Iterable[Callable[[int, dict], None]] = (), overwrite: bool = False,
-          verify: str = "quick") -> TrainResult:
+          verify: str = "once") -> TrainResult:
     """Train one model; return where its weights and logs are.
 
     ``resume=True`` continues the run in ``out_dir`` from its last checkpoint (a finished run
     returns at once); without it an existing run is an error, so a run is never overwritten by
     accident, and a folder holding anything but this run is refused unless ``overwrite=True``
     (see :func:`_claim_run_dir`). The data is checked first (``verify``: ``quick`` compares sizes
-    and metadata hashes, ``full`` re-hashes every image), also a ``data_root`` given explicitly; its
+    and metadata hashes, ``full`` re-hashes every image, ``once`` is ``quick`` unless this process
+    already checked the same build), also a ``data_root`` given explicitly; its
     fingerprint goes into ``config.json`` and a resume on other data is refused.
 
     ``callbacks`` get ``(step, record)`` after every step (the resume tests interrupt a run from
@@ -675,7 +713,7 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     if data_root is not None:
         from .dataset import verify_dataset
 
-        root = verify_dataset(data_root, verify)
+        root = verify_dataset(data_root, "quick" if verify == "once" else verify)
     else:
         root = dataset_root(cfg, progress and info.is_main, verify=verify)
     data = _data_record(root)
@@ -684,14 +722,17 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     from .models import create_clip, get_tokenizer
 
     model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size,  # type: ignore[arg-type]
-                        temperature=cfg.temperature, device=dev)
+                        temperature=cfg.temperature, context_length=get_profile(cfg.profile).context_length,
+                        device=dev)
     if cfg.init:
         load_init(model, cfg.init)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
-    tokenizer = get_tokenizer(cfg.model)  # type: ignore[arg-type]
+    tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
 
     negatives = cfg.negative_config()
-    dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform())
+    dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform(normalize=False))
     batch = cfg.positives_per_step
     if batch % (info.world_size * cfg.grad_accum):
         raise ValueError(f"{batch} positives per step do not split over {info.world_size} processes × "
@@ -854,7 +895,8 @@ def _checkpoint(path: Path, model, optimizer, scheduler, objective, scaler, step
 
 
 # how much of a run to log, evaluate or checkpoint may change on resume; what it computes may not
-RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples"})
+RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples",
+                               "grad_checkpointing"})
 
 
 def load_config(run_dir: Path | str) -> TrainConfig:

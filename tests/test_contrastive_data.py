@@ -128,3 +128,62 @@ def test_positives_only_dataset_is_a_clear_error(tmp_path):
                                   retrieval_candidates=0), out_dir=tmp_path / "p", workers=1, progress=False)
     with pytest.raises(ValueError, match="built without negatives"):
         HardNegativeDataset(plain, "train")
+
+
+def test_uint8_batches_normalised_on_the_device_equal_todays_float_batches(built):
+    """Loader workers send uint8 pixels (4x less shared memory); normalize_images finishes the job
+    on the device with exactly ToTensor's and Normalize's arithmetic."""
+    from mmgeo_utils.contrastive_data import default_transform, normalize_images
+    from mmgeo_utils.train import encode_batch
+
+    negatives = NegativeConfig(num_image=K, num_retrieval=K)
+    collate = make_collate(open_clip.get_tokenizer("ViT-B-32"))
+    floats = HardNegativeDataset(built, "train", negatives, transform=default_transform())
+    pixels = HardNegativeDataset(built, "train", negatives, transform=default_transform(normalize=False))
+    a, b = collate([floats[i] for i in range(4)]), collate([pixels[i] for i in range(4)])
+    assert b["image"].dtype == torch.uint8 and b["image_negatives"].dtype == torch.uint8
+    assert a["image"].dtype == torch.float32 and b["image"].nbytes * 4 == a["image"].nbytes
+    for key in ("image", "image_negatives"):
+        assert torch.equal(normalize_images(b[key]), a[key])  # bit for bit
+    assert normalize_images(a["image"]) is a["image"]  # float input is already normalised
+
+    seen = []
+
+    class Probe(torch.nn.Module):  # records what encode_batch hands the model
+        def forward(self, image, text):
+            seen.append(image)
+            n = image.shape[0]
+            return torch.zeros(n, 3), torch.zeros(text.shape[0], 3), torch.tensor(1.0)
+
+    encode_batch(Probe(), a, torch.device("cpu"))
+    encode_batch(Probe(), b, torch.device("cpu"))
+    assert torch.equal(seen[0], seen[1])
+
+
+def test_the_dataset_keeps_compact_columns_that_give_back_each_rows_fields(built):
+    """No row dicts are held: ids, file names, captions and text slots live in packed string columns,
+    and every item is what the metadata row says."""
+    from mmgeo_utils.contrastive_data import StringColumn
+
+    negatives = NegativeConfig(num_image=K, num_retrieval=K)
+    d = HardNegativeDataset(built, "train", negatives)
+    rows = load_split(built, "train")
+    assert not hasattr(d, "rows") and isinstance(d.captions, StringColumn) and len(d) == len(rows)
+    for i, row in enumerate(rows):
+        item = d[i]
+        assert item["id"] == row["id"] and item["caption"] == row["caption"]
+        slots = text_negative_slots(row, negatives)
+        assert item["text_negatives"] == [t or "" for t in slots]
+        assert item["text_negative_mask"].tolist() == [t is not None for t in slots]
+        assert item["image_negative_mask"].sum() == min(K, len(row["image_negatives"]))
+    column = StringColumn(["", "∠ABC = 40°", "triangle O R S"])
+    assert [column[i] for i in range(3)] == ["", "∠ABC = 40°", "triangle O R S"] and len(column) == 3
+    assert column.nbytes < 100
+
+
+def test_hard_batching_neighbours_are_read_again_from_the_metadata(built):
+    from mmgeo_utils.contrastive_data import neighbour_lists
+
+    d = HardNegativeDataset(built, "train", NegativeConfig(num_image=K, num_retrieval=K))
+    assert d.neighbour_lists() == neighbour_lists(load_split(built, "train"))
+    assert any(d.neighbour_lists())

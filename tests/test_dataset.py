@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -269,6 +270,9 @@ def test_load_split_errors(reference, tmp_path):
     (tmp_path / "train" / ds.METADATA).write_text('{"file_name": "a.png"}\n{"file_na\n')
     with pytest.raises(ValueError, match=r"metadata.jsonl:2 is not valid JSON"):
         load_split(tmp_path, "train")
+    assert load_split(tmp_path, "train", limit=1) == [{"file_name": "a.png"}]  # stops before the bad line
+    root, _ = reference
+    assert load_split(root, "train", limit=3) == load_split(root, "train")[:3]
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -302,3 +306,17 @@ def test_cli_bench_diagrams_prints_json_last(tmp_path):
     assert result["diagrams_per_s_per_core"] > 0 and result["diagrams_per_s_total"] > 0
     # not the default measurement: its own file, never the one the README cites
     assert Path(result["results_file"]) == tmp_path / "smoke" / "bench_diagrams_128px_n20.json"
+
+
+def test_verify_once_trusts_a_check_of_this_process_until_the_manifest_changes(tmp_path, monkeypatch):
+    root = build(tmp_path / "d")  # a build counts as checked
+    checks = []
+    real = ds.check_dataset
+    monkeypatch.setattr(ds, "check_dataset", lambda *a, **k: checks.append(a[0]) or real(*a, **k))
+    assert build(root, verify="once") == root and build(root, verify="once") == root
+    assert checks == []  # trusted: no metadata hashed, no image stat'ed again
+    assert build(root) == root and len(checks) == 1  # the default still checks every time
+    manifest = root / ds.MANIFEST
+    os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 1))  # a rebuild
+    assert build(root, verify="once") == root and len(checks) == 2
+    assert not ds._verified_earlier(root, dataclasses.replace(TINY, seed=8))  # another config is checked anew

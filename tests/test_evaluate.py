@@ -188,3 +188,17 @@ def test_equal_embeddings_tie_whatever_the_numbers():
     assert r["i2t_fine"]["number"]["acc"] == 0.0 and r["i2t_fine"]["all"]["acc"] == 0.0
     assert r["t2i_fine"]["change_length"]["acc"] == 0.0 and r["t2i_fine"]["all"]["acc"] == 0.0
     assert r["i2t_fine"]["label"]["acc"] > 0.3  # the other choices are still won or lost on their scores
+
+
+def test_evaluation_decodes_in_workers_on_cuda_with_the_same_embeddings(smoke_data, monkeypatch):
+    from mmgeo_utils import evaluate
+
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 16)
+    assert evaluate.eval_workers("cuda") == 8 and evaluate.eval_workers("cpu") == 0
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 2)  # a Colab VM: one worker, one core feeds the GPU
+    assert evaluate.eval_workers(torch.device("cuda", 0)) == 1
+    model = create_clip("mmgeo-resnet-tiny", image_size=64).eval()
+    paths = split_items(smoke_data, "test").image_paths[:10]
+    one = evaluate.encode_images(model, paths, eval_transform(64), batch_size=4)
+    two = evaluate.encode_images(model, paths, eval_transform(64), batch_size=4, workers=2)
+    assert one.shape == (10, model.text_projection.shape[1]) and torch.equal(one, two)

@@ -10,8 +10,8 @@ from mmgeo_utils import plots, profiles, repro
 from mmgeo_utils.profiles import PROFILES, get_profile
 
 
-def test_four_profiles_differ_only_in_sizes():
-    assert list(PROFILES) == ["smoke", "cpu", "gpu", "paper"]
+def test_profiles_differ_only_in_sizes():
+    assert list(PROFILES) == ["smoke", "cpu", "gpu", "paper", "colab"]
     fields = {tuple(p.to_dict()) for p in PROFILES.values()}
     assert len(fields) == 1  # same schema: a profile is a set of sizes, not a code path
 
@@ -95,3 +95,15 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     repro.atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["b.txt"]
+
+
+def test_colab_fits_a_t4_with_two_vcpus():
+    """A T4 has 16 GB and no native bf16 (train uses fp16 there), Colab's VM 2 vCPUs and ~12 GB of RAM:
+    the profile keeps the cpu recipe's model and negatives, more data and steps, and a data build that 2
+    cores finish in minutes (measured per scene by `mmgeo bench course --profile colab`)."""
+    colab, cpu, gpu = get_profile("colab"), get_profile("cpu"), get_profile("gpu")
+    assert colab.clip_model == cpu.clip_model and colab.clip_pretrained is None  # learns from scratch at this size
+    assert cpu.n_train < colab.n_train < gpu.n_train // 4 and colab.num_negatives <= cpu.num_negatives
+    assert colab.image_size % 32 == 0 and colab.train_steps * colab.batch_size > 4 * cpu.train_steps * cpu.batch_size
+    # the training split's packed columns at ~3.4 KB per row stay far below Colab's ~12 GB
+    assert colab.n_train * 3_400 < 0.1 * 12 * 2**30

@@ -53,6 +53,40 @@ def test_images_per_step_counts_image_negatives():
                     images_per_step=64).positives_per_step
 
 
+@pytest.mark.parametrize("native, emulated, expected", [
+    (True, True, torch.bfloat16),    # Ampere and newer: bf16
+    (False, True, torch.float16),    # a T4: bf16 only by emulation, so fp16 with the grad scaler
+    (False, False, torch.float16),
+])
+def test_auto_precision_uses_bf16_only_where_native(monkeypatch, native, emulated, expected):
+    from mmgeo_utils import train as train_mod
+
+    def is_bf16_supported(including_emulation=True):
+        return native or (including_emulation and emulated)
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert train_mod.resolve_precision("auto", "cuda") is expected
+    assert train_mod.resolve_precision("auto", "cpu") is None
+    assert train_mod.resolve_precision("bf16", "cuda") is torch.bfloat16  # an explicit choice is kept
+    made = {}  # this host has no CUDA, where a real GradScaler("cuda") disables itself: record the request
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: made.update(device=device, enabled=enabled))
+    *_, amp_dtype = train_mod.make_optimization(torch.nn.Linear(2, 2), _cfg().resolved(), "cuda")
+    assert amp_dtype is expected and made == {"device": "cuda", "enabled": expected is torch.float16}
+
+
+def test_auto_precision_on_old_torch_asks_the_capability(monkeypatch):
+    from mmgeo_utils import train as train_mod
+
+    def old_signature():  # torch < 2.4 has no including_emulation
+        return True
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_signature)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert train_mod.resolve_precision("auto", "cuda") is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert train_mod.resolve_precision("auto", "cuda") is torch.bfloat16
+
+
 # ----------------------------------------------------------------------------- batch order
 
 
@@ -377,3 +411,45 @@ def test_a_run_records_its_data_and_resumes_only_on_it(smoke_data, tmp_path):
     assert data["fingerprint"] == {s: split_fingerprint(smoke_data, s) for s in ("train", "val")}
     assert data["root"] == str(smoke_data) and data["seed"] == 0
     assert load_config(run) == cfg.resolved()  # the record is not part of the recipe
+
+
+def test_pretrained_weights_fine_tune_at_a_small_rate_with_warm_up():
+    from mmgeo_utils.train import DEFAULT_LR, FINETUNE_LR
+
+    paper = TrainConfig(profile="paper").resolved()
+    assert paper.pretrained == "openai" and paper.lr == FINETUNE_LR == 2e-5
+    assert paper.warmup > 0 and int(paper.warmup * paper.steps) >= 100  # a warm-up of hundreds of steps
+    assert TrainConfig(profile="cpu").resolved().lr == DEFAULT_LR  # from scratch: unchanged
+    assert TrainConfig(profile="cpu", pretrained="openai", model="ViT-B-32").resolved().lr == FINETUNE_LR
+    assert "-lr" not in TrainConfig(profile="paper").run_name()
+    assert TrainConfig(profile="paper", lr=1e-5).run_name().endswith("-lr1e-05-s0")
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        TrainConfig(lr=0)
+
+
+def test_grad_checkpointing_saves_memory_without_changing_the_step(smoke_data, tmp_path):
+    """Activation checkpointing (open_clip's set_grad_checkpointing) recomputes, it does not approximate:
+    the same weights after two steps; it may be switched on or off when a run resumes."""
+    plain = train(_cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small"), out_dir=tmp_path / "a",
+                  data_root=smoke_data, progress=False)
+    ckpt = train(_cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small", grad_checkpointing=True),
+                 out_dir=tmp_path / "b", data_root=smoke_data, progress=False)
+    a, b = load_file(str(plain.model_path)), load_file(str(ckpt.model_path))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_loader_workers_fit_the_machine_on_cuda(smoke_data, monkeypatch):
+    """With CUDA, up to 8 workers with one core left to feed the GPU: 1 on Colab's 2 vCPUs, not 8."""
+    from mmgeo_utils import evaluate
+    from mmgeo_utils.contrastive_data import HardNegativeDataset
+    from mmgeo_utils.models import get_tokenizer
+    from mmgeo_utils.train import make_loader
+
+    cfg = TrainConfig(profile="smoke", loss="clip", steps=2).resolved()
+    data = HardNegativeDataset(smoke_data, "train", cfg.negative_config())
+    tok = get_tokenizer(cfg.model)
+    for cores, expected in ((2, 1), (16, 8)):
+        monkeypatch.setattr(evaluate, "usable_cores", lambda: cores)
+        loader = make_loader(data, tok, cfg, device_type="cuda")
+        assert loader.num_workers == expected and loader.pin_memory
+    assert make_loader(data, tok, cfg, device_type="cpu").num_workers == 1
