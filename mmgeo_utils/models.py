@@ -101,7 +101,13 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
         raise ValueError(f"temperature={temperature} starts a model trained from scratch; pretrained weights "
                          f"{pretrained!r} bring their own logit scale")
     if context_length is None and pretrained is not None and pretrained.endswith(".safetensors"):
-        context_length = checkpoint_context_length(pretrained)
+        try:
+            context_length = checkpoint_context_length(pretrained)
+        except Exception as e:  # not a safetensors file at all: name it, as for any unloadable checkpoint
+            from .checkpoint import CheckpointError
+
+            raise CheckpointError(f"pretrained checkpoint {pretrained} cannot be read as safetensors: "
+                                  f"{' '.join(str(e).split())[:300]}") from None
     scale = {} if temperature is None else {"init_logit_scale": math.log(1.0 / temperature)}
     with _quiet_random_init(pretrained is None):
         try:

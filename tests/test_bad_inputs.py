@@ -389,7 +389,9 @@ def test_ctrl_c_during_a_parallel_data_build_is_one_line(tmp_path):
     import time
 
     out = tmp_path / "d"
-    proc = subprocess.Popen([sys.executable, "-m", "mmgeo_utils", "data", "build", "--profile", "smoke", "--out",
+    # the cpu profile's 7,000 scenes: a build long enough that the signal always lands mid-way (a smoke
+    # build can finish between the first image and the signal on a busy machine)
+    proc = subprocess.Popen([sys.executable, "-m", "mmgeo_utils", "data", "build", "--profile", "cpu", "--out",
                              str(out), "--workers", "2", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ds.REPO_ROOT, start_new_session=True)
     deadline = time.monotonic() + 120
