@@ -63,6 +63,12 @@ class Example:
     qa: int = -1  # which of the scene's questions (sft)
 
 
+def prompt_ids(tokenizer, prompt: str, n_image_tokens: int) -> list[int]:
+    """``<s> prompt`` as ids, the ``<image>`` placeholder expanded to ``n_image_tokens``."""
+    p = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return expand_image_tokens(p, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), n_image_tokens)
+
+
 def encode(tokenizer, prompt: str, target: str, *, n_image_tokens: int, context_length: int,
            truncate: bool = False, where: str = "") -> tuple[list[int], list[int]]:
     """``<s> prompt target </s>`` as ids, with labels only on ``target </s>``.
@@ -70,8 +76,7 @@ def encode(tokenizer, prompt: str, target: str, *, n_image_tokens: int, context_
     A sequence longer than ``context_length`` is an error naming it, unless ``truncate`` (captions
     in stage 0 and 1, whose tail is one more fact, not the answer) cuts the target's end.
     """
-    p = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    p = expand_image_tokens(p, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), n_image_tokens)
+    p = prompt_ids(tokenizer, prompt, n_image_tokens)
     t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     if len(p) + len(t) > context_length:
         if not truncate or len(p) >= context_length - 1:

@@ -20,6 +20,7 @@ open_clip only.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,9 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
     lm = model.lm
     if isinstance(lm, PeftModel):
         lm.save_pretrained(str(folder / "adapter"))
-        lm.get_base_model().save_pretrained(str(folder / "lm"))
+        # the base LM without the LoRA layers peft injected into it (unload() on a copy: the
+        # model in memory keeps its adapter), so lm/ loads as a plain AutoModelForCausalLM
+        copy.deepcopy(lm).unload().save_pretrained(str(folder / "lm"))
     else:
         lm.save_pretrained(str(folder / "lm"))
     tokenizer.save_pretrained(str(folder / "tokenizer"))
