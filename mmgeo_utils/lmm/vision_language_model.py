@@ -181,7 +181,10 @@ def load_lmm(folder: Path | str) -> tuple[GeometryLMM, Any, dict]:
     if (folder / TOWER_FILE).is_file():
         if (folder / "vision").is_dir():
             open_clip.add_model_config(str(folder / "vision"))
-        clip = open_clip.create_model(meta["clip_model"], force_image_size=meta["image_size"])
+        from ..models import _quiet_random_init
+
+        with _quiet_random_init(True):  # the weights come next, from vision_tower.safetensors
+            clip = open_clip.create_model(meta["clip_model"], force_image_size=meta["image_size"])
         clip.visual.load_state_dict(load_file(str(folder / TOWER_FILE)))
         tower = VisionTower(clip.visual, meta["token_grid"], meta.get("vision", "tower"))
     model = GeometryLMM(lm, projector, meta["image_token_id"], meta["token_grid"], tower).eval()
