@@ -230,10 +230,13 @@ def _finish(run_dir: Path, cfg: LMMConfig, summary: dict[str, Any], **extra: Any
 
 
 def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None) -> tuple[Path, list[dict]]:
+    """The dataset folder and the split's rows (train: the first ``train_scenes``)."""
     from ..dataset import DatasetConfig, build_dataset, load_split
 
-    root = Path(data_root) if data_root else build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed),
-                                                           progress=False)
+    # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
+    # sample is a function of (seed, split, index) alone), without the hard negatives the LMM never reads
+    config = DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed, negatives=False)
+    root = Path(data_root) if data_root else build_dataset(config, progress=False)
     rows = load_split(root, split)
     return root, rows[:cfg.resolved().train_scenes] if split == "train" else rows
 
