@@ -10,11 +10,30 @@ transformers has, so the two paths are one code path.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config
 
 from ..profiles import LMMSizes
+
+
+@contextlib.contextmanager
+def quiet():
+    """No per-file progress bars while a small LM is loaded or saved, and no warning of peft's about a
+    transformers attribute it reads (``is_gradient_checkpointing``, deprecated in transformers 5)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def build_lm(sizes: LMMSizes, tokenizer) -> PreTrainedModel:
@@ -43,7 +62,8 @@ def load_lm(name_or_folder: str | Path, tokenizer=None) -> PreTrainedModel:
     if local and not (path / "config.json").is_file():
         raise FileNotFoundError(f"LM folder {path} not found or holds no config.json; give a folder written by "
                                 "save_pretrained or a hub name such as Qwen/Qwen2.5-0.5B-Instruct")
-    lm = AutoModelForCausalLM.from_pretrained(str(name_or_folder))
+    with quiet():
+        lm = AutoModelForCausalLM.from_pretrained(str(name_or_folder))
     if tokenizer is not None and lm.get_input_embeddings().num_embeddings < len(tokenizer):
         lm.resize_token_embeddings(len(tokenizer))
     return lm

@@ -43,7 +43,7 @@ from ..checkpoint import CheckpointError, load_training_state, save_training_sta
 from ..profiles import LMMSizes, get_lmm_sizes, get_profile
 from ..repro import atomic_write_text, cpu_threads, provenance, seed_everything
 from . import data as D
-from .language_model import build_lm, load_lm
+from .language_model import build_lm, load_lm, quiet
 from .projector import Projector
 from .tokenizer import image_token_id, load_tokenizer, train_tokenizer
 from .vision_language_model import GeometryLMM, save_lmm
@@ -256,7 +256,8 @@ def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | st
         tok = load_tokenizer(c.lm)
         lm = load_lm(c.lm, tok)
         tok.save_pretrained(str(run_dir / "tokenizer"))
-        lm.save_pretrained(str(run_dir / "lm"))
+        with quiet():
+            lm.save_pretrained(str(run_dir / "lm"))
         return _finish(run_dir, cfg, {"steps": 0, "wall_time_s": 0.0}, lm_parameters=_count(lm))
     seed_everything(c.seed)
     tok = train_tokenizer(D.corpus(rows), c.sizes.vocab_size, run_dir / "tokenizer")
@@ -265,7 +266,8 @@ def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | st
     examples = D.lm_examples(tok, rows, c.sizes.context_length)
     summary = _fit(model, list(lm.parameters()), examples, None, steps=c.lm_steps, lr=c.sizes.lm_lr, cfg=c,  # type: ignore[arg-type]
                    run_dir=run_dir, resume=resume, pad_id=tok.pad_token_id, callbacks=callbacks)
-    lm.save_pretrained(str(run_dir / "lm"))
+    with quiet():
+        lm.save_pretrained(str(run_dir / "lm"))
     return _finish(run_dir, cfg, summary, lm_parameters=_count(lm), vocab_size=len(tok))
 
 
@@ -316,8 +318,9 @@ def add_lora(lm: nn.Module, r: int) -> nn.Module:
     """peft LoRA on every linear layer of the LM (q, k, v, o and the MLP's; not the tied output head)."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(lm, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear",
-                                         task_type="CAUSAL_LM"))
+    with quiet():
+        return get_peft_model(lm, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
 
 
 def build_sft_model(cfg: LMMConfig, tok, n_tok: int, width: int, grid: str) -> tuple[GeometryLMM, list[nn.Parameter]]:

@@ -128,16 +128,19 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
     from peft import PeftModel
     from safetensors.torch import save_file
 
+    from .language_model import quiet
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lm = model.lm
-    if isinstance(lm, PeftModel):
-        lm.save_pretrained(str(folder / "adapter"))
-        # the base LM without the LoRA layers peft injected into it (unload() on a copy: the
-        # model in memory keeps its adapter), so lm/ loads as a plain AutoModelForCausalLM
-        copy.deepcopy(lm).unload().save_pretrained(str(folder / "lm"))
-    else:
-        lm.save_pretrained(str(folder / "lm"))
+    with quiet():
+        if isinstance(lm, PeftModel):
+            lm.save_pretrained(str(folder / "adapter"))
+            # the base LM without the LoRA layers peft injected into it (unload() on a copy: the
+            # model in memory keeps its adapter), so lm/ loads as a plain AutoModelForCausalLM
+            copy.deepcopy(lm).unload().save_pretrained(str(folder / "lm"))
+        else:
+            lm.save_pretrained(str(folder / "lm"))
     tokenizer.save_pretrained(str(folder / "tokenizer"))
     meta = {"image_token_id": model.image_token_id, "token_grid": model.token_grid,
             "lora": isinstance(lm, PeftModel), **info}
@@ -169,10 +172,13 @@ def load_lmm(folder: Path | str) -> tuple[GeometryLMM, Any, dict]:
     if not (folder / LMM_FILE).is_file():
         raise FileNotFoundError(f"{folder} holds no trained LMM ({LMM_FILE} missing): train one with mmgeo train-lmm")
     meta = json.loads((folder / LMM_FILE).read_text())
+    from .language_model import quiet
+
     tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
-    lm = AutoModelForCausalLM.from_pretrained(str(folder / "lm"))
-    if meta["lora"]:
-        lm = PeftModel.from_pretrained(lm, str(folder / "adapter"))
+    with quiet():
+        lm = AutoModelForCausalLM.from_pretrained(str(folder / "lm"))
+        if meta["lora"]:
+            lm = PeftModel.from_pretrained(lm, str(folder / "adapter"))
     projector = None
     if "projector" in meta:
         projector = Projector(**meta["projector"])
