@@ -73,3 +73,45 @@ def test_bench_lmm_reports_rates_cache_and_memory(smoke_data, capsys):
     for stage in ("lm", "align", "sft"):
         assert r[stage]["samples_per_s"] > 0 and r[stage]["tokens_per_s"] > 0
     assert r["peak_memory_mib"] > 0 and r["estimate_s"]["four_conditions_one_seed"] > r["estimate_s"]["stage_lm"]
+
+
+def test_torchrun_two_processes_on_cpu_train_like_one(smoke_data, tmp_path):
+    """CI's proof of the multi-GPU path: 2 gloo processes, each half of every batch, end where 1 process ends."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    from mmgeo_utils.lmm.train import LMMConfig, stage_dir
+
+    args = ["train-lmm", "--profile", "smoke", "--vision", "random", "--data", str(smoke_data), "--lm-steps", "2",
+            "--align-steps", "2", "--sft-steps", "2", "--train-scenes", "16", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    folders = {}
+    for name, launcher in (("one", [sys.executable, "-m", "mmgeo_utils"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                    "--master_port", str(_free_port()), "-m", "mmgeo_utils"])):
+        env["MMGEO_RUNS_DIR"] = str(tmp_path / name)
+        out = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        os.environ["MMGEO_RUNS_DIR"] = str(tmp_path / name)
+        cfg = LMMConfig(profile="smoke", vision="random", lm_steps=2, align_steps=2, sft_steps=2, train_scenes=16,
+                        threads=1)
+        folders[name] = stage_dir(cfg, "sft")
+    two = json.loads((folders["two"] / "summary.json").read_text())
+    assert two["world_size"] == 2 and two["steps"] == 2
+    for f in ("model/adapter/adapter_model.safetensors", "model/projector.safetensors"):
+        a, b = load_file(str(folders["one"] / f)), load_file(str(folders["two"] / f))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -150,14 +150,35 @@ def stage_dir(cfg: LMMConfig, stage: str) -> Path:
 # ----------------------------------------------------------------------------- one loop for every stage
 
 
+def _dist():
+    """This process's place under torchrun (one process without it) and its device."""
+    from ..distributed import init_distributed
+    from ..repro import detect_device
+
+    device_type = "cuda" if detect_device() == "cuda" else "cpu"
+    info = init_distributed(device_type)
+    return info, torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else "cpu")
+
+
 def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Example],
          features: dict[str, torch.Tensor] | None, *, steps: int, lr: float, cfg: LMMConfig, run_dir: Path,
          resume: bool, pad_id: int, callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict[str, Any]:
-    """AdamW with warm-up and cosine decay over ``steps`` batches of ``examples``; checkpointed."""
+    """AdamW with warm-up and cosine decay over ``steps`` batches of ``examples``; checkpointed.
+
+    Under torchrun each process takes its slice of the global batch and DDP averages gradients. The
+    loss is the *sum* of answer-token cross-entropies over the global batch divided by the global
+    number of answer tokens (transformers' ``num_items_in_batch``), so N processes compute the loss one
+    process computes on the whole batch, not a mean of per-process means over unequal token counts.
+    """
+    import torch.distributed as dist
+
     from ..contrastive_data import StepBatchSampler
+    from ..distributed import barrier
     from ..train import CsvLog, cosine_with_warmup
 
     c = cfg.resolved()
+    info, dev = _dist()
+    model.to(dev)
     state_path = run_dir / STATE_FILE
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = cosine_with_warmup(optimizer, max(1, steps // 20), max(1, steps))
@@ -165,9 +186,20 @@ def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Exampl
     if resume and state_path.exists():
         start = load_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
     batch_size = min(c.batch_size, len(examples))  # type: ignore[type-var]
-    sampler = StepBatchSampler(len(examples), batch_size, steps, seed=c.seed, start=start)
+    batch_size -= batch_size % info.world_size
+    sampler = StepBatchSampler(len(examples), batch_size, steps, seed=c.seed, start=start, rank=info.rank,
+                               world_size=info.world_size)
+    train_model: nn.Module = model
+    if info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if dev.type == "cuda" else None)
     logf = CsvLog(run_dir / LOG_FILE, ("step", "loss", "lr", "samples_per_s", "tokens_per_s", "elapsed_s"),
-                  keep_until=start if start else None)
+                  keep_until=start if start else None) if info.is_main else None
+
+    def checkpoint(at: int) -> None:
+        if info.is_main:
+            save_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, step=at)
+        barrier(info)
+
     every = max(1, steps // 5)
     model.train()
     step, t0, tokens, samples = start, time.perf_counter(), 0, 0
@@ -175,31 +207,41 @@ def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Exampl
         for idx in sampler:
             t1 = time.perf_counter()
             batch = D.collate([examples[i] for i in idx], pad_id, features)
-            out = model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["features"])
-            out.loss.backward()
+            ids, mask, labels = (batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels"))
+            feats = None if batch["features"] is None else {k: v.to(dev) for k, v in batch["features"].items()}
+            n_items = (labels[:, 1:] != D.IGNORE_INDEX).sum()
+            if info.enabled:
+                dist.all_reduce(n_items)
+            out = train_model(ids, mask, labels, feats, num_items_in_batch=n_items)
+            (out.loss * info.world_size).backward()  # DDP averages over processes; the loss is a global sum
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
-            n_tok = int(batch["attention_mask"].sum())
-            tokens, samples = tokens + n_tok, samples + len(idx)
+            loss = out.loss.detach()
+            if info.enabled:
+                dist.all_reduce(loss)
+            n_tok = int(mask.sum()) * info.world_size
+            tokens, samples = tokens + n_tok, samples + len(idx) * info.world_size
             dt = max(time.perf_counter() - t1, 1e-9)
-            record = {"step": step, "loss": float(out.loss.detach()), "lr": optimizer.param_groups[0]["lr"],
-                      "samples_per_s": len(idx) / dt, "tokens_per_s": n_tok / dt, "elapsed_s": time.perf_counter() - t0}
-            logf.write(record)
+            record = {"step": step, "loss": float(loss), "lr": optimizer.param_groups[0]["lr"],
+                      "samples_per_s": len(idx) * info.world_size / dt, "tokens_per_s": n_tok / dt,
+                      "elapsed_s": time.perf_counter() - t0}
+            if logf is not None:
+                logf.write(record)
             for cb in callbacks:
                 cb(step, record)
             if step % every == 0 and step < steps:
-                save_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, step=step)
+                checkpoint(step)
     except KeyboardInterrupt:
-        if step > start:
+        if step > start and info.is_main:
             save_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, step=step)
         raise
     wall = time.perf_counter() - t0
-    save_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, step=step)
-    return {"steps": step, "resumed_from": start, "examples": len(examples), "samples_per_s": samples / max(wall, 1e-9),
-            "tokens_per_s": tokens / max(wall, 1e-9), "wall_time_s": wall}
+    checkpoint(step)
+    return {"steps": step, "resumed_from": start, "examples": len(examples), "world_size": info.world_size,
+            "samples_per_s": samples / max(wall, 1e-9), "tokens_per_s": tokens / max(wall, 1e-9), "wall_time_s": wall}
 
 
 def _begin(cfg: LMMConfig, stage: str, resume: bool) -> tuple[Path, dict | None]:
@@ -217,16 +259,28 @@ def _begin(cfg: LMMConfig, stage: str, resume: bool) -> tuple[Path, dict | None]
             return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text())
         if (run_dir / STATE_FILE).exists() and not resume:
             raise FileExistsError(f"{run_dir} holds an unfinished {stage} stage; pass --resume to continue it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(want, indent=2) + "\n")
+    info, _ = _dist()
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(want, indent=2) + "\n")
     return run_dir, None
 
 
 def _finish(run_dir: Path, cfg: LMMConfig, summary: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Write the stage's summary (the main process; the others wait for its files)."""
+    from ..distributed import barrier
+
     c = cfg.resolved()
+    info, _ = _dist()
     summary = {**summary, **extra, **provenance(c.profile, c.seed, summary.get("wall_time_s"))}
-    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    if info.is_main:
+        atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    barrier(info)
     return summary
+
+
+def _is_main() -> bool:
+    return _dist()[0].is_main
 
 
 def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None) -> tuple[Path, list[dict]]:
@@ -255,19 +309,27 @@ def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | st
     if c.lm:  # a hub LM or local folder: no pre-training, its own tokenizer
         tok = load_tokenizer(c.lm)
         lm = load_lm(c.lm, tok)
-        tok.save_pretrained(str(run_dir / "tokenizer"))
-        with quiet():
-            lm.save_pretrained(str(run_dir / "lm"))
+        if _is_main():
+            tok.save_pretrained(str(run_dir / "tokenizer"))
+            with quiet():
+                lm.save_pretrained(str(run_dir / "lm"))
         return _finish(run_dir, cfg, {"steps": 0, "wall_time_s": 0.0}, lm_parameters=_count(lm))
     seed_everything(c.seed)
-    tok = train_tokenizer(D.corpus(rows), c.sizes.vocab_size, run_dir / "tokenizer")
+    from ..distributed import barrier
+
+    info, _ = _dist()
+    if info.is_main:  # one BPE, trained once; every process reads the same files
+        train_tokenizer(D.corpus(rows), c.sizes.vocab_size, run_dir / "tokenizer")
+    barrier(info)
+    tok = load_tokenizer(run_dir / "tokenizer")
     lm = build_lm(c.sizes, tok)
     model = GeometryLMM(lm, None, image_token_id(tok), "none")
     examples = D.lm_examples(tok, rows, c.sizes.context_length)
     summary = _fit(model, list(lm.parameters()), examples, None, steps=c.lm_steps, lr=c.sizes.lm_lr, cfg=c,  # type: ignore[arg-type]
                    run_dir=run_dir, resume=resume, pad_id=tok.pad_token_id, callbacks=callbacks)
-    with quiet():
-        lm.save_pretrained(str(run_dir / "lm"))
+    if _is_main():
+        with quiet():
+            lm.save_pretrained(str(run_dir / "lm"))
     return _finish(run_dir, cfg, summary, lm_parameters=_count(lm), vocab_size=len(tok))
 
 
@@ -280,7 +342,14 @@ def _tower_and_features(cfg: LMMConfig, root: Path, rows: list[dict], split: str
     tower = load_vision_tower(c.vision, c.profile, token_grid=c.token_grid, seed=c.seed)
     if tower is None:
         return None, None, (0, 0), None
+    from ..distributed import barrier
+
+    info, _ = _dist()
+    if not info.is_main:  # the main process computes and caches; the others then read the cache
+        barrier(info)
     feats, hit = D.cached_features(tower, root, split, len(rows), lmm_root(c.profile) / "features", progress=progress)
+    if info.is_main:
+        barrier(info)
     n, width = token_shape({k: tuple(v.shape[1:]) for k, v in feats.items()}, tower.token_grid)
     return tower, feats, (n, width), hit
 
@@ -309,7 +378,9 @@ def train_align_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path |
                    cfg=c, run_dir=run_dir, resume=resume, pad_id=tok.pad_token_id, callbacks=callbacks)
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(run_dir / "projector.safetensors"))
+    if _is_main():
+        save_file({k: v.detach().cpu().contiguous() for k, v in projector.state_dict().items()},
+                  str(run_dir / "projector.safetensors"))
     return _finish(run_dir, cfg, summary, feature_cache_hit=hit, image_tokens=n_tok, token_width=width,
                    token_grid=tower.token_grid)
 
@@ -363,7 +434,8 @@ def train_sft_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | s
     model.tower = tower
     info = {"vision": c.vision, "tower": cfg.tower_name(), "image_size": get_profile(c.profile).image_size,
             "clip_model": _clip_model(c), "image_tokens": n_tok, "profile": c.profile, "seed": c.seed}
-    save_lmm(model, run_dir / "model", tok, info)
+    if _is_main():
+        save_lmm(model.cpu(), run_dir / "model", tok, info)
     return _finish(run_dir, cfg, summary, feature_cache_hit=hit, image_tokens=n_tok,
                    trainable_parameters=len(params) and sum(p.numel() for p in params),
                    total_parameters=sum(p.numel() for p in model.lm.parameters()) +

@@ -80,8 +80,10 @@ class GeometryLMM(nn.Module):
         return embeds.masked_scatter(slots[..., None], image)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                features: dict[str, torch.Tensor] | None = None):
-        return self.lm(inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask, labels=labels)
+                features: dict[str, torch.Tensor] | None = None, **lm_kwargs):
+        """The LM's output (``.loss`` with labels); ``lm_kwargs`` go to the LM (``num_items_in_batch``)."""
+        return self.lm(inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask, labels=labels,
+                       **lm_kwargs)
 
     def encode_images(self, images: torch.Tensor) -> dict[str, torch.Tensor] | None:
         return None if self.tower is None else self.tower(images)
