@@ -317,3 +317,17 @@ def test_resume_with_another_config_names_the_difference(smoke_data):
     (stage_dir(other, "sft") / "config.json").write_text(json.dumps(saved))
     with pytest.raises(CheckpointError, match=r"config differs in lora_r \(saved 99, now 4\)"):
         T.train_lmm(other, "sft", data_root=smoke_data, resume=True)
+
+
+def test_a_vit_tower_gives_its_patch_tokens_and_refuses_resnet_grids():
+    tower = load_vision_tower("random", "gpu")  # the gpu profile's ViT, untrained
+    assert tower.token_grid == "patches"
+    feats = tower(torch.zeros(1, 3, 224, 224))
+    assert join(feats, "patches").shape == (1, 196, 384)  # 14 × 14 patches of 16 px
+    from mmgeo_utils.lmm.vision_tower import VisionTower
+
+    with pytest.raises(ValueError, match="reads a ResNet's stages"):
+        VisionTower(tower.visual, "layer3+pooled", "vit")
+    resnet = load_vision_tower("random", "smoke")
+    with pytest.raises(ValueError, match="needs a ViT tower"):
+        VisionTower(resnet.visual, "patches", "resnet")

@@ -144,12 +144,18 @@ def evaluate_lmm(model_dir: Path | str, root: Path | str, *, split: str = "test"
                        n_image_tokens=n_img, max_new_tokens=max_new_tokens or sizes.max_answer_tokens,
                        context_length=context_length or sizes.context_length)
         for (i, j, q), pred in zip(chunk, preds):
-            scene = Scene.from_dict(rows[i]["scene"])
+            scene = _scene(rows[i])
             claim, holds = claimed_fact({**q, "_scene": scene}, pred)
             records.append({"scene": rows[i]["id"], "index": i, "qa": j, "kind": q["kind"], "question": q["question"],
                             "truth": q["answer"], "prediction": pred, "correct": exact_match(pred, q["answer"], q["kind"]),
                             "claim": claim, "claim_holds": holds})
     return summarize(records, majority)
+
+
+def _scene(row: dict) -> Scene:
+    """The row's scene (a JSON string in builds whose metadata is a typed table, a dict before)."""
+    d = row["scene"]
+    return Scene.from_dict(json.loads(d) if isinstance(d, str) else d)
 
 
 def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:
