@@ -53,7 +53,7 @@ def exact_match(prediction: str, truth: str, kind: str) -> bool:
 
 def claimed_fact(qa: dict, prediction: str) -> tuple[str, bool | None]:
     """``(the fact the answer asserts, whether it holds on the scene)``; ``None`` when it asserts nothing."""
-    kind, fact = qa["kind"], Fact.from_dict(qa["fact"])
+    kind, fact = qa["kind"], Fact.from_dict(_one_value(qa["fact"]))
     scene = qa["_scene"]
     p = normalize(prediction, kind)
     try:
@@ -155,7 +155,15 @@ def evaluate_lmm(model_dir: Path | str, root: Path | str, *, split: str = "test"
 def _scene(row: dict) -> Scene:
     """The row's scene (a JSON string in builds whose metadata is a typed table, a dict before)."""
     d = row["scene"]
-    return Scene.from_dict(json.loads(d) if isinstance(d, str) else d)
+    d = json.loads(d) if isinstance(d, str) else d
+    return Scene.from_dict({**d, "facts": [_one_value(f) for f in d["facts"]]})
+
+
+def _one_value(fact: dict) -> dict:
+    """A fact dict with one ``value`` (builds that type values keep a shape's name in ``value_text``)."""
+    if fact.get("value_text") is not None:
+        return {**fact, "value": fact["value_text"]}
+    return fact
 
 
 def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:
