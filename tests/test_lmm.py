@@ -331,3 +331,11 @@ def test_a_vit_tower_gives_its_patch_tokens_and_refuses_resnet_grids():
     resnet = load_vision_tower("random", "smoke")
     with pytest.raises(ValueError, match="needs a ViT tower"):
         VisionTower(resnet.visual, "patches", "resnet")
+
+
+def test_a_typed_build_fact_reads_with_its_shape_name():
+    from mmgeo_utils.lmm.evaluate import _one_value
+
+    typed = {"kind": "shape", "args": ["A", "B", "C"], "value": None, "value_text": "right triangle"}
+    assert _one_value(typed)["value"] == "right triangle"
+    assert _one_value({"kind": "length", "args": ["A", "B"], "value": 5.0})["value"] == 5.0

@@ -146,7 +146,8 @@ def evaluate_lmm(model_dir: Path | str, root: Path | str, *, split: str = "test"
         for (i, j, q), pred in zip(chunk, preds):
             scene = _scene(rows[i])
             claim, holds = claimed_fact({**q, "_scene": scene}, pred)
-            records.append({"scene": rows[i]["id"], "index": i, "qa": j, "kind": q["kind"], "question": q["question"],
+            records.append({"scene": rows[i]["id"], "index": i, "qa": j, "kind": q["kind"], "relation": q["fact"]["kind"],
+                            "question": q["question"],
                             "truth": q["answer"], "prediction": pred, "correct": exact_match(pred, q["answer"], q["kind"]),
                             "claim": claim, "claim_holds": holds})
     return summarize(records, majority)
@@ -175,11 +176,18 @@ def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:
         maj = majority.get(kind, "")
         by_kind[kind] = {"accuracy": sum(r["correct"] for r in rs) / len(rs), "n": len(rs), "majority_answer": maj,
                          "majority_baseline": sum(normalize(r["truth"], kind) == maj for r in rs) / len(rs)}
+    # yes/no per relation, with how often "yes" is the truth: a relation whose questions are almost always
+    # "yes" (or "no") lets a blind model answer from the question's wording alone
+    by_relation = {}
+    for rel in sorted({r["relation"] for r in records if r["kind"] == "yes_no"}):
+        rs = [r for r in records if r["kind"] == "yes_no" and r["relation"] == rel]
+        by_relation[rel] = {"accuracy": sum(r["correct"] for r in rs) / len(rs), "n": len(rs),
+                            "yes_share": sum(normalize(r["truth"], "yes_no") == "yes" for r in rs) / len(rs)}
     checked = [r for r in records if r["claim_holds"] is not None]
     return {"overall": sum(r["correct"] for r in records) / max(len(records), 1), "n": len(records),
             "overall_majority_baseline": sum(normalize(r["truth"], r["kind"]) == majority.get(r["kind"])
                                              for r in records) / max(len(records), 1),
-            "by_kind": by_kind, "claims_that_hold": sum(r["claim_holds"] for r in checked) / len(checked) if checked else None,
+            "by_kind": by_kind, "yes_no_by_relation": by_relation, "claims_that_hold": sum(r["claim_holds"] for r in checked) / len(checked) if checked else None,
             "claims_checked": len(checked),
             "answers": records}
 

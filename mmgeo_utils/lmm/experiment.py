@@ -31,6 +31,7 @@ from .train import LMMConfig, stage_dir, train_lmm
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
 EVAL_FILE = "test_eval.json"
+EVAL_VERSION = 2  # what a cached score holds; a newer version scores again (2: yes/no per relation)
 
 
 def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
@@ -54,7 +55,7 @@ def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = 
     from ..dataset import split_fingerprint
 
     limit = limit or get_lmm_sizes(cfg.profile).eval_questions
-    key = hashlib.sha256(f"{split_fingerprint(root, 'test')}|{limit}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{split_fingerprint(root, 'test')}|{limit}|{EVAL_VERSION}".encode()).hexdigest()[:16]
     path = stage_dir(cfg, "sft") / EVAL_FILE
     if path.is_file():
         cached = json.loads(path.read_text())
