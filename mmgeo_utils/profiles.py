@@ -184,3 +184,62 @@ def get_profile(name: str | Profile | None = None) -> Profile:
             f"unknown profile {name!r} (from {source}); valid profiles: {', '.join(PROFILES)}"
         )
     return PROFILES[key]
+
+
+# ----------------------------------------------------------------------------- lesson 06: the LMM's sizes
+# A separate block (not fields of Profile): the LMM is sized per profile like everything else, but its
+# numbers change with lesson 06's measurements, not with the encoder's.
+
+
+@dataclass(frozen=True)
+class LMMSizes:
+    """The sizes of lesson 06's LLaVA-style LMM on one profile (see :mod:`mmgeo_utils.lmm`).
+
+    ``lm`` is ``None`` where the LM is built from a small config (``lm_*`` fields) with a BPE trained on
+    the course's text; on ``paper`` it names a hub model or a local folder in the same format.
+    """
+
+    lm: str | None  # hub name or local folder of an AutoModelForCausalLM (paper); None: build from config
+    lm_hidden: int  # width of the built-from-config LM (Qwen2 architecture)
+    lm_layers: int
+    lm_heads: int
+    lm_intermediate: int
+    vocab_size: int  # BPE trained on captions, questions and answers
+    context_length: int  # tokens per example, image tokens included
+    token_grid: str  # which tower tokens: "layer3+pooled", "layer3", "pooled" (ResNet), "patches" (ViT)
+    train_scenes: int  # training scenes the LMM stages use (<= the profile's n_train)
+    eval_questions: int  # test questions scored (greedy decoding is the slow part on CPU)
+    batch_size: int
+    lm_steps: int  # stage 0: LM pre-training on geometry text (0 where the LM comes from the hub)
+    align_steps: int  # stage 1: image -> caption, projector only
+    sft_steps: int  # stage 2: image + question -> answer, LoRA + projector
+    lm_lr: float = 1e-3
+    align_lr: float = 1e-3  # LLaVA's stage-1 learning rate
+    sft_lr: float = 5e-4
+    lora_r: int = 16
+    max_answer_tokens: int = 12
+
+
+LMM_SIZES: dict[str, LMMSizes] = {
+    "smoke": LMMSizes(lm=None, lm_hidden=32, lm_layers=1, lm_heads=2, lm_intermediate=64, vocab_size=320,
+                      context_length=128, token_grid="layer3+pooled", train_scenes=48, eval_questions=24,
+                      batch_size=4, lm_steps=3, align_steps=3, sft_steps=3, lora_r=4),
+    # sized from `mmgeo bench lmm --profile cpu` (one thread, a loaded 2-core AMD EPYC): 0.64 / 1.31 / 0.71 s per
+    # lm / align / sft step at batch 32, features at 25 diagrams/s, 33 questions/s answered; stage 0 plus four
+    # conditions is then ~52 min on one busy core, ~25 min as two one-thread processes on an idle 2-core laptop
+    "cpu": LMMSizes(lm=None, lm_hidden=128, lm_layers=4, lm_heads=4, lm_intermediate=384, vocab_size=1024,
+                    context_length=192, token_grid="layer3+pooled", train_scenes=3000, eval_questions=800,
+                    batch_size=32, lm_steps=500, align_steps=150, sft_steps=600, lora_r=16),
+    "gpu": LMMSizes(lm=None, lm_hidden=384, lm_layers=8, lm_heads=6, lm_intermediate=1152, vocab_size=2048,
+                    context_length=384, token_grid="patches", train_scenes=50000, eval_questions=4000,
+                    batch_size=64, lm_steps=4000, align_steps=1000, sft_steps=6000, lora_r=32),
+    "paper": LMMSizes(lm="Qwen/Qwen2.5-0.5B-Instruct", lm_hidden=0, lm_layers=0, lm_heads=0, lm_intermediate=0,
+                      vocab_size=0, context_length=512, token_grid="patches", train_scenes=100000,
+                      eval_questions=4000, batch_size=32, lm_steps=0, align_steps=2000, sft_steps=8000,
+                      lm_lr=0.0, sft_lr=2e-4, lora_r=64, max_answer_tokens=16),
+}
+
+
+def get_lmm_sizes(profile: Profile | str | None = None) -> LMMSizes:
+    """The LMM sizes of a profile (resolved like :func:`get_profile`)."""
+    return LMM_SIZES[get_profile(profile).name]
