@@ -115,5 +115,5 @@ def cuda_available() -> bool:
     report = nvidia_smi_report()
     if report is None:
         return False
-    reason = " ".join(str(w.message).split()) if caught else ""
+    reason = " ".join(" ".join(str(w.message).split()) for w in caught)
     raise UnusableGPUError(unusable_gpu_message(report, torch.__version__, torch.version.cuda, reason))

@@ -106,8 +106,8 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
         except Exception as e:  # not a safetensors file at all: name it, as for any unloadable checkpoint
             from .checkpoint import CheckpointError
 
-            raise CheckpointError(f"pretrained checkpoint {pretrained} cannot be read as safetensors: "
-                                  f"{' '.join(str(e).split())[:300]}") from None
+            raise CheckpointError(f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: it is not a "
+                                  f"safetensors file ({' '.join(str(e).split())[:300]})") from None
     scale = {} if temperature is None else {"init_logit_scale": math.log(1.0 / temperature)}
     with _quiet_random_init(pretrained is None):
         try:

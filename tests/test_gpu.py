@@ -51,6 +51,22 @@ def test_a_gpu_torch_cannot_use_is_an_error_that_says_how_to_fix_it(tmp_path, mo
         profiles.default_profile_name()
 
 
+def test_torchs_own_warning_is_the_reason_given(tmp_path, monkeypatch):
+    """torch says why it cannot open the GPU in a warning ("driver too old"); the error repeats it."""
+    import warnings
+
+    _fake_nvidia_smi(tmp_path, monkeypatch, "Tesla T4, 470.82.01")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+
+    def unavailable_with_a_reason():
+        warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old\n (found version 11040).")
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", unavailable_with_a_reason)
+    with pytest.raises(UnusableGPUError, match=r"driver on your system is too old \(found version 11040\)"):
+        gpu.cuda_available()
+
+
 def test_cpu_only_torch_is_named(tmp_path, monkeypatch):
     _fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA A100-SXM4-40GB, 550.54.15")
     monkeypatch.setattr(torch.version, "cuda", None)
