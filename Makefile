@@ -21,8 +21,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 course: setup
 	$(BIN)/mmgeo course
 
-# Unit tests and every notebook under nbval, on the smoke profile.
+# Lint and format check (ruff), then the unit tests and every notebook under nbval, on the smoke profile.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	MMGEO_PROFILE=smoke $(BIN)/python -m pytest
 
 clean-venv:

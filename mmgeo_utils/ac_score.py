@@ -30,9 +30,9 @@ least squares). It needs downstream scores of several fully trained LMMs, which 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -58,8 +58,9 @@ def ridge_projector(x: np.ndarray, y: np.ndarray, lam: float = 1e-2) -> np.ndarr
     return np.linalg.solve(gram + reg, x1.T @ y)
 
 
-def alignment_score(train_image: np.ndarray, train_text: np.ndarray, test_image: np.ndarray,
-                    test_text: np.ndarray, lam: float = 1e-2) -> float:
+def alignment_score(
+    train_image: np.ndarray, train_text: np.ndarray, test_image: np.ndarray, test_text: np.ndarray, lam: float = 1e-2
+) -> float:
     """A: mean centred cosine between projected test images and their captions' embeddings."""
     mean = train_text.mean(0, keepdims=True)
     w = ridge_projector(train_image, train_text - mean, lam)
@@ -83,17 +84,26 @@ def caption_embeddings(root: Path | str, encoder, n_train: int, n_test: int) -> 
     """Embed ``n_train`` training and ``n_test`` test captions once with a sentence-transformers model."""
     train_rows = load_split(root, "train", limit=n_train)
     test_rows = load_split(root, "test", limit=n_test)
-    emb = [np.asarray(encoder.encode([r["caption"] for r in rows], batch_size=64, normalize_embeddings=True,
-                                     show_progress_bar=False)) for rows in (train_rows, test_rows)]
+    emb = [
+        np.asarray(
+            encoder.encode(
+                [r["caption"] for r in rows], batch_size=64, normalize_embeddings=True, show_progress_bar=False
+            )
+        )
+        for rows in (train_rows, test_rows)
+    ]
     return CaptionEmbeddings(train_rows, test_rows, emb[0], emb[1])
 
 
-def encoder_alignment(model: nn.Module, root: Path | str, captions: CaptionEmbeddings, image_size: int,
-                      device: str = "cpu") -> float:
+def encoder_alignment(
+    model: nn.Module, root: Path | str, captions: CaptionEmbeddings, image_size: int, device: str = "cpu"
+) -> float:
     root = Path(root)
     tf = eval_transform(image_size)
-    feats = [encode_images(model, [root / split / r["file_name"] for r in rows], tf, device=device).numpy()
-             for split, rows in (("train", captions.train_rows), ("test", captions.test_rows))]
+    feats = [
+        encode_images(model, [root / split / r["file_name"] for r in rows], tf, device=device).numpy()
+        for split, rows in (("train", captions.train_rows), ("test", captions.test_rows))
+    ]
     return alignment_score(feats[0], captions.train, feats[1], captions.test)
 
 
@@ -110,8 +120,9 @@ class KeypointPair:
     target_xy: np.ndarray  # (P, 2)
 
 
-def keypoint_pairs(root: Path | str, split: str = "test", max_pairs: int | None = None,
-                   min_move: float = PCK_ALPHA, seed: int = 0) -> list[KeypointPair]:
+def keypoint_pairs(
+    root: Path | str, split: str = "test", max_pairs: int | None = None, min_move: float = PCK_ALPHA, seed: int = 0
+) -> list[KeypointPair]:
     """Each diagram of ``split`` with its scene redrawn in another style, turned by 30-90°.
 
     Deterministic in ``seed``; only points that moved at least ``min_move`` × image size count.
@@ -132,20 +143,35 @@ def keypoint_pairs(root: Path | str, split: str = "test", max_pairs: int | None 
         other = sample_style(style.image_size, int(rng.integers(2**31)))
         other = dataclasses.replace(other, rotation_deg=round(style.rotation_deg + turn, 2))
         tgt = render(scene, other)
-        names = [n for n in src.pixel_points if n in tgt.pixel_points and
-                 np.hypot(*np.subtract(src.pixel_points[n], tgt.pixel_points[n])) >= min_move * style.image_size]
+        names = [
+            n
+            for n in src.pixel_points
+            if n in tgt.pixel_points
+            and np.hypot(*np.subtract(src.pixel_points[n], tgt.pixel_points[n])) >= min_move * style.image_size
+        ]
         if names:
-            pairs.append(KeypointPair(src.image.convert("RGB"), tgt.image.convert("RGB"),
-                                      np.array([src.pixel_points[n] for n in names]),
-                                      np.array([tgt.pixel_points[n] for n in names])))
+            pairs.append(
+                KeypointPair(
+                    src.image.convert("RGB"),
+                    tgt.image.convert("RGB"),
+                    np.array([src.pixel_points[n] for n in names]),
+                    np.array([tgt.pixel_points[n] for n in names]),
+                )
+            )
         if max_pairs is not None and len(pairs) >= max_pairs:
             break
     return pairs
 
 
 @torch.no_grad()
-def correspondence_score(model: nn.Module, pairs: Sequence[KeypointPair], image_size: int,
-                         device: str = "cpu", alpha: float = PCK_ALPHA, grid: int | None = None) -> float:
+def correspondence_score(
+    model: nn.Module,
+    pairs: Sequence[KeypointPair],
+    image_size: int,
+    device: str = "cpu",
+    alpha: float = PCK_ALPHA,
+    grid: int | None = None,
+) -> float:
     """C: PCK@alpha of nearest-feature matching of moved points (see the module docstring).
 
     The encoder's local feature map is upsampled bilinearly to ``grid`` × ``grid`` (default:
@@ -162,14 +188,15 @@ def correspondence_score(model: nn.Module, pairs: Sequence[KeypointPair], image_
     try:
         for pair in pairs:
             imgs = torch.stack([tf(pair.source), tf(pair.target)]).to(device)
-            fmap = F.interpolate(dense_image_features(model, imgs).float(), size=(grid, grid), mode="bilinear",
-                                 align_corners=False)
+            fmap = F.interpolate(
+                dense_image_features(model, imgs).float(), size=(grid, grid), mode="bilinear", align_corners=False
+            )
             fmap = F.normalize(fmap, dim=1)
             # grid_sample wants (x, y) in [-1, 1]
             src = torch.as_tensor(pair.source_xy, dtype=torch.float32, device=device) / image_size * 2 - 1
             feat = F.grid_sample(fmap[:1], src.view(1, -1, 1, 2), mode="bilinear", align_corners=False)
-            feat = F.normalize(feat[0, :, :, 0].T, dim=1)                   # (P, C)
-            sims = feat @ fmap[1].flatten(1)                                # (P, grid²)
+            feat = F.normalize(feat[0, :, :, 0].T, dim=1)  # (P, C)
+            sims = feat @ fmap[1].flatten(1)  # (P, grid²)
             best = sims.argmax(1).cpu().numpy()
             cell = image_size / grid
             pred = np.stack([(best % grid + 0.5) * cell, (best // grid + 0.5) * cell], axis=1)
@@ -181,8 +208,9 @@ def correspondence_score(model: nn.Module, pairs: Sequence[KeypointPair], image_
     return hits / total
 
 
-def chance_correspondence(pairs: Sequence[KeypointPair], image_size: int, alpha: float = PCK_ALPHA,
-                          grid: int | None = None, seed: int = 0) -> float:
+def chance_correspondence(
+    pairs: Sequence[KeypointPair], image_size: int, alpha: float = PCK_ALPHA, grid: int | None = None, seed: int = 0
+) -> float:
     """PCK of a matcher that picks a uniformly random grid cell: the floor C is read against."""
     rng = np.random.default_rng(seed)
     grid = grid or max(8, image_size // 4)

@@ -79,8 +79,12 @@ def _rates(r: dict[str, float]) -> dict[str, float]:
     }
 
 
-def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, workers: int | None = None,
-                   image_size: int | None = None) -> dict[str, Any]:
+def bench_diagrams(
+    profile: Profile | str | None = None,
+    n: int | None = None,
+    workers: int | None = None,
+    image_size: int | None = None,
+) -> dict[str, Any]:
     """Diagrams per second, per core and on all cores, at 128 px unless ``image_size`` is given.
 
     A "diagram" is the dataset's per-image work: sample a scene and place its labels,
@@ -115,17 +119,22 @@ def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, w
         "benchmark": "diagrams",
         "profile": profile.name,
         "image_size": size,
-        "image_size_note": (f"{size} px given with --image-size" if image_size else
-                            f"{size} px, the size the speed goal is stated at (the {profile.name} profile "
-                            f"builds datasets at {profile.image_size} px; use --image-size to change)"),
+        "image_size_note": (
+            f"{size} px given with --image-size"
+            if image_size
+            else f"{size} px, the size the speed goal is stated at (the {profile.name} profile "
+            f"builds datasets at {profile.image_size} px; use --image-size to change)"
+        ),
         "diagrams_per_s_per_core": s["diagrams_per_s"],
         "diagrams_per_s_total": round(total, 1),
         "render_only_per_s_per_core": s["render_only_per_s"],
         "workers": workers,
         "n_per_core": n,
         "details": {
-            "definition": (f"diagram = sample scene + place labels + render + PNG encode (no captions); "
-                           f"timed after {WARMUP} untimed warm-up diagrams per process"),
+            "definition": (
+                f"diagram = sample scene + place labels + render + PNG encode (no captions); "
+                f"timed after {WARMUP} untimed warm-up diagrams per process"
+            ),
             "single_process": s,
             "parallel_per_core": [_rates(r) for r in runs],
             "parallel_diagrams_per_s_per_core": round(total / workers, 1),
@@ -134,14 +143,18 @@ def bench_diagrams(profile: Profile | str | None = None, n: int | None = None, w
         },
     }
     # the default measurement is the one the README cites; another n or worker count is another file
-    name = f"bench_diagrams_{size}px" + (f"_n{n}" if n_given not in (None, DEFAULT_N) else "") + (
-        f"_w{workers}" if workers_given is not None else "")
+    name = (
+        f"bench_diagrams_{size}px"
+        + (f"_n{n}" if n_given not in (None, DEFAULT_N) else "")
+        + (f"_w{workers}" if workers_given is not None else "")
+    )
     result["results_file"] = str(write_results(name, result, profile=profile))
     return result
 
 
-def bench_negatives(profile: Profile | str | None = None, n: int | None = None,
-                    retrieval_n: int = 100_000, k: int | None = None) -> dict[str, Any]:
+def bench_negatives(
+    profile: Profile | str | None = None, n: int | None = None, retrieval_n: int = 100_000, k: int | None = None
+) -> dict[str, Any]:
     """Hard-negative construction speed: image and rule negatives per sample, and retrieval top-k.
 
     ``n`` scenes get the profile's K image negatives (perturb, check, render) and K rule
@@ -180,8 +193,9 @@ def bench_negatives(profile: Profile | str | None = None, n: int | None = None,
         t2 = time.perf_counter()
         image_s, text_s = image_s + (t1 - t0), text_s + (t2 - t1)
         made_image, made_text = made_image + len(negs), made_text + len(tnegs)
-    retrieval = bench_retrieval(n=int(retrieval_n), k=min(100, int(retrieval_n) - 1),
-                                encode_n=min(2000, int(retrieval_n)))
+    retrieval = bench_retrieval(
+        n=int(retrieval_n), k=min(100, int(retrieval_n) - 1), encode_n=min(2000, int(retrieval_n))
+    )
     result = {
         "benchmark": "negatives",
         "profile": profile.name,
@@ -202,8 +216,13 @@ def bench_negatives(profile: Profile | str | None = None, n: int | None = None,
     return result
 
 
-def bench_train(profile: Profile | str | None = None, steps: int | None = None, warmup: int = 3,
-                device: str | None = None, data_root: Path | str | None = None) -> dict[str, Any]:
+def bench_train(
+    profile: Profile | str | None = None,
+    steps: int | None = None,
+    warmup: int = 3,
+    device: str | None = None,
+    data_root: Path | str | None = None,
+) -> dict[str, Any]:
     """``mmgeo bench train``: what hard negatives cost per image, and whether data keeps up.
 
     For the two models of the comparison (:func:`mmgeo_utils.experiments.comparison_configs`,
@@ -232,22 +251,38 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
     device_type = check_device(device)
     dev = torch.device(device_type)
     steps = steps or (3 if profile.name == "smoke" else 20)
-    root = Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile),
-                                                                        progress=False)
+    root = (
+        Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile), progress=False)
+    )
     data = read_manifest(root)["config"]
     if data["image_size"] != profile.image_size:
-        raise ValueError(f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
-                         f"{profile.image_size} px")
-    out: dict[str, Any] = {"benchmark": "train", "profile": profile.name, "device": device_type,
-                           "steps": steps, "data": {"root": str(root), "n_train": data["n_train"]}, "models": {}}
+        raise ValueError(
+            f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
+            f"{profile.image_size} px"
+        )
+    out: dict[str, Any] = {
+        "benchmark": "train",
+        "profile": profile.name,
+        "device": device_type,
+        "steps": steps,
+        "data": {"root": str(root), "n_train": data["n_train"]},
+        "models": {},
+    }
     for name, cfg in comparison_configs(profile, steps=steps + warmup).items():
         cfg = cfg.resolved()
         seed_everything(0)
-        model = create_clip(cfg.model, cfg.pretrained, image_size=profile.image_size,  # type: ignore[arg-type]
-                            context_length=profile.context_length, device=dev)
+        model = create_clip(
+            cfg.model,
+            cfg.pretrained,
+            image_size=profile.image_size,  # type: ignore[arg-type]
+            context_length=profile.context_length,
+            device=dev,
+        )
         tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
         objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
-        dataset = HardNegativeDataset(root, "train", cfg.negative_config(), transform=default_transform(normalize=False))
+        dataset = HardNegativeDataset(
+            root, "train", cfg.negative_config(), transform=default_transform(normalize=False)
+        )
         optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
         autocast = autocast_context(amp_dtype, device_type)
         it = iter(make_loader(dataset, tokenizer, cfg, device_type=device_type))
@@ -268,11 +303,17 @@ def bench_train(profile: Profile | str | None = None, steps: int | None = None, 
                 wait, compute = wait + (t1 - t0), compute + (t2 - t1)
                 loss_s += _time_loss(model, objective, batch, dev, autocast, device_type)
         step_s = (wait + compute) / steps
-        entry = {"positives_per_step": cfg.positives_per_step, "images_per_step": images, "texts_per_step": texts,
-                 "step_ms": round(1000 * step_s, 2), "ms_per_image": round(1000 * step_s / images, 3),
-                 "images_per_s": round(images / step_s, 1), "data_wait_share": round(wait / (wait + compute), 4),
-                 "loss_ms": round(1000 * loss_s / steps, 3),
-                 "loss_share_of_step": round(loss_s / (wait + compute), 4)}
+        entry = {
+            "positives_per_step": cfg.positives_per_step,
+            "images_per_step": images,
+            "texts_per_step": texts,
+            "step_ms": round(1000 * step_s, 2),
+            "ms_per_image": round(1000 * step_s / images, 3),
+            "images_per_s": round(images / step_s, 1),
+            "data_wait_share": round(wait / (wait + compute), 4),
+            "loss_ms": round(1000 * loss_s / steps, 3),
+            "loss_share_of_step": round(loss_s / (wait + compute), 4),
+        }
         if device_type == "cuda":
             entry["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 3)
         out["models"][name] = entry

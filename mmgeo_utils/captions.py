@@ -18,8 +18,9 @@ which-segment and shape questions.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,12 @@ def _angle_texts(f: Fact) -> list[str]:
     v = _num(f.value)
     if float(f.value) == 90:
         return [f"∠{a}{b}{c} = 90°", f"angle {a}{b}{c} is a right angle", f"{b}{a} ⟂ {b}{c}"]
-    return [f"∠{a}{b}{c} = {v}°", f"angle {a}{b}{c} measures {v} degrees", f"∠{a}{b}{c} is {v}°",
-            f"the angle between {b}{a} and {b}{c} is {v}°"]
+    return [
+        f"∠{a}{b}{c} = {v}°",
+        f"angle {a}{b}{c} measures {v} degrees",
+        f"∠{a}{b}{c} is {v}°",
+        f"the angle between {b}{a} and {b}{c} is {v}°",
+    ]
 
 
 def _seg(a: str, b: str) -> str:
@@ -79,59 +84,94 @@ def _seg(a: str, b: str) -> str:
 
 # Each kind: functions of the args (and value) that return the phrasings.
 _TEMPLATES: dict[str, Callable[[Fact], list[str]]] = {
-    "length": lambda f: [f"{_seg(*f.args)} = {_num(f.value)}", f"{_seg(*f.args)} has length {_num(f.value)}",
-                         f"the length of {_seg(*f.args)} is {_num(f.value)}",
-                         f"{_seg(*f.args)} measures {_num(f.value)}"],
+    "length": lambda f: [
+        f"{_seg(*f.args)} = {_num(f.value)}",
+        f"{_seg(*f.args)} has length {_num(f.value)}",
+        f"the length of {_seg(*f.args)} is {_num(f.value)}",
+        f"{_seg(*f.args)} measures {_num(f.value)}",
+    ],
     "angle": _angle_texts,
-    "perpendicular": lambda f: [f"{_seg(*f.args[:2])} ⟂ {_seg(*f.args[2:])}",
-                                f"{_seg(*f.args[:2])} is perpendicular to {_seg(*f.args[2:])}",
-                                f"{_seg(*f.args[:2])} meets {_seg(*f.args[2:])} at a right angle"],
-    "parallel": lambda f: [f"{_seg(*f.args[:2])} ∥ {_seg(*f.args[2:])}",
-                           f"{_seg(*f.args[:2])} is parallel to {_seg(*f.args[2:])}",
-                           f"line {_seg(*f.args[:2])} runs parallel to {_seg(*f.args[2:])}"],
-    "equal_length": lambda f: [f"{_seg(*f.args[:2])} = {_seg(*f.args[2:])}",
-                               f"{_seg(*f.args[:2])} and {_seg(*f.args[2:])} are equal",
-                               f"{_seg(*f.args[:2])} is as long as {_seg(*f.args[2:])}"],
-    "midpoint": lambda f: [f"{f.args[0]} is the midpoint of {_seg(*f.args[1:])}",
-                           f"{f.args[0]} bisects segment {_seg(*f.args[1:])}",
-                           f"point {f.args[0]} is the midpoint of {_seg(*f.args[1:])}"],
-    "on_segment": lambda f: [f"{f.args[0]} lies on {_seg(*f.args[1:])}",
-                             f"{f.args[0]} is a point on segment {_seg(*f.args[1:])}",
-                             f"point {f.args[0]} is on {_seg(*f.args[1:])}"],
-    "on_circle": lambda f: [f"{f.args[0]} lies on circle {f.args[1]}",
-                            f"{f.args[0]} is on the circle centred at {f.args[1]}",
-                            f"point {f.args[0]} is on ⊙{f.args[1]}"],
-    "diameter": lambda f: [f"{_seg(*f.args[:2])} is a diameter of circle {f.args[2]}",
-                           f"{_seg(*f.args[:2])} is a diameter of the circle centred at {f.args[2]}",
-                           f"segment {_seg(*f.args[:2])} is a diameter of ⊙{f.args[2]}"],
-    "radius": lambda f: [f"{_seg(*f.args)} is a radius of circle {f.args[0]}",
-                         f"{_seg(*f.args)} is a radius of the circle centred at {f.args[0]}",
-                         f"segment {_seg(*f.args)} is a radius of ⊙{f.args[0]}"],
-    "tangent": lambda f: [f"{_seg(*f.args[:2])} is tangent to circle {f.args[2]} at {f.args[1]}",
-                          f"line {_seg(*f.args[:2])} touches the circle centred at {f.args[2]} at {f.args[1]}",
-                          f"{_seg(*f.args[:2])} is a tangent to ⊙{f.args[2]} with point of tangency {f.args[1]}"],
-    "secant": lambda f: [f"line {_seg(*f.args[:2])} is a secant of circle {f.args[2]} through {f.args[1]}",
-                         f"{_seg(*f.args[:2])} cuts circle {f.args[2]} at {f.args[1]} and at a second point",
-                         f"the secant {_seg(*f.args[:2])} meets ⊙{f.args[2]} at {f.args[1]}"],
-    "altitude": lambda f: [f"{_seg(*f.args[:2])} is the altitude from {f.args[0]} to {_seg(*f.args[2:])}",
-                           f"the altitude from {f.args[0]} meets {_seg(*f.args[2:])} at {f.args[1]}",
-                           f"{_seg(*f.args[:2])} is the height from {f.args[0]}, with foot {f.args[1]} on {_seg(*f.args[2:])}"],
-    "median": lambda f: [f"{_seg(*f.args[:2])} is the median from {f.args[0]} to {_seg(*f.args[2:])}",
-                         f"the median from {f.args[0]} meets {_seg(*f.args[2:])} at {f.args[1]}",
-                         f"{_seg(*f.args[:2])} is a median of the triangle, ending at the midpoint {f.args[1]} of {_seg(*f.args[2:])}"],
-    "bisector": lambda f: [f"{_seg(*f.args[:2])} bisects ∠{f.args[2]}{f.args[0]}{f.args[3]}",
-                           f"{_seg(*f.args[:2])} is the bisector of angle {f.args[2]}{f.args[0]}{f.args[3]}",
-                           f"ray {_seg(*f.args[:2])} splits ∠{f.args[2]}{f.args[0]}{f.args[3]} into two equal angles"],
-    "intersection": lambda f: [f"{f.args[0]} is the intersection of {_seg(*f.args[1:3])} and {_seg(*f.args[3:])}",
-                               f"{_seg(*f.args[1:3])} and {_seg(*f.args[3:])} meet at {f.args[0]}",
-                               f"lines {_seg(*f.args[1:3])} and {_seg(*f.args[3:])} intersect at {f.args[0]}"],
+    "perpendicular": lambda f: [
+        f"{_seg(*f.args[:2])} ⟂ {_seg(*f.args[2:])}",
+        f"{_seg(*f.args[:2])} is perpendicular to {_seg(*f.args[2:])}",
+        f"{_seg(*f.args[:2])} meets {_seg(*f.args[2:])} at a right angle",
+    ],
+    "parallel": lambda f: [
+        f"{_seg(*f.args[:2])} ∥ {_seg(*f.args[2:])}",
+        f"{_seg(*f.args[:2])} is parallel to {_seg(*f.args[2:])}",
+        f"line {_seg(*f.args[:2])} runs parallel to {_seg(*f.args[2:])}",
+    ],
+    "equal_length": lambda f: [
+        f"{_seg(*f.args[:2])} = {_seg(*f.args[2:])}",
+        f"{_seg(*f.args[:2])} and {_seg(*f.args[2:])} are equal",
+        f"{_seg(*f.args[:2])} is as long as {_seg(*f.args[2:])}",
+    ],
+    "midpoint": lambda f: [
+        f"{f.args[0]} is the midpoint of {_seg(*f.args[1:])}",
+        f"{f.args[0]} bisects segment {_seg(*f.args[1:])}",
+        f"point {f.args[0]} is the midpoint of {_seg(*f.args[1:])}",
+    ],
+    "on_segment": lambda f: [
+        f"{f.args[0]} lies on {_seg(*f.args[1:])}",
+        f"{f.args[0]} is a point on segment {_seg(*f.args[1:])}",
+        f"point {f.args[0]} is on {_seg(*f.args[1:])}",
+    ],
+    "on_circle": lambda f: [
+        f"{f.args[0]} lies on circle {f.args[1]}",
+        f"{f.args[0]} is on the circle centred at {f.args[1]}",
+        f"point {f.args[0]} is on ⊙{f.args[1]}",
+    ],
+    "diameter": lambda f: [
+        f"{_seg(*f.args[:2])} is a diameter of circle {f.args[2]}",
+        f"{_seg(*f.args[:2])} is a diameter of the circle centred at {f.args[2]}",
+        f"segment {_seg(*f.args[:2])} is a diameter of ⊙{f.args[2]}",
+    ],
+    "radius": lambda f: [
+        f"{_seg(*f.args)} is a radius of circle {f.args[0]}",
+        f"{_seg(*f.args)} is a radius of the circle centred at {f.args[0]}",
+        f"segment {_seg(*f.args)} is a radius of ⊙{f.args[0]}",
+    ],
+    "tangent": lambda f: [
+        f"{_seg(*f.args[:2])} is tangent to circle {f.args[2]} at {f.args[1]}",
+        f"line {_seg(*f.args[:2])} touches the circle centred at {f.args[2]} at {f.args[1]}",
+        f"{_seg(*f.args[:2])} is a tangent to ⊙{f.args[2]} with point of tangency {f.args[1]}",
+    ],
+    "secant": lambda f: [
+        f"line {_seg(*f.args[:2])} is a secant of circle {f.args[2]} through {f.args[1]}",
+        f"{_seg(*f.args[:2])} cuts circle {f.args[2]} at {f.args[1]} and at a second point",
+        f"the secant {_seg(*f.args[:2])} meets ⊙{f.args[2]} at {f.args[1]}",
+    ],
+    "altitude": lambda f: [
+        f"{_seg(*f.args[:2])} is the altitude from {f.args[0]} to {_seg(*f.args[2:])}",
+        f"the altitude from {f.args[0]} meets {_seg(*f.args[2:])} at {f.args[1]}",
+        f"{_seg(*f.args[:2])} is the height from {f.args[0]}, with foot {f.args[1]} on {_seg(*f.args[2:])}",
+    ],
+    "median": lambda f: [
+        f"{_seg(*f.args[:2])} is the median from {f.args[0]} to {_seg(*f.args[2:])}",
+        f"the median from {f.args[0]} meets {_seg(*f.args[2:])} at {f.args[1]}",
+        f"{_seg(*f.args[:2])} is a median of the triangle, ending at the midpoint {f.args[1]} of {_seg(*f.args[2:])}",
+    ],
+    "bisector": lambda f: [
+        f"{_seg(*f.args[:2])} bisects ∠{f.args[2]}{f.args[0]}{f.args[3]}",
+        f"{_seg(*f.args[:2])} is the bisector of angle {f.args[2]}{f.args[0]}{f.args[3]}",
+        f"ray {_seg(*f.args[:2])} splits ∠{f.args[2]}{f.args[0]}{f.args[3]} into two equal angles",
+    ],
+    "intersection": lambda f: [
+        f"{f.args[0]} is the intersection of {_seg(*f.args[1:3])} and {_seg(*f.args[3:])}",
+        f"{_seg(*f.args[1:3])} and {_seg(*f.args[3:])} meet at {f.args[0]}",
+        f"lines {_seg(*f.args[1:3])} and {_seg(*f.args[3:])} intersect at {f.args[0]}",
+    ],
     "shape": _shape_texts,
-    "similar": lambda f: [f"△{''.join(f.args[:3])} ~ △{''.join(f.args[3:])}",
-                          f"triangle {''.join(f.args[:3])} is similar to triangle {''.join(f.args[3:])}",
-                          f"△{''.join(f.args[:3])} and △{''.join(f.args[3:])} are similar"],
-    "congruent": lambda f: [f"△{''.join(f.args[:3])} ≅ △{''.join(f.args[3:])}",
-                            f"triangle {''.join(f.args[:3])} is congruent to triangle {''.join(f.args[3:])}",
-                            f"△{''.join(f.args[:3])} and △{''.join(f.args[3:])} are congruent"],
+    "similar": lambda f: [
+        f"△{''.join(f.args[:3])} ~ △{''.join(f.args[3:])}",
+        f"triangle {''.join(f.args[:3])} is similar to triangle {''.join(f.args[3:])}",
+        f"△{''.join(f.args[:3])} and △{''.join(f.args[3:])} are similar",
+    ],
+    "congruent": lambda f: [
+        f"△{''.join(f.args[:3])} ≅ △{''.join(f.args[3:])}",
+        f"triangle {''.join(f.args[:3])} is congruent to triangle {''.join(f.args[3:])}",
+        f"△{''.join(f.args[:3])} and △{''.join(f.args[3:])} are congruent",
+    ],
 }
 
 
@@ -154,10 +194,16 @@ _POLYGON_OPENINGS = (
     "Consider {a} {name} {poly}{extra}.",
     "Here we see {a} {name} {poly}{extra}.",
 )
-_CIRCLE_OPENINGS = ("The figure shows a circle with centre {o}.", "Circle {o} is drawn.",
-                    "The diagram is built around a circle centred at {o}.")
-_LINE_OPENINGS = ("The figure shows {n} straight lines.", "The diagram is made of {n} lines.",
-                  "Here {n} lines are drawn.")
+_CIRCLE_OPENINGS = (
+    "The figure shows a circle with centre {o}.",
+    "Circle {o} is drawn.",
+    "The diagram is built around a circle centred at {o}.",
+)
+_LINE_OPENINGS = (
+    "The figure shows {n} straight lines.",
+    "The diagram is made of {n} lines.",
+    "Here {n} lines are drawn.",
+)
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 _CONNECTORS = ("", "", "", "Also, ", "Moreover, ", "In addition, ")
 MAX_FACTS_PER_SENTENCE = 3
@@ -220,7 +266,7 @@ def describe(scene: Scene, seed: int = 0) -> Caption:
     sentences, i = [opening], 0
     while i < len(order):
         k = int(rng.integers(1, MAX_FACTS_PER_SENTENCE + 1))
-        chunk = order[i:i + k]
+        chunk = order[i : i + k]
         sentences.append(_sentence([fact_to_text(f, int(rng.integers(n_variants(f)))) for f in chunk], rng))
         i += k
     facts = ((stated,) if stated else ()) + tuple(order)
@@ -248,14 +294,20 @@ class QA:
 
     def to_dict(self) -> dict[str, Any]:
         """The metadata row's form: the value typed as in :meth:`Fact.to_dict`."""
-        return {"question": self.question, "answer": self.answer, "kind": self.kind, **typed_value(self.value),
-                "fact": None if self.fact is None else self.fact.to_dict()}
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "kind": self.kind,
+            **typed_value(self.value),
+            "fact": None if self.fact is None else self.fact.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "QA":
+    def from_dict(cls, d: dict[str, Any]) -> QA:
         fact = d.get("fact")
-        return cls(d["question"], d["answer"], d["kind"], untyped_value(d),
-                   None if fact is None else Fact.from_dict(fact))
+        return cls(
+            d["question"], d["answer"], d["kind"], untyped_value(d), None if fact is None else Fact.from_dict(fact)
+        )
 
 
 WHOLE_TOL = 1e-4  # a measured angle within this of a whole degree is an exact, derivable value
@@ -299,8 +351,10 @@ def _rays(scene: Scene) -> dict[str, list[str]]:
 def _marked(scene: Scene, f: Fact) -> bool:
     """Whether the figure already marks this angle (a right-angle square or an arc on the same arms)."""
     a, v, b = f.args
-    return any(isinstance(el, (RightAngleMark, AngleMark)) and el.vertex == v and {el.a, el.b} == {a, b}
-               for el in scene.elements)
+    return any(
+        isinstance(el, (RightAngleMark, AngleMark)) and el.vertex == v and {el.a, el.b} == {a, b}
+        for el in scene.elements
+    )
 
 
 def _length_questions(scene: Scene) -> list[QA]:
@@ -315,12 +369,20 @@ def _length_questions(scene: Scene) -> list[QA]:
             continue
         if is_nice(v, EXACT_LENGTH_TOL):
             value = float(format_number(v))
-            out.append(QA(f"What is the length of {a}{b}?", format_number(v), "length", value,
-                          Fact("length", (a, b), value)))
+            out.append(
+                QA(f"What is the length of {a}{b}?", format_number(v), "length", value, Fact("length", (a, b), value))
+            )
         else:
             value = round(v, 1)
-            out.append(QA(f"What is the length of {a}{b}, to one decimal place?", f"{value:.1f}", "length",
-                          value, Fact("length", (a, b), value)))
+            out.append(
+                QA(
+                    f"What is the length of {a}{b}, to one decimal place?",
+                    f"{value:.1f}",
+                    "length",
+                    value,
+                    Fact("length", (a, b), value),
+                )
+            )
     return out
 
 
@@ -337,8 +399,7 @@ def _angle_questions(scene: Scene) -> list[QA]:
             f = Fact("angle", (a, v, b), int(value))
             if f.canonical().args in stated:
                 continue
-            out.append(QA(f"What is the measure of ∠{a}{v}{b} in degrees?", f"{int(value)}°", "angle",
-                          float(value), f))
+            out.append(QA(f"What is the measure of ∠{a}{v}{b} in degrees?", f"{int(value)}°", "angle", float(value), f))
     return out
 
 
@@ -370,8 +431,11 @@ def _yes_no_questions(scene: Scene) -> tuple[list[QA], list[QA]]:
     for o in _circle_centres(scene):
         for p in scene.points:
             f = Fact("on_circle", (p, o)) if p != o else None
-            if f and not check_fact(scene, f) and abs(g.dist(xy(p), xy(o)) - _radius(scene, o)) > \
-                    VISIBLY_UNEQUAL * _radius(scene, o):
+            if (
+                f
+                and not check_fact(scene, f)
+                and abs(g.dist(xy(p), xy(o)) - _radius(scene, o)) > VISIBLY_UNEQUAL * _radius(scene, o)
+            ):
                 no.append(QA(_yes_no_text(f), "no", "yes_no", "no", f))
     return yes, no
 
@@ -421,8 +485,9 @@ def _shape_questions(scene: Scene) -> list[QA]:
         if f.kind == "shape":
             noun = _shape_noun(str(f.value), len(f.args))
             name = shape_name([scene.xy(p) for p in f.args])  # from the coordinates, not the fact
-            out.append(QA(f"What kind of {noun} is {''.join(f.args)}?", name, "shape", name,
-                          Fact("shape", f.args, name)))
+            out.append(
+                QA(f"What kind of {noun} is {''.join(f.args)}?", name, "shape", name, Fact("shape", f.args, name))
+            )
     return out
 
 
@@ -438,8 +503,14 @@ def make_qa(scene: Scene, seed: int = 0) -> list[QA]:
     """
     rng = np.random.default_rng(seed)
     yes, no = _yes_no_questions(scene)
-    pools = {"length": _length_questions(scene), "angle": _angle_questions(scene), "yes": yes, "no": no,
-             "which": _which_questions(scene), "shape": _shape_questions(scene)}
+    pools = {
+        "length": _length_questions(scene),
+        "angle": _angle_questions(scene),
+        "yes": yes,
+        "no": no,
+        "which": _which_questions(scene),
+        "shape": _shape_questions(scene),
+    }
     chosen: list[QA] = []
     for kind, pool in pools.items():
         if kind == "length":  # keep exact answers first, then pick among them

@@ -96,9 +96,17 @@ def _contiguous(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu").contiguous()
 
 
-def save_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, step: int, objective: nn.Module | None = None,
-                        scaler: torch.amp.GradScaler | None = None, extra: dict[str, Any] | None = None) -> Path:
+def save_training_state(
+    path: Path | str,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    step: int,
+    objective: nn.Module | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write everything needed to continue a run at ``step`` to one safetensors file."""
     path = Path(path)
     tensors = {f"model.{k}": _contiguous(v) for k, v in model.state_dict().items()}
@@ -133,11 +141,13 @@ def read_training_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict
             meta = f.metadata() or {}
         tensors = load_file(str(path))
     except Exception as e:  # safetensors raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file ({e}); "
-                              "delete it to start over, or restore it") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a safetensors file ({e}); delete it to start over, or restore it"
+        ) from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an mmgeo training checkpoint (format {meta.get('format')!r}, "
-                              f"expected {FORMAT!r})")
+        raise CheckpointError(
+            f"{path} is not an mmgeo training checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})"
+        )
     return tensors, meta
 
 
@@ -145,31 +155,50 @@ def describe_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Te
     """How a file's weights differ from a model's ``state_dict``, in one line (torch's error lists every key)."""
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k} {list(got[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-              if k in got and tuple(got[k].shape) != tuple(v.shape)]
-    parts = [f"{len(items)} {what} (e.g. {', '.join(items[:2])})"
-             for what, items in (("missing tensor(s)", missing), ("unexpected tensor(s)", unexpected),
-                                 ("tensor(s) of another shape, file vs model", shapes)) if items]
+    shapes = [
+        f"{k} {list(got[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if k in got and tuple(got[k].shape) != tuple(v.shape)
+    ]
+    parts = [
+        f"{len(items)} {what} (e.g. {', '.join(items[:2])})"
+        for what, items in (
+            ("missing tensor(s)", missing),
+            ("unexpected tensor(s)", unexpected),
+            ("tensor(s) of another shape, file vs model", shapes),
+        )
+        if items
+    ]
     return "; ".join(parts) or "the tensors do not load"
 
 
-def load_training_state(path: Path | str, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                        scheduler: Any, objective: nn.Module | None = None,
-                        scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True) -> dict[str, Any]:
+def load_training_state(
+    path: Path | str,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    objective: nn.Module | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
     """Restore a run saved by :func:`save_training_state`; return ``{"step": ..., "extra": ...}``."""
     tensors, meta = read_training_state(path)
     device = next(model.parameters()).device
-    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd)
     except RuntimeError:
-        raise CheckpointError(f"{path} holds weights of a different model: "
-                              f"{describe_mismatch(model.state_dict(), model_sd)}") from None
+        raise CheckpointError(
+            f"{path} holds weights of a different model: {describe_mismatch(model.state_dict(), model_sd)}"
+        ) from None
     if objective is not None:
-        objective.load_state_dict({k[len("loss."):]: v.to(device) for k, v in tensors.items()
-                                   if k.startswith("loss.")})
-    opt_sd = _optimizer_state_dict({k: v for k, v in tensors.items() if k.startswith("optim.")},
-                                   json.loads(meta["optimizer"]))
+        objective.load_state_dict(
+            {k[len("loss.") :]: v.to(device) for k, v in tensors.items() if k.startswith("loss.")}
+        )
+    opt_sd = _optimizer_state_dict(
+        {k: v for k, v in tensors.items() if k.startswith("optim.")}, json.loads(meta["optimizer"])
+    )
     optimizer.load_state_dict(opt_sd)  # moves state to the parameters' device
     scheduler.load_state_dict(json.loads(meta["scheduler"]))
     scaler_state = json.loads(meta.get("scaler", "{}"))
@@ -200,8 +229,10 @@ def load_model(path: Path | str, model: nn.Module) -> Path:
     except Exception as e:  # safetensors raises several types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file ({e})") from None
     if meta.get("format") == FORMAT:
-        raise CheckpointError(f"{path} is a training state (optimizer and RNG too), not a model; give the run "
-                              "folder or its model.safetensors")
+        raise CheckpointError(
+            f"{path} is a training state (optimizer and RNG too), not a model; give the run "
+            "folder or its model.safetensors"
+        )
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
@@ -229,10 +260,10 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 
     blob = save(tensors, metadata=metadata)
     n = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + n])
+    header = json.loads(blob[8 : 8 + n])
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> Path:

@@ -37,6 +37,7 @@ from .profiles import ENV_VAR, PROFILES, get_profile
 
 def _int_at_least(low: int, what: str):
     """An argparse type: an integer ≥ ``low``, else an error that argparse prefixes with the option's name."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -45,6 +46,7 @@ def _int_at_least(low: int, what: str):
         if value < low:
             raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
         return value
+
     parse.__name__ = what
     return parse
 
@@ -66,8 +68,11 @@ def POSITIVE_FLOAT(text: str) -> float:
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default=None,
-                   help=f"one of {', '.join(PROFILES)} (default: $MMGEO_PROFILE, else gpu with CUDA, else cpu)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help=f"one of {', '.join(PROFILES)} (default: $MMGEO_PROFILE, else gpu with CUDA, else cpu)",
+    )
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -75,8 +80,14 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     profile = get_profile(args.profile)
     config = DatasetConfig.from_profile(profile, seed=args.seed)
-    out = build_dataset(config, out_dir=args.out, workers=args.workers, progress=not args.quiet, verify=args.verify,
-                        overwrite=args.overwrite)
+    out = build_dataset(
+        config,
+        out_dir=args.out,
+        workers=args.workers,
+        progress=not args.quiet,
+        verify=args.verify,
+        overwrite=args.overwrite,
+    )
     print(out)
     return 0
 
@@ -84,8 +95,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 def cmd_bench_diagrams(args: argparse.Namespace) -> int:
     from .bench import bench_diagrams
 
-    result = bench_diagrams(get_profile(args.profile), n=args.n, workers=args.workers,
-                            image_size=args.image_size)
+    result = bench_diagrams(get_profile(args.profile), n=args.n, workers=args.workers, image_size=args.image_size)
     print(json.dumps(result))  # the last line is machine-readable JSON
     return 0
 
@@ -102,23 +112,54 @@ def _train_config(args: argparse.Namespace):
     from .train import TrainConfig
 
     negatives = tuple(n.strip() for n in args.negatives.split(",") if n.strip()) if args.negatives else ()
-    return TrainConfig(profile=get_profile(args.profile).name, loss=args.loss, negatives=negatives,
-                       num_negatives=args.num_negatives, batching=args.batching, hard_weight=args.hard_weight, model=args.model,
-                       pretrained=args.pretrained, init=args.init, seed=args.seed, steps=args.steps,
-                       images_per_step=args.images_per_step, lr=args.lr, temperature=args.temperature,
-                       grad_accum=args.grad_accum, grad_checkpointing=args.grad_checkpointing, precision=args.precision, eval_every=args.eval_every, workers=args.workers,
-                       threads=args.threads)
+    return TrainConfig(
+        profile=get_profile(args.profile).name,
+        loss=args.loss,
+        negatives=negatives,
+        num_negatives=args.num_negatives,
+        batching=args.batching,
+        hard_weight=args.hard_weight,
+        model=args.model,
+        pretrained=args.pretrained,
+        init=args.init,
+        seed=args.seed,
+        steps=args.steps,
+        images_per_step=args.images_per_step,
+        lr=args.lr,
+        temperature=args.temperature,
+        grad_accum=args.grad_accum,
+        grad_checkpointing=args.grad_checkpointing,
+        precision=args.precision,
+        eval_every=args.eval_every,
+        workers=args.workers,
+        threads=args.threads,
+    )
 
 
 def cmd_train_clip(args: argparse.Namespace) -> int:
     from .train import train
 
-    result = train(_train_config(args), out_dir=args.out, resume=args.resume, progress=not args.quiet,
-                   device=args.device, data_root=args.data, overwrite=args.overwrite, verify=args.verify)
+    result = train(
+        _train_config(args),
+        out_dir=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        device=args.device,
+        data_root=args.data,
+        overwrite=args.overwrite,
+        verify=args.verify,
+    )
     if result.summary:
-        print(json.dumps({"run_dir": str(result.run_dir), "steps": result.steps_done,
-                          "images_per_s": result.summary.get("images_per_s"),
-                          "data_wait_share": result.summary.get("data_wait_share")}))
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(result.run_dir),
+                    "steps": result.steps_done,
+                    "images_per_s": result.summary.get("images_per_s"),
+                    "data_wait_share": result.summary.get("data_wait_share"),
+                }
+            )
+        )
     return 0
 
 
@@ -137,8 +178,10 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
         cfg = load_config(run_dir)
         explicit = args.profile or os.environ.get(ENV_VAR) or None
         if explicit is not None and get_profile(explicit).name != cfg.profile:
-            raise ValueError(f"{run_dir} was trained on profile {cfg.profile!r}, not {get_profile(explicit).name!r} "
-                             "(leave out --profile to use the run's)")
+            raise ValueError(
+                f"{run_dir} was trained on profile {cfg.profile!r}, not {get_profile(explicit).name!r} "
+                "(leave out --profile to use the run's)"
+            )
         if args.model:
             cfg = dataclasses.replace(cfg, model=args.model)
         model_path = ckpt / MODEL_FILE if ckpt.is_dir() else ckpt
@@ -147,8 +190,9 @@ def cmd_eval_clip(args: argparse.Namespace) -> int:
         model_path = ckpt
     if args.out is not None:  # before the benchmark, not after minutes of it
         _check_writable(args.out)
-    result = evaluate_checkpoint(model_path, cfg, split=args.split, variants=VARIANTS, data_root=args.data,
-                                 device=args.device or detect_device())
+    result = evaluate_checkpoint(
+        model_path, cfg, split=args.split, variants=VARIANTS, data_root=args.data, device=args.device or detect_device()
+    )
     print(tidy_table(result).to_string(index=False))
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
@@ -173,10 +217,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import comparison_table, run_comparison
 
     recipe = {k: v for k, v in (("loss", args.loss), ("hard_weight", args.hard_weight)) if v is not None} or None
-    record = run_comparison(args.profile, seeds=args.seeds, recipe=recipe, progress=not args.quiet,
-                            device=args.device, jobs=args.jobs, extend=args.extend,
-                            **({"steps": args.steps} if args.steps else {}),
-                            **({"temperature": args.temperature} if args.temperature else {}))
+    record = run_comparison(
+        args.profile,
+        seeds=args.seeds,
+        recipe=recipe,
+        progress=not args.quiet,
+        device=args.device,
+        jobs=args.jobs,
+        extend=args.extend,
+        **({"steps": args.steps} if args.steps else {}),
+        **({"temperature": args.temperature} if args.temperature else {}),
+    )
     print(comparison_table(record).to_string())
     return 0
 
@@ -188,15 +239,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.profile and os.environ.get(ENV_VAR):
         get_profile(None)  # a typo in $MMGEO_PROFILE is blamed on the variable, not on an argument
     explicit = args.profile or os.environ.get(ENV_VAR) or None
-    record = validation_scores(args.runs, explicit, data_root=args.data, device=args.device, name=args.name,
-                               earlier=args.earlier)
+    record = validation_scores(
+        args.runs, explicit, data_root=args.data, device=args.device, name=args.name, earlier=args.earlier
+    )
     for run, r in record["runs"].items():
-        print(f"{run:45s} i2t_fine {100 * r['i2t_fine']:5.1f}  t2i_fine {100 * r['t2i_fine']:5.1f}  "
-              f"R@1 {100 * r['i2t_r1']:4.1f}/{100 * r['t2i_r1']:4.1f}  R@5 {100 * r['i2t_r5']:4.1f}/{100 * r['t2i_r5']:4.1f}")
+        print(
+            f"{run:45s} i2t_fine {100 * r['i2t_fine']:5.1f}  t2i_fine {100 * r['t2i_fine']:5.1f}  "
+            f"R@1 {100 * r['i2t_r1']:4.1f}/{100 * r['t2i_r1']:4.1f}  R@5 {100 * r['i2t_r5']:4.1f}/{100 * r['t2i_r5']:4.1f}"
+        )
     for key, r in record["recipes"].items():
-        verdict = r.get("verdict", {}).get("why", "baseline" if r["loss"] == "clip" else "not judged (no single CLIP baseline)")
-        print(f"{key:40s} seeds {r['seeds']}  i2t_fine {100 * r['i2t_fine']['mean']:5.1f} ± {100 * r['i2t_fine']['std']:.1f}"
-              f"  -> {verdict}")
+        verdict = r.get("verdict", {}).get(
+            "why", "baseline" if r["loss"] == "clip" else "not judged (no single CLIP baseline)"
+        )
+        print(
+            f"{key:40s} seeds {r['seeds']}  i2t_fine {100 * r['i2t_fine']['mean']:5.1f} ± {100 * r['i2t_fine']['std']:.1f}"
+            f"  -> {verdict}"
+        )
     print(f"chosen: {record['chosen'] or 'none meets both conditions'}")
     return 0
 
@@ -205,8 +263,10 @@ def cmd_gap_noise(args: argparse.Namespace) -> int:
     from .experiments import gap_noise
 
     r = gap_noise(args.clip, args.mmclip, split=args.split, data_root=args.data, device=args.device)
-    print(f"{args.split}: i2t_fine gap {100 * r['gap']:+.1f} ± {100 * r['bootstrap_se']:.1f} (item-bootstrap SE, "
-          f"{r['n_items']} diagrams, {r['seeds']} seed(s)); families balanced {100 * r['family_balanced_gap']:+.1f}")
+    print(
+        f"{args.split}: i2t_fine gap {100 * r['gap']:+.1f} ± {100 * r['bootstrap_se']:.1f} (item-bootstrap SE, "
+        f"{r['n_items']} diagrams, {r['seeds']} seed(s)); families balanced {100 * r['family_balanced_gap']:+.1f}"
+    )
     for family, f in r["by_family"].items():
         print(f"  {family:28s} n={f['n']:4d}  gap {100 * f['gap']:+5.1f}")
     return 0
@@ -239,8 +299,9 @@ def cmd_course(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mmgeo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="mmgeo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate datasets").add_subparsers(dest="action", required=True)
@@ -249,18 +310,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: data/<profile>-<config hash>)")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--workers", type=POSITIVE, default=None, help="processes (default: all cores)")
-    p.add_argument("--verify", choices=("quick", "full"), default="quick",
-                   help="check of an existing build: quick (sizes and metadata hashes) or full (re-hash every image)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace another config's (another seed's) dataset in --out instead of refusing")
+    p.add_argument(
+        "--verify",
+        choices=("quick", "full"),
+        default="quick",
+        help="check of an existing build: quick (sizes and metadata hashes) or full (re-hash every image)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace another config's (another seed's) dataset in --out instead of refusing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_build)
 
     bench = sub.add_parser("bench", help="speed benchmarks").add_subparsers(dest="action", required=True)
     p = bench.add_parser("diagrams", help="diagrams rendered per second, per core and in total")
     _add_profile(p)
-    p.add_argument("--n", type=POSITIVE, default=None,
-                   help="diagrams per core (default: a few seconds' worth; another n writes its own results file)")
+    p.add_argument(
+        "--n",
+        type=POSITIVE,
+        default=None,
+        help="diagrams per core (default: a few seconds' worth; another n writes its own results file)",
+    )
     p.add_argument("--workers", type=POSITIVE, default=None)
     p.add_argument("--image-size", type=IMAGE_SIZE, default=None, help="override the profile's image size")
     p.set_defaults(func=cmd_bench_diagrams)
@@ -268,12 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("negatives", help="image/rule negatives per second and retrieval top-k time")
     _add_profile(p)
     p.add_argument("--n", type=POSITIVE, default=None, help="scenes to make negatives for (default 50)")
-    p.add_argument("--retrieval-n", type=_int_at_least(2, "an integer ≥ 2"), default=100_000,
-                   help="captions in the top-k timing (default 100k)")
+    p.add_argument(
+        "--retrieval-n",
+        type=_int_at_least(2, "an integer ≥ 2"),
+        default=100_000,
+        help="captions in the top-k timing (default 100k)",
+    )
     p.set_defaults(func=cmd_bench_negatives)
 
-    p = bench.add_parser("course", help="dry run: each lesson's time and the peak memory of `make course` on a "
-                         "profile, estimated from a few timed scenes, steps and evaluation batches here")
+    p = bench.add_parser(
+        "course",
+        help="dry run: each lesson's time and the peak memory of `make course` on a "
+        "profile, estimated from a few timed scenes, steps and evaluation batches here",
+    )
     _add_profile(p)
     p.add_argument("--device", default=None, help="cpu or cuda (default: what is present)")
     p.add_argument("--cores", type=int, default=None, help="cores for the data build (default: this machine's)")
@@ -284,8 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.add_argument("--steps", type=POSITIVE, default=None, help="timed steps per model (default: 20, smoke 3)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="a dataset of the profile's image size, e.g. a smaller build (default: the profile's, built if needed)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="a dataset of the profile's image size, e.g. a smaller build (default: the profile's, built if needed)",
+    )
     p.set_defaults(func=cmd_bench_train)
 
     from .contrastive_data import BATCHING
@@ -294,40 +377,81 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-clip", help="train CLIP or MMCLIP with open_clip (torchrun for several GPUs)")
     _add_profile(p)
     p.add_argument("--loss", choices=LOSSES, default="mmclip")
-    p.add_argument("--negatives", default="image,rule,retrieval",
-                   help="comma-separated subset of image, rule, retrieval (ignored by --loss clip)")
-    p.add_argument("--num-negatives", type=NON_NEGATIVE, default=None, help="K image and K retrieval negatives per sample")
-    p.add_argument("--batching", choices=BATCHING, default="random",
-                   help="hard: batches of samples that are each other's retrieval neighbours")
-    p.add_argument("--hard-weight", type=POSITIVE_FLOAT, default=1.0,
-                   help="mmclip losses: weight of the hard-negative term added to in-batch CLIP (default 1)")
+    p.add_argument(
+        "--negatives",
+        default="image,rule,retrieval",
+        help="comma-separated subset of image, rule, retrieval (ignored by --loss clip)",
+    )
+    p.add_argument(
+        "--num-negatives", type=NON_NEGATIVE, default=None, help="K image and K retrieval negatives per sample"
+    )
+    p.add_argument(
+        "--batching",
+        choices=BATCHING,
+        default="random",
+        help="hard: batches of samples that are each other's retrieval neighbours",
+    )
+    p.add_argument(
+        "--hard-weight",
+        type=POSITIVE_FLOAT,
+        default=1.0,
+        help="mmclip losses: weight of the hard-negative term added to in-batch CLIP (default 1)",
+    )
     p.add_argument("--model", default=None, help="open_clip model name or shipped config (default: the profile's)")
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag or a local checkpoint file")
     p.add_argument("--init", default=None, help="start from an earlier run (folder or model.safetensors)")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0)
     p.add_argument("--steps", type=POSITIVE, default=None)
     p.add_argument("--images-per-step", type=POSITIVE, default=None, help="images encoded per step, negatives included")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
-                   help="peak learning rate (default: 5e-4 from scratch, 2e-5 from --pretrained weights)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)")
-    p.add_argument("--grad-accum", type=POSITIVE, default=1,
-                   help="micro-batches per step: the same step in less GPU memory (in-batch negatives per micro-batch)")
-    p.add_argument("--grad-checkpointing", action="store_true",
-                   help="recompute activations in the backward pass: less GPU memory (cards of 12 GB or less), slower")
+    p.add_argument(
+        "--lr",
+        type=POSITIVE_FLOAT,
+        default=None,
+        help="peak learning rate (default: 5e-4 from scratch, 2e-5 from --pretrained weights)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="initial temperature, 1/logit scale (default: open_clip's 0.07; it is still learned)",
+    )
+    p.add_argument(
+        "--grad-accum",
+        type=POSITIVE,
+        default=1,
+        help="micro-batches per step: the same step in less GPU memory (in-batch negatives per micro-batch)",
+    )
+    p.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass: less GPU memory (cards of 12 GB or less), slower",
+    )
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--eval-every", type=POSITIVE, default=None)
-    p.add_argument("--workers", type=NON_NEGATIVE, default=None, help="DataLoader workers (0: load in the training process)")
-    p.add_argument("--threads", type=POSITIVE, default=None,
-                   help="torch CPU threads (default: the profile's, 1 on cpu; a seed reproduces only at one count)")
+    p.add_argument(
+        "--workers", type=NON_NEGATIVE, default=None, help="DataLoader workers (0: load in the training process)"
+    )
+    p.add_argument(
+        "--threads",
+        type=POSITIVE,
+        default=None,
+        help="torch CPU threads (default: the profile's, 1 on cpu; a seed reproduces only at one count)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's, built if needed)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>/<run name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="train into --out even though it holds another run or other files (run files are replaced)")
-    p.add_argument("--verify", choices=("quick", "full"), default="quick",
-                   help="check of the data before training: quick (sizes and metadata hashes) or full (re-hash every image)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train into --out even though it holds another run or other files (run files are replaced)",
+    )
+    p.add_argument(
+        "--verify",
+        choices=("quick", "full"),
+        default="quick",
+        help="check of the data before training: quick (sizes and metadata hashes) or full (re-hash every image)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_clip)
 
@@ -342,39 +466,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_clip)
 
     exp = sub.add_parser("experiment", help="the course's experiments").add_subparsers(dest="action", required=True)
-    p = exp.add_parser("clip-vs-mmclip", help="CLIP vs MMCLIP at equal budget over seeds -> results/<profile>/clip_vs_mmclip.json")
+    p = exp.add_parser(
+        "clip-vs-mmclip", help="CLIP vs MMCLIP at equal budget over seeds -> results/<profile>/clip_vs_mmclip.json"
+    )
     _add_profile(p)
     p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1, 2])
-    p.add_argument("--loss", choices=[x for x in LOSSES if x != "clip"], default=None,
-                   help="the hard-negative model's loss (default: the course's recipe, experiments.MMCLIP_RECIPE); "
-                        "a variant is written beside clip_vs_mmclip.json")
-    p.add_argument("--hard-weight", type=float, default=None,
-                   help="weight of the hard-negative term (default: the course's recipe's); a variant as for --loss")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="initial temperature of both models (default: experiments.COMPARISON_TEMPERATURE; "
-                        "open_clip's is 0.07); a variant as for --loss")
+    p.add_argument(
+        "--loss",
+        choices=[x for x in LOSSES if x != "clip"],
+        default=None,
+        help="the hard-negative model's loss (default: the course's recipe, experiments.MMCLIP_RECIPE); "
+        "a variant is written beside clip_vs_mmclip.json",
+    )
+    p.add_argument(
+        "--hard-weight",
+        type=float,
+        default=None,
+        help="weight of the hard-negative term (default: the course's recipe's); a variant as for --loss",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="initial temperature of both models (default: experiments.COMPARISON_TEMPERATURE; "
+        "open_clip's is 0.07); a variant as for --loss",
+    )
     p.add_argument("--steps", type=POSITIVE, default=None)
-    p.add_argument("--jobs", type=POSITIVE, default=None,
-                   help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)")
-    p.add_argument("--extend", action="store_true",
-                   help="add these seeds to the results file's earlier seeds (same recipe; a seed in both must "
-                        "give the same numbers)")
+    p.add_argument(
+        "--jobs",
+        type=POSITIVE,
+        default=None,
+        help="runs trained at once (default: as many as the CPU's cores hold at the profile's threads; 1 on a GPU)",
+    )
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="add these seeds to the results file's earlier seeds (same recipe; a seed in both must "
+        "give the same numbers)",
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_experiment)
-    p = exp.add_parser("validate", help="score finished runs on the validation split (how recipes are chosen) "
-                                        "-> results/<profile>/recipe_selection.json")
+    p = exp.add_parser(
+        "validate",
+        help="score finished runs on the validation split (how recipes are chosen) "
+        "-> results/<profile>/recipe_selection.json",
+    )
     _add_profile(p)
     p.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<profile>/<run name>)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the runs' profile's)")
     p.add_argument("--name", default="recipe_selection", help="results file name (default: recipe_selection)")
-    p.add_argument("--earlier", type=Path, nargs="+", default=[],
-                   help="earlier validation records (results/<profile>/*.json) whose runs join the selection; "
-                        "a run scored again must give the same numbers")
+    p.add_argument(
+        "--earlier",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="earlier validation records (results/<profile>/*.json) whose runs join the selection; "
+        "a run scored again must give the same numbers",
+    )
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_validate)
-    p = exp.add_parser("gap-noise", help="how much of a split's i2t_fine gap is the luck of its diagrams: paired "
-                                         "item-bootstrap error and the family-balanced gap -> results/<profile>/gap_noise_<split>.json")
+    p = exp.add_parser(
+        "gap-noise",
+        help="how much of a split's i2t_fine gap is the luck of its diagrams: paired "
+        "item-bootstrap error and the family-balanced gap -> results/<profile>/gap_noise_<split>.json",
+    )
     p.add_argument("--clip", type=Path, nargs="+", required=True, help="CLIP run folders, one per seed")
     p.add_argument("--mmclip", type=Path, nargs="+", required=True, help="MMCLIP run folders, the same seeds in order")
     p.add_argument("--split", choices=("val", "test"), default="val")
@@ -387,7 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("course", help="run the notebooks in order, saving executed copies and figures")
     _add_profile(p)
     p.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 00 01")
-    p.add_argument("--out", type=Path, default=None, help="where executed notebooks go (default: results/<profile>/notebooks)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="where executed notebooks go (default: results/<profile>/notebooks)"
+    )
     p.add_argument("--force", action="store_true", help="re-run notebooks that already ran from the same source")
     p.set_defaults(func=cmd_course)
     return ap
@@ -399,10 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _lmm_config(args: argparse.Namespace):
     from .lmm.train import LMMConfig
 
-    return LMMConfig(profile=get_profile(args.profile).name, vision=args.vision, lora_r=args.lora_r, full=args.full,
-                     seed=args.seed, token_grid=args.token_grid, lm=args.lm, lm_steps=args.lm_steps,
-                     align_steps=args.align_steps, sft_steps=args.sft_steps, train_scenes=args.train_scenes,
-                     threads=args.threads)
+    return LMMConfig(
+        profile=get_profile(args.profile).name,
+        vision=args.vision,
+        lora_r=args.lora_r,
+        full=args.full,
+        seed=args.seed,
+        token_grid=args.token_grid,
+        lm=args.lm,
+        lm_steps=args.lm_steps,
+        align_steps=args.align_steps,
+        sft_steps=args.sft_steps,
+        train_scenes=args.train_scenes,
+        threads=args.threads,
+    )
 
 
 def cmd_train_lmm(args: argparse.Namespace) -> int:
@@ -411,10 +579,18 @@ def cmd_train_lmm(args: argparse.Namespace) -> int:
     cfg = _lmm_config(args)
     summaries = train_lmm(cfg, args.stage, resume=args.resume, data_root=args.data)
     for stage, s in summaries.items():
-        print(f"{stage:6s} {stage_dir(cfg, stage)}  steps {s.get('steps')}  "
-              f"{s.get('tokens_per_s') or 0:.0f} tokens/s  {s.get('wall_time_s') or 0:.1f} s")
-    print(json.dumps({k: {kk: v for kk, v in s.items() if isinstance(v, (int, float, str, bool)) or v is None}
-                      for k, s in summaries.items()}))
+        print(
+            f"{stage:6s} {stage_dir(cfg, stage)}  steps {s.get('steps')}  "
+            f"{s.get('tokens_per_s') or 0:.0f} tokens/s  {s.get('wall_time_s') or 0:.1f} s"
+        )
+    print(
+        json.dumps(
+            {
+                k: {kk: v for kk, v in s.items() if isinstance(v, (int, float, str, bool)) or v is None}
+                for k, s in summaries.items()
+            }
+        )
+    )
     return 0
 
 
@@ -424,49 +600,69 @@ def cmd_eval_lmm(args: argparse.Namespace) -> int:
 
     cfg = _lmm_config(args)
     if not (stage_dir(cfg, "sft") / "summary.json").exists():
-        raise FileNotFoundError(f"no trained LMM in {stage_dir(cfg, 'sft')}: train it with mmgeo train-lmm "
-                                "(same options)")
+        raise FileNotFoundError(
+            f"no trained LMM in {stage_dir(cfg, 'sft')}: train it with mmgeo train-lmm (same options)"
+        )
     root, _ = dataset_rows(cfg, "train", args.data)
     r = evaluate_condition(cfg, root, limit=args.limit)
     print(f"{'kind':8s} {'n':>5s} {'exact match':>12s} {'majority':>9s}  majority answer")
     for kind, k in r["by_kind"].items():
-        print(f"{kind:8s} {k['n']:5d} {100 * k['accuracy']:11.1f}% {100 * k['majority_baseline']:8.1f}%  {k['majority_answer']}")
+        print(
+            f"{kind:8s} {k['n']:5d} {100 * k['accuracy']:11.1f}% {100 * k['majority_baseline']:8.1f}%  {k['majority_answer']}"
+        )
     print(f"{'overall':8s} {r['n']:5d} {100 * r['overall']:11.1f}% {100 * r['overall_majority_baseline']:8.1f}%")
     print("yes/no per relation (a 'yes' share far from 50 % lets the question's wording give the answer away):")
     for rel, k in r["yes_no_by_relation"].items():
         print(f"  {rel:14s} {k['n']:5d} {100 * k['accuracy']:6.1f}%  yes share {100 * k['yes_share']:5.1f}%")
     held = r["claims_that_hold"]
-    print(f"answers whose asserted fact holds on the scene: {'n/a' if held is None else f'{100 * held:.1f}%'} "
-          f"of {r['claims_checked']} checkable")
+    print(
+        f"answers whose asserted fact holds on the scene: {'n/a' if held is None else f'{100 * held:.1f}%'} "
+        f"of {r['claims_checked']} checkable"
+    )
     return 0
 
 
 def cmd_lmm_comparison(args: argparse.Namespace) -> int:
     from .lmm.experiment import comparison_table, run_lmm_comparison
 
-    record = run_lmm_comparison(args.profile, seeds=args.seeds, conditions=args.conditions, clip_runs=args.clip,
-                                mmclip_runs=args.mmclip, data_root=args.data, limit=args.limit,
-                                **({"threads": args.threads} if args.threads else {}))
+    record = run_lmm_comparison(
+        args.profile,
+        seeds=args.seeds,
+        conditions=args.conditions,
+        clip_runs=args.clip,
+        mmclip_runs=args.mmclip,
+        data_root=args.data,
+        limit=args.limit,
+        **({"threads": args.threads} if args.threads else {}),
+    )
     print(comparison_table(record).to_string())
     for name, b in record["paired_bootstrap"].items():
-        print(f"{name:18s} {100 * b['mean']:+5.1f} points, 95 % interval [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}]"
-              f" over {b['n_questions']} questions")
+        print(
+            f"{name:18s} {100 * b['mean']:+5.1f} points, 95 % interval [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}]"
+            f" over {b['n_questions']} questions"
+        )
     return 0
 
 
 def cmd_bench_lmm(args: argparse.Namespace) -> int:
     from .lmm.bench import bench_lmm
 
-    print(json.dumps(bench_lmm(args.profile, steps=args.steps, vision=args.vision, data_root=args.data,
-                               threads=args.threads)))  # the last line is machine-readable JSON
+    print(
+        json.dumps(
+            bench_lmm(args.profile, steps=args.steps, vision=args.vision, data_root=args.data, threads=args.threads)
+        )
+    )  # the last line is machine-readable JSON
     return 0
 
 
 def _add_lmm_options(p: argparse.ArgumentParser) -> None:
     _add_profile(p)
-    p.add_argument("--vision", required=True,
-                   help="the tower: a run of mmgeo train-clip (its name under runs/<profile>/ or its folder), "
-                        "'random' (same architecture, untrained) or 'none' (a blind LMM)")
+    p.add_argument(
+        "--vision",
+        required=True,
+        help="the tower: a run of mmgeo train-clip (its name under runs/<profile>/ or its folder), "
+        "'random' (same architecture, untrained) or 'none' (a blind LMM)",
+    )
     lora = p.add_mutually_exclusive_group()
     lora.add_argument("--lora-r", type=int, default=None, help="LoRA rank of stage sft (default: the profile's)")
     lora.add_argument("--full", action="store_true", help="fine-tune the whole LM in stage sft instead of LoRA")
@@ -486,18 +682,27 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument("--stage", choices=("lm", "align", "sft", "all"), default="all")
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.set_defaults(func=cmd_train_lmm)
-    p = sub.add_parser("eval-lmm", help="lesson 06: exact match per question kind, majority baselines, facts re-checked")
+    p = sub.add_parser(
+        "eval-lmm", help="lesson 06: exact match per question kind, majority baselines, facts re-checked"
+    )
     _add_lmm_options(p)
     p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
     p.set_defaults(func=cmd_eval_lmm)
-    p = exp.add_parser("lmm-comparison", help="blind, random, CLIP and MMCLIP towers under one LMM "
-                                              "-> results/<profile>/lmm_comparison.json")
+    p = exp.add_parser(
+        "lmm-comparison",
+        help="blind, random, CLIP and MMCLIP towers under one LMM -> results/<profile>/lmm_comparison.json",
+    )
     _add_profile(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--conditions", nargs="+", default=["blind", "random", "clip", "mmclip"],
-                   choices=["blind", "random", "clip", "mmclip"])
-    p.add_argument("--clip", type=Path, nargs="+", default=None, help="CLIP run folders, one per seed "
-                                                                      "(default: lesson 05's runs)")
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        default=["blind", "random", "clip", "mmclip"],
+        choices=["blind", "random", "clip", "mmclip"],
+    )
+    p.add_argument(
+        "--clip", type=Path, nargs="+", default=None, help="CLIP run folders, one per seed (default: lesson 05's runs)"
+    )
     p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
     p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
     p.add_argument("--threads", type=int, default=None)

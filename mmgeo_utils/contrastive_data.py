@@ -25,9 +25,10 @@ an empty, masked slot — never a silently repeated or invented one.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,7 +154,7 @@ class StringColumn:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> str:
-        return self._buffer[self._ends[i]:self._ends[i + 1]].decode("utf-8")
+        return self._buffer[self._ends[i] : self._ends[i + 1]].decode("utf-8")
 
     @property
     def nbytes(self) -> int:
@@ -173,8 +174,13 @@ class HardNegativeDataset(torch.utils.data.Dataset):
     split's rows (scenes, facts, QA, negatives' scenes: ~32 KB of JSON each) are never held as dicts.
     """
 
-    def __init__(self, root: Path | str, split: str, negatives: NegativeConfig | None = None,
-                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        split: str,
+        negatives: NegativeConfig | None = None,
+        transform: Callable[[Image.Image], torch.Tensor] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.split = split
         self.negatives = negatives or NegativeConfig()
@@ -185,8 +191,10 @@ class HardNegativeDataset(torch.utils.data.Dataset):
         image_counts, text_masks = array("b"), array("b")
         for i, row in enumerate(iter_split(self.root, split)):
             if i == 0 and self.negatives.sources and "image_negatives" not in row:
-                raise ValueError(f"{self.root} was built without negatives (num_negatives=0); "
-                                 "build it with DatasetConfig.from_profile(profile) or pass NegativeConfig(sources=())")
+                raise ValueError(
+                    f"{self.root} was built without negatives (num_negatives=0); "
+                    "build it with DatasetConfig.from_profile(profile) or pass NegativeConfig(sources=())"
+                )
             self.ids.append(row["id"])
             self.file_names.append(row["file_name"])
             self.captions.append(row["caption"])
@@ -209,8 +217,10 @@ class HardNegativeDataset(torch.utils.data.Dataset):
             with Image.open(path) as im:
                 return self.transform(im.convert("RGB"))
         except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for a truncated or garbled PNG omit the file
-            raise ValueError(f"cannot read image {path} ({e}): the dataset is damaged; `mmgeo data build` with "
-                             f"--verify full finds and rebuilds what is broken") from None
+            raise ValueError(
+                f"cannot read image {path} ({e}): the dataset is damaged; `mmgeo data build` with "
+                f"--verify full finds and rebuilds what is broken"
+            ) from None
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         image = self._image(self.file_names[i])
@@ -327,9 +337,19 @@ class StepBatchSampler(torch.utils.data.Sampler):
     of an epoch is dropped, as in open_clip.
     """
 
-    def __init__(self, n: int, batch_size: int, steps: int, *, seed: int, start: int = 0,
-                 batching: str = "random", neighbours: list[list[int]] | None = None,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        steps: int,
+        *,
+        seed: int,
+        start: int = 0,
+        batching: str = "random",
+        neighbours: list[list[int]] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if batching not in BATCHING:
             raise ValueError(f"unknown batching {batching!r}; known: {', '.join(BATCHING)}")
         if batch_size > n:
@@ -346,21 +366,24 @@ class StepBatchSampler(torch.utils.data.Sampler):
     def epoch_order(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             rng = np.random.default_rng([self.seed, epoch])
-            self._order = (hard_order(self.neighbours, rng) if self.batching == "hard"  # type: ignore[arg-type]
-                           else rng.permutation(self.n))
+            self._order = (
+                hard_order(self.neighbours, rng)
+                if self.batching == "hard"  # type: ignore[arg-type]
+                else rng.permutation(self.n)
+            )
             self._epoch = epoch
         return self._order
 
     def global_batch(self, step: int) -> list[int]:
         epoch, k = divmod(step, self.steps_per_epoch)
         order = self.epoch_order(epoch)
-        return order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+        return order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
 
     def __iter__(self):
         local = self.batch_size // self.world_size
         for step in range(self.start, self.steps):
             batch = self.global_batch(step)
-            yield batch[self.rank * local:(self.rank + 1) * local]
+            yield batch[self.rank * local : (self.rank + 1) * local]
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)

@@ -61,8 +61,9 @@ def execute_notebook(src: Path, dst: Path, profile: Profile, timeout: int = 6 * 
     old = os.environ.get("MMGEO_PROFILE")
     os.environ["MMGEO_PROFILE"] = profile.name  # the kernel inherits it
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(src.parent)}})
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(src.parent)}}
+        )
         t0 = time.perf_counter()
         client.execute()
         seconds = time.perf_counter() - t0
@@ -95,9 +96,13 @@ def _write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def run_course(profile: Profile | str | None = None, only: list[str] | None = None,
-               out_dir: Path | None = None, force: bool = False,
-               notebook_dir: Path = NOTEBOOK_DIR) -> int:
+def run_course(
+    profile: Profile | str | None = None,
+    only: list[str] | None = None,
+    out_dir: Path | None = None,
+    force: bool = False,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> int:
     """Run the notebooks in order; return 0 when all succeeded (a failing one stops the run)."""
     profile = get_profile(profile)
     out_dir = Path(out_dir or results_dir(profile) / "notebooks")
@@ -111,13 +116,16 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
         notebooks = [p for p in notebooks if p.name[:2] in {o.zfill(2) for o in only}]
         if not notebooks:
             raise ValueError(f"no notebook matches {only}; have: {available}")
-    print(f"mmgeo course: profile {profile.name} ({profile.description}), {len(notebooks)} notebooks",
-          flush=True)
+    print(f"mmgeo course: profile {profile.name} ({profile.description}), {len(notebooks)} notebooks", flush=True)
     for src in notebooks:
         digest = code_sha256(src)
         done = state.get(src.name, {})
-        if (not force and done.get("status") == "ok" and done.get("code_sha256") == digest
-                and (out_dir / src.name).exists()):
+        if (
+            not force
+            and done.get("status") == "ok"
+            and done.get("code_sha256") == digest
+            and (out_dir / src.name).exists()
+        ):
             print(f"  {src.name}: done earlier on this machine in {done['seconds']:.0f} s (skipped)", flush=True)
             continue
         print(f"  {src.name}: running ...", flush=True)
@@ -128,8 +136,12 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
             _write_state(state_path, state)
             print(f"  {src.name}: FAILED — see the error above", flush=True)
             raise
-        state[src.name] = {"status": "ok", "seconds": round(seconds, 1), "code_sha256": digest,
-                           "commit": provenance(profile, None)["commit"]}
+        state[src.name] = {
+            "status": "ok",
+            "seconds": round(seconds, 1),
+            "code_sha256": digest,
+            "commit": provenance(profile, None)["commit"],
+        }
         _write_state(state_path, state)
         _record_timings(profile, state)
         print(f"  {src.name}: ok in {seconds:.0f} s", flush=True)
@@ -140,7 +152,10 @@ def run_course(profile: Profile | str | None = None, only: list[str] | None = No
 def _record_timings(profile: Profile, state: dict) -> None:
     """``results/<profile>/course.json``: the wall time of each lesson that ran here (committed for
     ``cpu`` and ``gpu``, the numbers the README quotes). It is a record, never resume state."""
-    timings = {name: {k: v for k, v in entry.items() if k != "error"}
-               for name, entry in sorted(state.items()) if entry.get("status") == "ok"}
+    timings = {
+        name: {k: v for k, v in entry.items() if k != "error"}
+        for name, entry in sorted(state.items())
+        if entry.get("status") == "ok"
+    }
     timings["total_seconds"] = round(sum(e["seconds"] for e in timings.values()), 1)
     write_results("course", timings, profile=profile)

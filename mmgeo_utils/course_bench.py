@@ -64,11 +64,14 @@ def _per_caption_embed_s(config: DatasetConfig, n: int = 64) -> float:
 def _synthetic_batch(b: int, k_i: int, k_t: int, size: int, context: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     tokens = lambda *shape: torch.randint(1, 40_000, (*shape, context), generator=g)  # noqa: E731
-    return {"image": torch.randint(0, 256, (b, 3, size, size), dtype=torch.uint8, generator=g),
-            "text": tokens(b), "image_negatives": torch.randint(0, 256, (b, k_i, 3, size, size), dtype=torch.uint8,
-                                                                 generator=g),
-            "image_negative_mask": torch.ones(b, k_i, dtype=torch.bool), "text_negatives": tokens(b, k_t),
-            "text_negative_mask": torch.ones(b, k_t, dtype=torch.bool)}
+    return {
+        "image": torch.randint(0, 256, (b, 3, size, size), dtype=torch.uint8, generator=g),
+        "text": tokens(b),
+        "image_negatives": torch.randint(0, 256, (b, k_i, 3, size, size), dtype=torch.uint8, generator=g),
+        "image_negative_mask": torch.ones(b, k_i, dtype=torch.bool),
+        "text_negatives": tokens(b, k_t),
+        "text_negative_mask": torch.ones(b, k_t, dtype=torch.bool),
+    }
 
 
 def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str, float]]:
@@ -84,19 +87,31 @@ def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str
         cfg = cfg.resolved()
         neg = cfg.negative_config()
         with cpu_threads(cfg.threads if device == "cpu" else None):
-            model = create_clip(cfg.model, None, image_size=profile.image_size, context_length=profile.context_length,
-                                device=dev)
+            model = create_clip(
+                cfg.model, None, image_size=profile.image_size, context_length=profile.context_length, device=dev
+            )
             objective = ContrastiveObjective(cfg.loss, cfg.hard_weight).to(dev)
             optimizer, scheduler, scaler, amp = make_optimization(model, cfg, device)
-            batch = _synthetic_batch(cfg.positives_per_step, neg.image_slots, len(neg.text_slots), profile.image_size,
-                                     model.context_length)
+            batch = _synthetic_batch(
+                cfg.positives_per_step, neg.image_slots, len(neg.text_slots), profile.image_size, model.context_length
+            )
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             times = []
             for _ in range(steps + 1):  # the first step is a warm-up
                 t = time.perf_counter()
-                train_step(model, objective, optimizer, scheduler, scaler, batch, cfg, DistInfo(), dev,
-                           autocast_context(amp, device))
+                train_step(
+                    model,
+                    objective,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    batch,
+                    cfg,
+                    DistInfo(),
+                    dev,
+                    autocast_context(amp, device),
+                )
                 if device == "cuda":
                     torch.cuda.synchronize(dev)
                 times.append(time.perf_counter() - t)
@@ -110,11 +125,17 @@ def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str
                 model.encode_text(batch["text"][:n].to(dev), normalize=True)
                 t_txt = (time.perf_counter() - t) / n
         run = comparison_configs(profile)[name].resolved()  # the lesson's run: its steps, its validations
-        entry = {"step_s": float(np.median(times[1:])), "images_per_step": cfg.positives_per_step * (1 + neg.image_slots),
-                 "texts_per_step": cfg.positives_per_step * (1 + len(neg.text_slots)), "steps": run.steps,
-                 "validations": len({s for s in range(1, run.steps + 1) if s % run.eval_every == 0} | {run.steps}),
-                 "eval_image_s": t_img, "eval_text_s": t_txt,
-                 "eval_samples": min(run.eval_samples, profile.n_val), "threads": cfg.threads}
+        entry = {
+            "step_s": float(np.median(times[1:])),
+            "images_per_step": cfg.positives_per_step * (1 + neg.image_slots),
+            "texts_per_step": cfg.positives_per_step * (1 + len(neg.text_slots)),
+            "steps": run.steps,
+            "validations": len({s for s in range(1, run.steps + 1) if s % run.eval_every == 0} | {run.steps}),
+            "eval_image_s": t_img,
+            "eval_text_s": t_txt,
+            "eval_samples": min(run.eval_samples, profile.n_val),
+            "threads": cfg.threads,
+        }
         if device == "cuda":
             entry["gpu_peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
         out[name] = entry
@@ -145,9 +166,16 @@ def _bytes_per_row(root: Path, profile: Profile) -> float:
     return held / max(1, len(d))
 
 
-def bench_course(profile: Profile | str | None = None, *, device: str | None = None, scenes: int = 3,
-                 steps: int = 2, cores: int | None = None, workers: int | None = None,
-                 scratch: Path | str | None = None) -> dict[str, Any]:
+def bench_course(
+    profile: Profile | str | None = None,
+    *,
+    device: str | None = None,
+    scenes: int = 3,
+    steps: int = 2,
+    cores: int | None = None,
+    workers: int | None = None,
+    scratch: Path | str | None = None,
+) -> dict[str, Any]:
     """Estimate each lesson's time and the course's peak memory on ``profile`` here (see the module doc).
 
     ``cores`` (data build) and ``workers`` (PNG decoding) default to this machine's; pass others to
@@ -155,7 +183,7 @@ def bench_course(profile: Profile | str | None = None, *, device: str | None = N
     """
     import tempfile
 
-    from .experiments import default_jobs, comparison_configs
+    from .experiments import comparison_configs, default_jobs
     from .repro import detect_device, usable_cores
 
     p = get_profile(profile)
@@ -167,8 +195,16 @@ def bench_course(profile: Profile | str | None = None, *, device: str | None = N
     n_all = sum(full.size(s) for s in SPLITS)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        probe = DatasetConfig(**{**full.to_dict(), "families": tuple(full.families or ()), "name": "probe",
-                                 "n_train": 12, "n_val": 12, "n_test": 12})
+        probe = DatasetConfig(
+            **{
+                **full.to_dict(),
+                "families": tuple(full.families or ()),
+                "name": "probe",
+                "n_train": 12,
+                "n_val": 12,
+                "n_test": 12,
+            }
+        )
         root = build_dataset(probe, out_dir=Path(tmp) / "probe", workers=1, progress=False)
         per_row = _bytes_per_row(root, p)
         decode = _decode_s(root)
@@ -206,17 +242,27 @@ def bench_course(profile: Profile | str | None = None, *, device: str | None = N
     unmodelled = [nb.stem for nb in course_notebooks() if nb.stem not in lessons]  # a lesson added since
     dataset_bytes = per_row * p.n_train
     out = {
-        "benchmark": "course (dry run: an estimate)", "profile": p.name, "device": device, "cores": cores,
-        "loader_workers": workers, "measured_in_s": round(time.perf_counter() - t0, 1),
+        "benchmark": "course (dry run: an estimate)",
+        "profile": p.name,
+        "device": device,
+        "cores": cores,
+        "loader_workers": workers,
+        "measured_in_s": round(time.perf_counter() - t0, 1),
         "per_scene_s": {"with_negatives": round(scene_neg, 4), "positives_only": round(scene_pos, 4)},
-        "per_caption_embed_s": round(embed, 5), "png_decode_s": round(decode, 5),
-        "train": {k: {kk: (round(v, 5) if isinstance(v, float) else v) for kk, v in r.items()} for k, r in runs.items()},
-        "lessons_s": {k: round(v, 1) for k, v in lessons.items()}, "total_s": round(sum(lessons.values()), 1),
+        "per_caption_embed_s": round(embed, 5),
+        "png_decode_s": round(decode, 5),
+        "train": {
+            k: {kk: (round(v, 5) if isinstance(v, float) else v) for kk, v in r.items()} for k, r in runs.items()
+        },
+        "lessons_s": {k: round(v, 1) for k, v in lessons.items()},
+        "total_s": round(sum(lessons.values()), 1),
         "not_estimated": unmodelled,
-        "memory": {"host_peak_measured_gib": round(host_peak / 2**30, 2),
-                   "train_split_columns_gib": round(dataset_bytes / 2**30, 3),
-                   "host_estimate_gib": round((host_peak + dataset_bytes) / 2**30, 2),
-                   "bytes_per_train_row": round(per_row)},
+        "memory": {
+            "host_peak_measured_gib": round(host_peak / 2**30, 2),
+            "train_split_columns_gib": round(dataset_bytes / 2**30, 3),
+            "host_estimate_gib": round((host_peak + dataset_bytes) / 2**30, 2),
+            "bytes_per_train_row": round(per_row),
+        },
         "data": {"scenes": n_all, "disk_estimate_gib": None},
     }
     gpu = [r["gpu_peak_gib"] for r in runs.values() if "gpu_peak_gib" in r]
@@ -229,23 +275,29 @@ def bench_course(profile: Profile | str | None = None, *, device: str | None = N
 def _disk_per_scene(p: Profile) -> float:
     """Bytes a built scene takes on disk: its PNG and its negatives' (~RGB/12 at these line drawings)
     plus ~32 KB of metadata at K = 10 (gpu's measured row), scaled by K."""
-    png = 3 * p.image_size ** 2 / 12
+    png = 3 * p.image_size**2 / 12
     return (1 + p.num_negatives) * png + 3_200 * max(1, p.num_negatives)
 
 
 def format_estimate(result: dict[str, Any]) -> str:
     """The estimate as the lines ``mmgeo bench course`` prints."""
-    lines = [f"make course on {result['profile']} ({result['device']}, {result['cores']} cores, "
-             f"{result['loader_workers']} loader workers): an estimate from timings measured here"]
+    lines = [
+        f"make course on {result['profile']} ({result['device']}, {result['cores']} cores, "
+        f"{result['loader_workers']} loader workers): an estimate from timings measured here"
+    ]
     for name, s in result["lessons_s"].items():
         lines.append(f"  {name:28s} {_hms(s):>10s}")
     m = result["memory"]
     lines += [f"  {name:28s} {'not estimated':>10s}" for name in result["not_estimated"]]
-    lines.append(f"  {'total':28s} {_hms(result['total_s']):>10s}" + (" + the lessons not estimated"
-                                                                       if result["not_estimated"] else ""))
-    lines.append(f"  host memory ~{m['host_estimate_gib']} GiB (measured peak {m['host_peak_measured_gib']} GiB + training "
-                 f"split {m['train_split_columns_gib']} GiB)" + (f"; GPU peak {m['gpu_peak_gib']} GiB"
-                                                                   if "gpu_peak_gib" in m else ""))
+    lines.append(
+        f"  {'total':28s} {_hms(result['total_s']):>10s}"
+        + (" + the lessons not estimated" if result["not_estimated"] else "")
+    )
+    lines.append(
+        f"  host memory ~{m['host_estimate_gib']} GiB (measured peak {m['host_peak_measured_gib']} GiB + training "
+        f"split {m['train_split_columns_gib']} GiB)"
+        + (f"; GPU peak {m['gpu_peak_gib']} GiB" if "gpu_peak_gib" in m else "")
+    )
     lines.append(f"  data: {result['data']['scenes']} scenes, ~{result['data']['disk_estimate_gib']} GiB on disk")
     return "\n".join(lines)
 

@@ -40,9 +40,10 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -113,15 +114,22 @@ class DatasetConfig:
             raise ValueError("num_negatives and retrieval_candidates must be non-negative")
 
     @classmethod
-    def from_profile(cls, profile: Profile | str | None = None, seed: int = 0,
-                     negatives: bool = True) -> "DatasetConfig":
+    def from_profile(cls, profile: Profile | str | None = None, seed: int = 0, negatives: bool = True) -> DatasetConfig:
         """The profile's dataset; ``negatives=False`` builds positives only (lesson 01)."""
         p = get_profile(profile)
-        neg = {"num_negatives": p.num_negatives, "retrieval_candidates": p.retrieval_candidates,
-               "sentence_encoder": p.sentence_encoder} if negatives else {}
+        neg = (
+            {
+                "num_negatives": p.num_negatives,
+                "retrieval_candidates": p.retrieval_candidates,
+                "sentence_encoder": p.sentence_encoder,
+            }
+            if negatives
+            else {}
+        )
         name = p.name if negatives else f"{p.name}-positives"
-        return cls(name=name, image_size=p.image_size, n_train=p.n_train, n_val=p.n_val,
-                   n_test=p.n_test, seed=seed, **neg)
+        return cls(
+            name=name, image_size=p.image_size, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=seed, **neg
+        )
 
     def size(self, split: str) -> int:
         if split not in SPLITS:
@@ -134,7 +142,7 @@ class DatasetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DatasetConfig:
         d = dict(d)
         d["families"] = tuple(d["families"])
         return cls(**d)
@@ -282,8 +290,12 @@ def encode_row(row: dict) -> dict:
     if isinstance(out.get(SCENE_FIELD), dict):
         out[SCENE_FIELD] = json.dumps(out[SCENE_FIELD], sort_keys=True, separators=(",", ":"))
     if "image_negatives" in out:
-        out["image_negatives"] = [{**n, SCENE_FIELD: json.dumps(n[SCENE_FIELD], sort_keys=True, separators=(",", ":"))}
-                                  if isinstance(n.get(SCENE_FIELD), dict) else n for n in out["image_negatives"]]
+        out["image_negatives"] = [
+            {**n, SCENE_FIELD: json.dumps(n[SCENE_FIELD], sort_keys=True, separators=(",", ":"))}
+            if isinstance(n.get(SCENE_FIELD), dict)
+            else n
+            for n in out["image_negatives"]
+        ]
     for name in COUNT_FIELDS:
         if isinstance(out.get(name), dict):
             out[name] = [{"reason": k, "count": int(v)} for k, v in sorted(out[name].items())]
@@ -296,8 +308,10 @@ def decode_row(row: dict) -> dict:
     if isinstance(out.get(SCENE_FIELD), str):
         out[SCENE_FIELD] = json.loads(out[SCENE_FIELD])
     if "image_negatives" in out:
-        out["image_negatives"] = [{**n, SCENE_FIELD: json.loads(n[SCENE_FIELD])}
-                                  if isinstance(n.get(SCENE_FIELD), str) else n for n in out["image_negatives"]]
+        out["image_negatives"] = [
+            {**n, SCENE_FIELD: json.loads(n[SCENE_FIELD])} if isinstance(n.get(SCENE_FIELD), str) else n
+            for n in out["image_negatives"]
+        ]
     for name in COUNT_FIELDS:
         if isinstance(out.get(name), list):
             out[name] = {c["reason"]: c["count"] for c in out[name]}
@@ -307,8 +321,9 @@ def decode_row(row: dict) -> dict:
 NEGATIVE_DIR = "negatives"  # inside each split folder: negative images are not samples of their own
 
 
-def make_negatives(config: DatasetConfig, scene, caption, style, seeds: SampleSeeds, sid: str,
-                   files: dict[str, bytes]) -> dict[str, Any]:
+def make_negatives(
+    config: DatasetConfig, scene, caption, style, seeds: SampleSeeds, sid: str, files: dict[str, bytes]
+) -> dict[str, Any]:
     """The sample's image and rule hard negatives (lesson 02), linked from its row.
 
     Image negatives are rendered with the positive's own style, so the only
@@ -319,25 +334,43 @@ def make_negatives(config: DatasetConfig, scene, caption, style, seeds: SampleSe
     from .render import render
     from .textneg import make_text_negatives
 
-    image_negs, skips = make_image_negatives(scene, config.num_negatives, seeds.image_negatives,
-                                             allow_drastic=config.allow_drastic, style=style,
-                                             caption_seed=seeds.caption)
+    image_negs, skips = make_image_negatives(
+        scene,
+        config.num_negatives,
+        seeds.image_negatives,
+        allow_drastic=config.allow_drastic,
+        style=style,
+        caption_seed=seeds.caption,
+    )
     image_rows = []
     for j, neg in enumerate(image_negs):
         name = f"{NEGATIVE_DIR}/{sid}-img{j}.png"
         files[name] = encode_png(neg.image if neg.image is not None else render(neg.scene, style, frame_of=scene).image)
-        image_rows.append({
-            "file_name": name, "perturbation": neg.perturbation,
-            "category": PERTURBATIONS[neg.perturbation].category, "change": neg.describe_change(),
-            "removed": _jsonable(neg.removed), "added": _jsonable(neg.added),
-            "caption": neg.caption.text, "scene": neg.scene.to_dict(),
-        })
-    text_negs, rejections = make_text_negatives(scene, caption, config.num_negatives, seeds.text_negatives,
-                                                caption_seed=seeds.caption)
-    text_rows = [{"text": t.text, "error_type": t.error_type, "facts": _jsonable(t.facts),
-                  "edits": _jsonable(t.edits)} for t in text_negs]
-    return {"image_negatives": image_rows, "image_negative_skips": dict(sorted(skips.items())),
-            "text_negatives": text_rows, "text_negative_rejections": dict(sorted(rejections.items()))}
+        image_rows.append(
+            {
+                "file_name": name,
+                "perturbation": neg.perturbation,
+                "category": PERTURBATIONS[neg.perturbation].category,
+                "change": neg.describe_change(),
+                "removed": _jsonable(neg.removed),
+                "added": _jsonable(neg.added),
+                "caption": neg.caption.text,
+                "scene": neg.scene.to_dict(),
+            }
+        )
+    text_negs, rejections = make_text_negatives(
+        scene, caption, config.num_negatives, seeds.text_negatives, caption_seed=seeds.caption
+    )
+    text_rows = [
+        {"text": t.text, "error_type": t.error_type, "facts": _jsonable(t.facts), "edits": _jsonable(t.edits)}
+        for t in text_negs
+    ]
+    return {
+        "image_negatives": image_rows,
+        "image_negative_skips": dict(sorted(skips.items())),
+        "text_negatives": text_rows,
+        "text_negative_rejections": dict(sorted(rejections.items())),
+    }
 
 
 # ----------------------------------------------------------------------------- shards
@@ -396,9 +429,16 @@ def build_shard(config: DatasetConfig, root: Path, shard: Shard) -> int:
             atomic_write_bytes(split_dir / name, data)
             files[name] = {"bytes": len(data), "sha256": _sha256(data)}
         rows.append(rec.row)
-    manifest = {"format": FORMAT_VERSION, "key": config.key(), "split": shard.split,
-                "shard": shard.index, "start": shard.start, "stop": shard.stop,
-                "files": files, "rows": rows}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "key": config.key(),
+        "split": shard.split,
+        "shard": shard.index,
+        "start": shard.start,
+        "stop": shard.stop,
+        "files": files,
+        "rows": rows,
+    }
     atomic_write_text(root / SHARD_DIR / shard.name, _dumps(manifest) + "\n")
     return len(shard)
 
@@ -416,8 +456,14 @@ def read_shard(root: Path, config: DatasetConfig, shard: Shard, rehash: bool = T
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         return None, f"{path.name} is not valid JSON ({e})"
-    want = {"format": FORMAT_VERSION, "key": config.key(), "split": shard.split, "shard": shard.index,
-            "start": shard.start, "stop": shard.stop}
+    want = {
+        "format": FORMAT_VERSION,
+        "key": config.key(),
+        "split": shard.split,
+        "shard": shard.index,
+        "start": shard.start,
+        "stop": shard.stop,
+    }
     got = {k: m.get(k) for k in want}
     if got != want:
         return None, f"{path.name} belongs to another build ({got} != {want})"
@@ -504,9 +550,15 @@ def _check_split(root: Path, config: DatasetConfig, split: str, info: dict | Non
 # ----------------------------------------------------------------------------- build
 
 
-def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, workers: int | None = None,
-                  progress: bool = True, verify: Literal["quick", "full", "once"] = "quick",
-                  shard_size: int = SHARD_SIZE, overwrite: bool = False) -> Path:
+def build_dataset(
+    config: DatasetConfig,
+    out_dir: Path | str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    verify: Literal["quick", "full", "once"] = "quick",
+    shard_size: int = SHARD_SIZE,
+    overwrite: bool = False,
+) -> Path:
     """Build (or reuse) the dataset for ``config``; return its root folder.
 
     ``verify="once"`` checks like ``quick`` the first time, then trusts a dataset this process has
@@ -536,8 +588,10 @@ def build_dataset(config: DatasetConfig, out_dir: Path | str | None = None, work
         return root
     other = _other_build(root, config)
     if other and not overwrite:
-        raise FileExistsError(f"{root} holds {other}, not this one (key {config.key()}, seed {config.seed}); "
-                              "choose another --out, or pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"{root} holds {other}, not this one (key {config.key()}, seed {config.seed}); "
+            "choose another --out, or pass overwrite=True (--overwrite) to replace it"
+        )
     if (root / MANIFEST).exists() or (root / SHARD_DIR).exists():
         log.warning("dataset at %s cannot be reused: %s; rebuilding what is needed", root, problem)
     _claim_folder(root)
@@ -590,8 +644,10 @@ def verify_dataset(root: Path | str, verify: Literal["quick", "full"] = "quick")
         raise ValueError(f"{root / MANIFEST} does not describe a dataset this version can read ({e})") from None
     problem = check_dataset(root, config, verify)
     if problem:
-        raise ValueError(f"dataset {root} fails its {verify} check: {problem}; rebuild it (mmgeo data build with "
-                         f"its profile and seed and --out {root} repairs it)")
+        raise ValueError(
+            f"dataset {root} fails its {verify} check: {problem}; rebuild it (mmgeo data build with "
+            f"its profile and seed and --out {root} repairs it)"
+        )
     return root
 
 
@@ -661,8 +717,7 @@ def _run_shards(config: DatasetConfig, root: Path, todo: list[Shard], workers: i
         return
     workers = min(workers or default_workers(), len(todo))
     tasks = [(config, root, s) for s in todo]
-    with tqdm(total=sum(len(s) for s in todo), unit="img", desc=f"data {config.name}",
-              disable=not progress) as bar:
+    with tqdm(total=sum(len(s) for s in todo), unit="img", desc=f"data {config.name}", disable=not progress) as bar:
         if workers == 1:
             for task in tasks:
                 bar.update(_build_shard_task(task))
@@ -716,8 +771,9 @@ def _split_rows(root: Path, config: DatasetConfig, shards: list[Shard], split: s
         yield from m["rows"]
 
 
-def _write_metadata_and_manifest(root: Path, config: DatasetConfig, shards: list[Shard],
-                                 shard_size: int, wall_s: float, progress: bool = True) -> dict:
+def _write_metadata_and_manifest(
+    root: Path, config: DatasetConfig, shards: list[Shard], shard_size: int, wall_s: float, progress: bool = True
+) -> dict:
     """Each split's ``metadata.jsonl``, written streaming, then the manifest that vouches for them.
 
     Why streaming: at gpu size a split's rows are ~1.6 GB of JSON; holding the rows, their lines, the
@@ -743,8 +799,7 @@ def _write_metadata_and_manifest(root: Path, config: DatasetConfig, shards: list
                 size, n = size + len(line), n + 1
         os.replace(tmp, path)
         shard_hashes = {s.name: _sha256((root / SHARD_DIR / s.name).read_bytes()) for s in shards if s.split == split}
-        splits[split] = {"n": n, "metadata_bytes": size, "metadata_sha256": digest.hexdigest(),
-                         "shards": shard_hashes}
+        splits[split] = {"n": n, "metadata_bytes": size, "metadata_sha256": digest.hexdigest(), "shards": shard_hashes}
     manifest = {
         "format": FORMAT_VERSION,
         "key": config.key(),
@@ -752,9 +807,13 @@ def _write_metadata_and_manifest(root: Path, config: DatasetConfig, shards: list
         "shard_size": shard_size,
         "splits": splits,
         # how it was made; the only part that differs between two builds of one config
-        "provenance": {"commit": git_commit(), "host": _host(), "created":
-                       time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_time_s": round(wall_s, 3),
-                       "versions": package_versions()},
+        "provenance": {
+            "commit": git_commit(),
+            "host": _host(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_time_s": round(wall_s, 3),
+            "versions": package_versions(),
+        },
     }
     atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -785,19 +844,30 @@ def _mine_split(rows: Iterable[dict], config: DatasetConfig, progress: bool) -> 
         facts.append([Fact.from_dict(f) for f in r["caption_facts"]])
         scenes.append(Scene.from_dict(decode_row(r)["scene"]))
     mined = mine_retrieval_negatives(
-        captions, facts, scenes, load_sentence_encoder(config.sentence_encoder),
-        num_candidates=min(config.retrieval_candidates, len(captions) - 1), num_negatives=config.num_negatives,
-        show_progress=progress)
+        captions,
+        facts,
+        scenes,
+        load_sentence_encoder(config.sentence_encoder),
+        num_candidates=min(config.retrieval_candidates, len(captions) - 1),
+        num_negatives=config.num_negatives,
+        show_progress=progress,
+    )
     return {"ids": ids, "captions": captions, "mined": mined, "counts": mined.counts()}
 
 
 def _retrieval_fields(m: dict[str, Any], i: int) -> dict[str, Any]:
     """Row ``i``'s ``retrieval_negatives`` and ``retrieval_counts``."""
     mined, ids, captions = m["mined"], m["ids"], m["captions"]
-    return {"retrieval_negatives": [{"id": ids[j], "text": captions[j], "similarity": round(float(sim), 6)}
-                                    for j, sim in zip(mined.negatives[i], mined.similarities[i]) if j >= 0],
-            "retrieval_counts": [{"reason": status, "count": int(c[i])} for status, c in sorted(m["counts"].items())
-                                 if c[i]]}  # encoded as encode_row stores COUNT_FIELDS
+    return {
+        "retrieval_negatives": [
+            {"id": ids[j], "text": captions[j], "similarity": round(float(sim), 6)}
+            for j, sim in zip(mined.negatives[i], mined.similarities[i])
+            if j >= 0
+        ],
+        "retrieval_counts": [
+            {"reason": status, "count": int(c[i])} for status, c in sorted(m["counts"].items()) if c[i]
+        ],
+    }  # encoded as encode_row stores COUNT_FIELDS
 
 
 def _host() -> str:
@@ -846,7 +916,9 @@ def split_fingerprint(root: Path | str, split: str) -> str:
         entry = manifest["splits"][split]
         key = manifest["key"]
     except (KeyError, TypeError) as e:
-        raise ValueError(f"{Path(root) / MANIFEST} has no entry for split {split!r} ({e!r}); rebuild the dataset") from None
+        raise ValueError(
+            f"{Path(root) / MANIFEST} has no entry for split {split!r} ({e!r}); rebuild the dataset"
+        ) from None
     return f"{key}/{split}/{_sha256(json.dumps(entry, sort_keys=True).encode())}"
 
 
@@ -861,8 +933,10 @@ def read_manifest(root: Path | str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: {root} is not a built dataset (build_dataset / "
-                                "mmgeo data build write the manifest last)") from None
+        raise FileNotFoundError(
+            f"{path} not found: {root} is not a built dataset (build_dataset / "
+            "mmgeo data build write the manifest last)"
+        ) from None
     except (OSError, ValueError) as e:
         raise ValueError(f"{path} is unreadable ({e!r}); rebuild the dataset") from None
 
@@ -873,8 +947,10 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
             try:
                 row = json.loads(line)
             except ValueError as e:
-                raise ValueError(f"{path}:{lineno} is not valid JSON ({e}); the dataset is corrupt, "
-                                 f"rebuild it with build_dataset / mmgeo data build") from None
+                raise ValueError(
+                    f"{path}:{lineno} is not valid JSON ({e}); the dataset is corrupt, "
+                    f"rebuild it with build_dataset / mmgeo data build"
+                ) from None
             if not isinstance(row, dict) or "file_name" not in row:
                 raise ValueError(f"{path}:{lineno} is not a metadata row (no file_name); rebuild the dataset")
             yield row
@@ -895,5 +971,6 @@ def load_image(root: Path | str, row: dict):
 def file_hashes(root: Path | str, skip: Sequence[str] = (MANIFEST,)) -> dict[str, str]:
     """sha256 of every file under ``root`` (relative path → hash): compare two builds with ``==``."""
     root = Path(root)
-    return {str(p.relative_to(root)): _file_sha256(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name not in skip}
+    return {
+        str(p.relative_to(root)): _file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip
+    }

@@ -39,9 +39,10 @@ actually scored: a uniformly random scorer's expected accuracy on the same items
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,15 +74,21 @@ def eval_transform(image_size: int, variant: str = "clean") -> Callable[[Image.I
 
     steps: list[Any] = []
     if variant == "rotate30":
-        steps.append(T.RandomRotation((ROTATION_DEG, ROTATION_DEG), interpolation=T.InterpolationMode.BILINEAR,
-                                      fill=(255, 255, 255)))
+        steps.append(
+            T.RandomRotation(
+                (ROTATION_DEG, ROTATION_DEG), interpolation=T.InterpolationMode.BILINEAR, fill=(255, 255, 255)
+            )
+        )
     elif variant == "downscale0.5":
         low = max(8, round(image_size * DOWNSCALE))
         steps.append(T.Resize((low, low), interpolation=T.InterpolationMode.BICUBIC, antialias=True))
     elif variant != "clean":
         raise ValueError(f"unknown image variant {variant!r}; known: clean, rotate30, downscale0.5")
-    steps += [T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
-              T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)]
+    steps += [
+        T.Resize((image_size, image_size), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+        T.ToTensor(),
+        T.Normalize(CLIP_MEAN, CLIP_STD),
+    ]
     return T.Compose(steps)
 
 
@@ -113,23 +120,32 @@ def eval_workers(device: str | torch.device) -> int:
 
 
 @torch.no_grad()
-def encode_images(model: nn.Module, paths: Sequence[Path], transform, *, batch_size: int = 128,
-                  device: str | torch.device = "cpu", workers: int | None = None) -> torch.Tensor:
+def encode_images(
+    model: nn.Module,
+    paths: Sequence[Path],
+    transform,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+    workers: int | None = None,
+) -> torch.Tensor:
     """L2-normalised image embeddings (N, D) of the image files, in order.
 
     ``workers`` defaults to :func:`eval_workers`; on CUDA batches are pinned and copied asynchronously.
     """
     workers = eval_workers(device) if workers is None else workers
     cuda = torch.device(device).type == "cuda"
-    loader = torch.utils.data.DataLoader(_ImageFiles(paths, transform), batch_size=batch_size,
-                                         num_workers=workers, pin_memory=cuda)
+    loader = torch.utils.data.DataLoader(
+        _ImageFiles(paths, transform), batch_size=batch_size, num_workers=workers, pin_memory=cuda
+    )
     out = [model.encode_image(x.to(device, non_blocking=cuda), normalize=True).float().cpu() for x in loader]
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 @torch.no_grad()
-def encode_texts(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 256,
-                 device: str | torch.device = "cpu") -> torch.Tensor:
+def encode_texts(
+    model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """L2-normalised text embeddings (N, D), in order.
 
     Texts with equal token ids (after the tokenizer's cut at its context length) get the very same
@@ -139,8 +155,12 @@ def encode_texts(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_siz
     if not texts:
         return torch.zeros(0, 0)
     tokens = tokenizer(list(texts))
-    out = torch.cat([model.encode_text(tokens[i:i + batch_size].to(device), normalize=True).float().cpu()
-                     for i in range(0, len(tokens), batch_size)])
+    out = torch.cat(
+        [
+            model.encode_text(tokens[i : i + batch_size].to(device), normalize=True).float().cpu()
+            for i in range(0, len(tokens), batch_size)
+        ]
+    )
     _, group = torch.unique(tokens, dim=0, return_inverse=True)
     first = torch.full((int(group.max()) + 1,), len(tokens), dtype=torch.long)
     first.scatter_reduce_(0, group, torch.arange(len(tokens)), reduce="amin")
@@ -151,8 +171,10 @@ def check_finite(features: torch.Tensor, what: str) -> torch.Tensor:
     """``features`` unchanged, or a clear error: a NaN/inf embedding means broken weights, not a score."""
     if not bool(torch.isfinite(features).all()):
         bad = int((~torch.isfinite(features)).any(dim=-1).sum())
-        raise ValueError(f"the model's {what} embeddings contain NaN/inf ({bad} of {len(features)}): the "
-                         "checkpoint is broken (did training diverge?); it is not scored")
+        raise ValueError(
+            f"the model's {what} embeddings contain NaN/inf ({bad} of {len(features)}): the "
+            "checkpoint is broken (did training diverge?); it is not scored"
+        )
     return features
 
 
@@ -161,13 +183,13 @@ class SplitItems:
     """What the benchmark compares, as file paths, strings and index tables (no tensors yet)."""
 
     rows: list[dict]
-    image_paths: list[Path]          # positives first (N), then every image negative
-    image_neg_index: np.ndarray      # (N, Ki) into image_paths, -1 = none
+    image_paths: list[Path]  # positives first (N), then every image negative
+    image_neg_index: np.ndarray  # (N, Ki) into image_paths, -1 = none
     image_neg_types: list[list[str]]
-    texts: list[str]                 # captions first (N), then every text negative
-    rule_index: np.ndarray           # (N, 4) into texts: the FIRST rule negative of each error type, -1 = none
-    retrieval_index: np.ndarray      # (N, Kr) into texts, -1 = none
-    rule_unscored: int = 0           # rule negatives beyond the first of their type (never scored)
+    texts: list[str]  # captions first (N), then every text negative
+    rule_index: np.ndarray  # (N, 4) into texts: the FIRST rule negative of each error type, -1 = none
+    retrieval_index: np.ndarray  # (N, Kr) into texts, -1 = none
+    rule_unscored: int = 0  # rule negatives beyond the first of their type (never scored)
 
     @property
     def n(self) -> int:
@@ -181,8 +203,10 @@ def split_items(root: Path | str, split: str = "test", max_samples: int | None =
     if not rows:
         raise ValueError(f"split {split!r} of {root} is empty: nothing to evaluate")
     if "image_negatives" not in rows[0]:
-        raise ValueError(f"{root} was built without hard negatives; the fine-grained benchmark needs them "
-                         "(build with DatasetConfig.from_profile(profile))")
+        raise ValueError(
+            f"{root} was built without hard negatives; the fine-grained benchmark needs them "
+            "(build with DatasetConfig.from_profile(profile))"
+        )
     n = len(rows)
     paths = [root / split / r["file_name"] for r in rows]
     texts = [r["caption"] for r in rows]
@@ -260,8 +284,9 @@ def _summary(hit: np.ndarray, chance: np.ndarray, keep: np.ndarray | None = None
     return {"acc": float(hit.mean()), "chance": float(chance.mean()), "n": int(len(hit))}
 
 
-def _candidate_scores(query: torch.Tensor, features: torch.Tensor, index: np.ndarray
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _candidate_scores(
+    query: torch.Tensor, features: torch.Tensor, index: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores of each query (N, D) against its own positive (row i of ``features``) and its
     candidates ``index`` (N, K, -1 = none) in ONE batched product, so that equal embeddings score
     exactly equal: the positive's score (N,), the candidates' (N, K) and which are valid (N, K)."""
@@ -281,16 +306,19 @@ def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_fe
     n = items.n
     img, cap = image_features[:n], text_features[:n]
     k_rule = items.rule_index.shape[1]
-    pos, text_s, text_ok = _candidate_scores(img, text_features, np.concatenate([items.rule_index,
-                                                                                   items.retrieval_index], 1))
+    pos, text_s, text_ok = _candidate_scores(
+        img, text_features, np.concatenate([items.rule_index, items.retrieval_index], 1)
+    )
     rule_s, rule_ok, ret_s, ret_ok = text_s[:, :k_rule], text_ok[:, :k_rule], text_s[:, k_rule:], text_ok[:, k_rule:]
     all_s, all_ok = torch.cat([rule_s, ret_s], 1), torch.cat([rule_ok, ret_ok], 1)
     i2t = {"all": _summary(*_pick(pos, rule_s, rule_ok), keep=rule_ok.any(1).numpy())}
     for col, etype in enumerate(ERROR_TYPES):
-        ok = rule_ok[:, col:col + 1]
-        i2t[etype] = _summary(*_pick(pos, rule_s[:, col:col + 1], ok), keep=ok[:, 0].numpy())
-    with_retrieval = {"all": _summary(*_pick(pos, all_s, all_ok), keep=all_ok.any(1).numpy()),
-                      "retrieval only": _summary(*_pick(pos, ret_s, ret_ok), keep=ret_ok.any(1).numpy())}
+        ok = rule_ok[:, col : col + 1]
+        i2t[etype] = _summary(*_pick(pos, rule_s[:, col : col + 1], ok), keep=ok[:, 0].numpy())
+    with_retrieval = {
+        "all": _summary(*_pick(pos, all_s, all_ok), keep=all_ok.any(1).numpy()),
+        "retrieval only": _summary(*_pick(pos, ret_s, ret_ok), keep=ret_ok.any(1).numpy()),
+    }
 
     pos_t, neg_s, neg_ok = _candidate_scores(cap, image_features, items.image_neg_index)
     t2i = {"all": _summary(*_pick(pos_t, neg_s, neg_ok), keep=neg_ok.any(1).numpy())}
@@ -301,8 +329,12 @@ def fine_grained_scores(items: SplitItems, image_features: torch.Tensor, text_fe
     for t in sorted(by_type):
         t2i[t] = {"acc": float(np.mean(by_type[t])), "chance": 0.5, "n": len(by_type[t])}
 
-    return {"i2t_fine": i2t, "t2i_fine": t2i, "i2t_with_retrieval": with_retrieval,
-            "probes": {"image": t2i["all"], "rule": i2t["all"], "retrieval": with_retrieval["retrieval only"]}}
+    return {
+        "i2t_fine": i2t,
+        "t2i_fine": t2i,
+        "i2t_with_retrieval": with_retrieval,
+        "probes": {"image": t2i["all"], "rule": i2t["all"], "retrieval": with_retrieval["retrieval only"]},
+    }
 
 
 def i2t_fine_hits(items: SplitItems, image_features: torch.Tensor, text_features: torch.Tensor) -> np.ndarray:
@@ -312,7 +344,7 @@ def i2t_fine_hits(items: SplitItems, image_features: torch.Tensor, text_features
     The items whose mean is ``i2t_fine["all"]``: what a paired comparison of two models needs
     (:func:`~mmgeo_utils.experiments.gap_uncertainty`), since both are scored on the same diagrams.
     """
-    pos, rule_s, ok = _candidate_scores(image_features[:items.n], text_features, items.rule_index)
+    pos, rule_s, ok = _candidate_scores(image_features[: items.n], text_features, items.rule_index)
     hit, _ = _pick(pos, rule_s, ok)
     hit[~ok.any(1).numpy()] = np.nan
     return hit
@@ -331,8 +363,11 @@ def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor, 
         rank = (~(s < true)).sum(1) - 1
         finite = torch.isfinite(true[:, 0])
         for k in ks:
-            out[f"{name}_r{k}"] = {"acc": float(((rank < k) & finite).double().mean()), "chance": min(1.0, k / n),
-                                   "n": n}
+            out[f"{name}_r{k}"] = {
+                "acc": float(((rank < k) & finite).double().mean()),
+                "chance": min(1.0, k / n),
+                "n": n,
+            }
     return out
 
 
@@ -340,9 +375,19 @@ def retrieval_scores(image_features: torch.Tensor, text_features: torch.Tensor, 
 
 
 @torch.no_grad()
-def evaluate_clip(model: nn.Module, tokenizer, root: Path | str, *, split: str = "test", image_size: int,
-                  variants: Sequence[str] = VARIANTS, max_samples: int | None = None,
-                  batch_size: int = 128, device: str | torch.device = "cpu", workers: int | None = None) -> dict:
+def evaluate_clip(
+    model: nn.Module,
+    tokenizer,
+    root: Path | str,
+    *,
+    split: str = "test",
+    image_size: int,
+    variants: Sequence[str] = VARIANTS,
+    max_samples: int | None = None,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+    workers: int | None = None,
+) -> dict:
     """Every metric of this module for one model on one split, as a JSON-able dict.
 
     ``variants`` other than ``clean`` re-encode the diagrams (positives and negatives) only; the
@@ -356,29 +401,52 @@ def evaluate_clip(model: nn.Module, tokenizer, root: Path | str, *, split: str =
         items, dropped = drop_indistinguishable(split_items(root, split, max_samples), tokenizer)
         texts = check_finite(encode_texts(model, tokenizer, items.texts, device=device), "text")
         result: dict[str, Any] = {
-            "split": split, "n": items.n,
-            "negatives_dropped_truncated": dropped["truncated"], "negatives_dropped_identical": dropped["identical"],
-            "rule_negatives": {"scored": int((items.rule_index >= 0).sum()),
-                               "dropped": sum(c.get(t, 0) for c in dropped.values() for t in ERROR_TYPES),
-                               "unscored_beyond_first_of_type": items.rule_unscored}}
+            "split": split,
+            "n": items.n,
+            "negatives_dropped_truncated": dropped["truncated"],
+            "negatives_dropped_identical": dropped["identical"],
+            "rule_negatives": {
+                "scored": int((items.rule_index >= 0).sum()),
+                "dropped": sum(c.get(t, 0) for c in dropped.values() for t in ERROR_TYPES),
+                "unscored_beyond_first_of_type": items.rule_unscored,
+            },
+        }
         for variant in variants:
-            images = check_finite(encode_images(model, items.image_paths, eval_transform(image_size, variant),
-                                                batch_size=batch_size, device=device, workers=workers), "image")
+            images = check_finite(
+                encode_images(
+                    model,
+                    items.image_paths,
+                    eval_transform(image_size, variant),
+                    batch_size=batch_size,
+                    device=device,
+                    workers=workers,
+                ),
+                "image",
+            )
             fine = fine_grained_scores(items, images, texts)
             if variant == "clean":
                 result.update(fine)
-                result["retrieval"] = retrieval_scores(images[:items.n], texts[:items.n])
+                result["retrieval"] = retrieval_scores(images[: items.n], texts[: items.n])
             else:
-                result.setdefault("robustness", {})[variant] = {"i2t_fine": fine["i2t_fine"]["all"],
-                                                                "t2i_fine": fine["t2i_fine"]["all"]}
+                result.setdefault("robustness", {})[variant] = {
+                    "i2t_fine": fine["i2t_fine"]["all"],
+                    "t2i_fine": fine["t2i_fine"]["all"],
+                }
     finally:
         model.train(was_training)
     return result
 
 
 @torch.no_grad()
-def encode_items(model: nn.Module, tokenizer, items: SplitItems, image_size: int, *, variant: str = "clean",
-                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def encode_items(
+    model: nn.Module,
+    tokenizer,
+    items: SplitItems,
+    image_size: int,
+    *,
+    variant: str = "clean",
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Image and text embeddings of every positive and negative of ``items`` (for per-item analysis)."""
     was_training = model.training
     model.eval()
@@ -404,16 +472,28 @@ def i2t_choices(items: SplitItems, image_features: torch.Tensor, text_features: 
         scores = text_features[[j for j, _ in cands]] @ image_features[i]  # one product: equal texts tie exactly
         best = int(scores.nan_to_num(nan=float("inf")).argmax())  # a NaN candidate wins: never a false hit
         correct = best == 0 and bool((scores[0] > scores[1:]).all()) and bool(torch.isfinite(scores[0]))
-        out.append({"index": i, "correct": correct, "chosen": items.texts[cands[best][0]],
-                    "kind": cands[best][1], "caption": items.texts[i]})
+        out.append(
+            {
+                "index": i,
+                "correct": correct,
+                "chosen": items.texts[cands[best][0]],
+                "kind": cands[best][1],
+                "caption": items.texts[i],
+            }
+        )
     return out
 
 
 def headline(result: dict) -> dict[str, float]:
     """The numbers a comparison reports: fine-grained accuracies and R@1, as fractions."""
-    out = {"i2t_fine": result["i2t_fine"]["all"]["acc"], "t2i_fine": result["t2i_fine"]["all"]["acc"],
-           "i2t_r1": result["retrieval"]["i2t_r1"]["acc"], "t2i_r1": result["retrieval"]["t2i_r1"]["acc"],
-           "i2t_r5": result["retrieval"]["i2t_r5"]["acc"], "t2i_r5": result["retrieval"]["t2i_r5"]["acc"]}
+    out = {
+        "i2t_fine": result["i2t_fine"]["all"]["acc"],
+        "t2i_fine": result["t2i_fine"]["all"]["acc"],
+        "i2t_r1": result["retrieval"]["i2t_r1"]["acc"],
+        "t2i_r1": result["retrieval"]["t2i_r1"]["acc"],
+        "i2t_r5": result["retrieval"]["i2t_r5"]["acc"],
+        "t2i_r5": result["retrieval"]["t2i_r5"]["acc"],
+    }
     out["i2t_with_retrieval"] = result["i2t_with_retrieval"]["all"]["acc"]
     out["i2t_fine_by_type"] = {k: v["acc"] for k, v in result["i2t_fine"].items() if k != "all"}
     out["t2i_fine_by_type"] = {k: v["acc"] for k, v in result["t2i_fine"].items() if k != "all"}
@@ -427,8 +507,15 @@ def tidy_table(result: dict, model: str | None = None):
     rows = []
 
     def add(bench, part, d):
-        rows.append({"benchmark": bench, "breakdown": part, "accuracy_%": 100 * d["acc"],
-                     "chance_%": 100 * d["chance"], "n": d["n"]})
+        rows.append(
+            {
+                "benchmark": bench,
+                "breakdown": part,
+                "accuracy_%": 100 * d["acc"],
+                "chance_%": 100 * d["chance"],
+                "n": d["n"],
+            }
+        )
 
     for bench in ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "probes"):
         for part, d in result[bench].items():

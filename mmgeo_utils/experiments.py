@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .profiles import Profile, get_profile
-from .train import (MODEL_FILE, RESUMABLE_CHANGES, TrainConfig, TrainResult, dataset_root, default_run_dir, load_config,
-                    train)
+from .train import (
+    MODEL_FILE,
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    TrainResult,
+    dataset_root,
+    default_run_dir,
+    load_config,
+    train,
+)
 
 # The MMCLIP recipe of the comparison: rule negatives, one caption edit of each error type (label,
 # shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP at full
@@ -44,8 +53,9 @@ MMCLIP_RECIPE = dict(loss="mmclip", negatives=("rule",), num_negatives=1, hard_w
 COMPARISON_TEMPERATURE = 0.025
 
 
-def comparison_configs(profile: Profile | str | None = None, seed: int = 0, *, recipe: dict[str, Any] | None = None,
-                       **overrides: Any) -> dict[str, TrainConfig]:
+def comparison_configs(
+    profile: Profile | str | None = None, seed: int = 0, *, recipe: dict[str, Any] | None = None, **overrides: Any
+) -> dict[str, TrainConfig]:
     """``{"clip": ..., "mmclip": ...}``: the two runs of the comparison for one seed.
 
     ``recipe`` replaces keys of :data:`MMCLIP_RECIPE` (loss, negatives, num_negatives, hard_weight) for the
@@ -101,15 +111,35 @@ EVAL_FILE = "test_eval.json"
 VAL_EVAL_FILE = "val_eval.json"
 
 
-def evaluate_run(result: TrainResult, *, data_root: Path | str | None = None, device: str = "cpu",
-                 variants: Sequence[str] = ("clean", "rotate30", "downscale0.5")) -> dict:
+def evaluate_run(
+    result: TrainResult,
+    *,
+    data_root: Path | str | None = None,
+    device: str = "cpu",
+    variants: Sequence[str] = ("clean", "rotate30", "downscale0.5"),
+) -> dict:
     """The full test-split benchmark of a finished run, cached in the run folder (``test_eval.json``)."""
-    return _evaluate_cached(result.model_path, result.config, result.run_dir / EVAL_FILE, split="test",
-                            variants=variants, data_root=data_root, device=device)
+    return _evaluate_cached(
+        result.model_path,
+        result.config,
+        result.run_dir / EVAL_FILE,
+        split="test",
+        variants=variants,
+        data_root=data_root,
+        device=device,
+    )
 
 
-def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: str, variants: Sequence[str],
-                     data_root: Path | str | None, device: str) -> dict:
+def _evaluate_cached(
+    model_path: Path,
+    cfg: TrainConfig,
+    cache: Path,
+    *,
+    split: str,
+    variants: Sequence[str],
+    data_root: Path | str | None,
+    device: str,
+) -> dict:
     """``evaluate_clip`` of one checkpoint on one split, cached in ``cache``.
 
     The cache is keyed by the sha256 of the weights, the data scored (:func:`split_fingerprint`), the
@@ -124,8 +154,12 @@ def _evaluate_cached(model_path: Path, cfg: TrainConfig, cache: Path, *, split: 
     if not model_path.is_file():
         raise CheckpointError(f"checkpoint {model_path} not found")
     root = data_root or dataset_root(cfg)
-    key = {"model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
-           "data": split_fingerprint(root, split), "variants": list(variants), "version": EVAL_VERSION}
+    key = {
+        "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+        "data": split_fingerprint(root, split),
+        "variants": list(variants),
+        "version": EVAL_VERSION,
+    }
     if cache.exists():
         saved = json.loads(cache.read_text())
         if all(saved.get(k) == v for k, v in key.items()):
@@ -145,24 +179,40 @@ def load_run_model(model_path: Path | str, cfg: TrainConfig, device: str = "cpu"
         context = checkpoint_context_length(model_path)
     except Exception:
         context = None
-    model = create_clip(cfg.model, image_size=get_profile(cfg.profile).image_size, context_length=context,  # type: ignore[arg-type]
-                        device=device)
+    model = create_clip(
+        cfg.model,
+        image_size=get_profile(cfg.profile).image_size,
+        context_length=context,  # type: ignore[arg-type]
+        device=device,
+    )
     load_model(model_path, model)
     return model
 
 
-def evaluate_checkpoint(model_path: Path | str, cfg: TrainConfig, *, split: str = "test",
-                        variants: Sequence[str] = ("clean", "rotate30", "downscale0.5"),
-                        data_root: Path | str | None = None, device: str = "cpu") -> dict:
+def evaluate_checkpoint(
+    model_path: Path | str,
+    cfg: TrainConfig,
+    *,
+    split: str = "test",
+    variants: Sequence[str] = ("clean", "rotate30", "downscale0.5"),
+    data_root: Path | str | None = None,
+    device: str = "cpu",
+) -> dict:
     """``evaluate_clip`` of the weights ``model_path`` of a run trained with ``cfg`` (uncached): the
     model and image size are the run's, and the data its dataset's unless ``data_root`` is given."""
     from .evaluate import evaluate_clip
     from .models import get_tokenizer
 
     model = load_run_model(model_path, cfg, device)
-    return evaluate_clip(model, get_tokenizer(cfg.model, context_length=model.context_length),  # type: ignore[arg-type]
-                         data_root or dataset_root(cfg),
-                         split=split, image_size=get_profile(cfg.profile).image_size, variants=variants, device=device)
+    return evaluate_clip(
+        model,
+        get_tokenizer(cfg.model, context_length=model.context_length),  # type: ignore[arg-type]
+        data_root or dataset_root(cfg),
+        split=split,
+        image_size=get_profile(cfg.profile).image_size,
+        variants=variants,
+        device=device,
+    )
 
 
 def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
@@ -177,8 +227,13 @@ def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
     return max(1, min(len(configs), cores // threads))
 
 
-def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | None = None, device: str | None = None,
-              progress: bool = True) -> list[TrainResult]:
+def train_all(
+    runs: Sequence[tuple[TrainConfig, Path | None]],
+    *,
+    jobs: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> list[TrainResult]:
     """Train (or reuse, or resume) every ``(config, run folder)``; ``jobs`` of them at once.
 
     Why processes: a run pins its own CPU thread count, and the small cpu-profile model gains little
@@ -203,8 +258,10 @@ def train_all(runs: Sequence[tuple[TrainConfig, Path | None]], *, jobs: int | No
     order = sorted(range(len(runs)), key=lambda i: -relative_cost(runs[i][0]))
     # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {i: pool.submit(train, runs[i][0], out_dir=runs[i][1], resume=True, progress=False, device=device)
-                   for i in order}
+        futures = {
+            i: pool.submit(train, runs[i][0], out_dir=runs[i][1], resume=True, progress=False, device=device)
+            for i in order
+        }
         return [futures[i].result() for i in range(len(runs))]
 
 
@@ -216,11 +273,20 @@ def relative_cost(config: TrainConfig) -> int:
     return cfg.steps * cfg.positives_per_step * (2 + neg.image_slots + len(neg.text_slots))
 
 
-def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0, 1, 2), *,
-                   recipe: dict[str, Any] | None = None, runs_dir: Path | str | None = None, write: bool = True,
-                   progress: bool = True, device: str | None = None, jobs: int | None = None,
-                   extend: bool = False, results_root: Path | str | None = None,
-                   **overrides: Any) -> dict[str, Any]:
+def run_comparison(
+    profile: Profile | str | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    recipe: dict[str, Any] | None = None,
+    runs_dir: Path | str | None = None,
+    write: bool = True,
+    progress: bool = True,
+    device: str | None = None,
+    jobs: int | None = None,
+    extend: bool = False,
+    results_root: Path | str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train (or reuse) and evaluate CLIP and MMCLIP for every seed; return and write the results.
 
     ``jobs`` runs train at once (default :func:`default_jobs`: two on a 2-core CPU for the cpu
@@ -245,18 +311,26 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     device = device or detect_device()
     models: dict[str, list[dict]] = {"clip": [], "mmclip": []}
     trained: dict[str, Any] = {}  # each model's config as trained (seed aside)
-    planned = [(seed, name, cfg, Path(runs_dir) / cfg.run_name() if runs_dir else default_run_dir(cfg))
-               for seed in seeds for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items()]
+    planned = [
+        (seed, name, cfg, Path(runs_dir) / cfg.run_name() if runs_dir else default_run_dir(cfg))
+        for seed in seeds
+        for name, cfg in comparison_configs(p, seed, recipe=recipe, **overrides).items()
+    ]
     with Timer() as t:
         results = train_all([(cfg, out) for _, _, cfg, out in planned], jobs=jobs, device=device, progress=progress)
         stamp = _measured_stamp(provenance(p, None))  # one commit and device for every entry of this call
         for (seed, name, _, out), result in zip(planned, results):
             full = evaluate_run(result, device=device)
-            entry = {"seed": seed, "run": str(out), **headline(full),
-                     "robustness": full.get("robustness", {}),
-                     "probes": {k: v["acc"] for k, v in full["probes"].items()},
-                     "train_wall_time_s": result.summary.get("wall_time_s"),
-                     "images_per_s": result.summary.get("images_per_s"), "measured": stamp}
+            entry = {
+                "seed": seed,
+                "run": str(out),
+                **headline(full),
+                "robustness": full.get("robustness", {}),
+                "probes": {k: v["acc"] for k, v in full["probes"].items()},
+                "train_wall_time_s": result.summary.get("wall_time_s"),
+                "images_per_s": result.summary.get("images_per_s"),
+                "measured": stamp,
+            }
             models[name].append(entry)
             trained[name] = {k: v for k, v in result.config.to_dict().items() if k not in ("seed",)}
             trained[name]["positives_per_step"] = result.config.positives_per_step
@@ -268,18 +342,27 @@ def run_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = 
     return record
 
 
-def _comparison_record(models: dict[str, list[dict]], *, chance: dict[str, float],
-                       recipe: dict[str, Any]) -> dict[str, Any]:
+def _comparison_record(
+    models: dict[str, list[dict]], *, chance: dict[str, float], recipe: dict[str, Any]
+) -> dict[str, Any]:
     """Per-seed entries (sorted by seed) plus their mean ± std and the MMCLIP − CLIP gap."""
     models = {name: sorted(entries, key=lambda e: e["seed"]) for name, entries in models.items()}
     seeds = [e["seed"] for e in models["clip"]]
     if [e["seed"] for e in models["mmclip"]] != seeds:
-        raise ValueError(f"CLIP seeds {seeds} and MMCLIP seeds {[e['seed'] for e in models['mmclip']]} differ: "
-                         "a comparison needs both models at every seed")
+        raise ValueError(
+            f"CLIP seeds {seeds} and MMCLIP seeds {[e['seed'] for e in models['mmclip']]} differ: "
+            "a comparison needs both models at every seed"
+        )
     summary = {name: aggregate(entries) for name, entries in models.items()}
     gap = {k: summary["mmclip"][k]["mean"] - summary["clip"][k]["mean"] for k in HEADLINE}
-    return {**models, "summary": summary, "gap_mmclip_minus_clip": gap, "chance": chance,
-            "recipe": recipe, "seeds": seeds}
+    return {
+        **models,
+        "summary": summary,
+        "gap_mmclip_minus_clip": gap,
+        "chance": chance,
+        "recipe": recipe,
+        "seeds": seeds,
+    }
 
 
 def _measured_stamp(record: dict[str, Any]) -> dict[str, Any]:
@@ -322,17 +405,29 @@ def merge_comparisons(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 entry = _stamped(entry, rec)
                 seen = models[name].get(entry["seed"])
                 if seen is not None and any(seen[k] != entry[k] for k in HEADLINE):
-                    raise ValueError(f"{name} seed {entry['seed']} was measured twice with different numbers "
-                                     f"(i2t_fine {seen['i2t_fine']} vs {entry['i2t_fine']}): the code or data "
-                                     "changed between the records; rerun every seed instead of merging")
+                    raise ValueError(
+                        f"{name} seed {entry['seed']} was measured twice with different numbers "
+                        f"(i2t_fine {seen['i2t_fine']} vs {entry['i2t_fine']}): the code or data "
+                        "changed between the records; rerun every seed instead of merging"
+                    )
                 models[name][entry["seed"]] = entry
-    return _comparison_record({name: list(by_seed.values()) for name, by_seed in models.items()},
-                              chance=first["metrics"]["chance"], recipe=first["metrics"]["recipe"])
+    return _comparison_record(
+        {name: list(by_seed.values()) for name, by_seed in models.items()},
+        chance=first["metrics"]["chance"],
+        recipe=first["metrics"]["recipe"],
+    )
 
 
-def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | None = None, *,
-                      data_root: Path | str | None = None, device: str | None = None, write: bool = True,
-                      name: str = "recipe_selection", earlier: Sequence[Path | str] = ()) -> dict[str, Any]:
+def validation_scores(
+    run_dirs: Sequence[Path | str],
+    profile: Profile | str | None = None,
+    *,
+    data_root: Path | str | None = None,
+    device: str | None = None,
+    write: bool = True,
+    name: str = "recipe_selection",
+    earlier: Sequence[Path | str] = (),
+) -> dict[str, Any]:
     """Score finished runs on the whole *validation* split (clean diagrams): how recipes are chosen.
 
     The comparison's recipe (:data:`MMCLIP_RECIPE`) is picked from these numbers, never from the
@@ -360,8 +455,15 @@ def validation_scores(run_dirs: Sequence[Path | str], profile: Profile | str | N
     with Timer() as t:
         for run_dir, cfg in configs.items():
             # cached beside test_eval.json, keyed the same way: adding a candidate re-scores only it
-            out = _evaluate_cached(run_dir / MODEL_FILE, cfg, run_dir / VAL_EVAL_FILE, split="val", variants=("clean",),
-                                   data_root=data_root, device=device)
+            out = _evaluate_cached(
+                run_dir / MODEL_FILE,
+                cfg,
+                run_dir / VAL_EVAL_FILE,
+                split="val",
+                variants=("clean",),
+                data_root=data_root,
+                device=device,
+            )
             runs[run_dir.name] = {"config": cfg.to_dict(), "n": out["n"], **headline(out)}
     for path, earlier_record in earlier_records.items():
         _take_over_runs(runs, earlier_record, path)
@@ -403,8 +505,10 @@ def _take_over_runs(runs: dict[str, Any], record: dict[str, Any], path: Path | s
         if seen is None:
             runs[run] = entry
         elif any(seen[k] != entry[k] for k in HEADLINE):
-            raise ValueError(f"{run} scores i2t_fine {seen['i2t_fine']} now but {entry['i2t_fine']} in {path}: the "
-                             "code, data or CPU changed between them; score every candidate again instead")
+            raise ValueError(
+                f"{run} scores i2t_fine {seen['i2t_fine']} now but {entry['i2t_fine']} in {path}: the "
+                "code, data or CPU changed between them; score every candidate again instead"
+            )
 
 
 # What a recipe must do on the validation split to be chosen: the issue's two conditions, fixed
@@ -425,11 +529,16 @@ def _what_trains(config: dict[str, Any]) -> dict[str, Any]:
     # what resume may change (logging, evaluation cadence) does not change the model; nor, here, the seed.
     # Records from before TrainConfig.hard_weight trained with weight 1, and those from before
     # TrainConfig.temperature at open_clip's initial temperature.
-    return {k: v for k, v in {"hard_weight": 1.0, "temperature": None, **config}.items() if k not in RESUMABLE_CHANGES | {"seed"}}
+    return {
+        k: v
+        for k, v in {"hard_weight": 1.0, "temperature": None, **config}.items()
+        if k not in RESUMABLE_CHANGES | {"seed"}
+    }
 
 
-def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_TARGET,
-                   retrieval_tolerance: float = RETRIEVAL_TOLERANCE) -> dict[str, Any]:
+def select_recipes(
+    runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_TARGET, retrieval_tolerance: float = RETRIEVAL_TOLERANCE
+) -> dict[str, Any]:
     """Group validation scores by recipe, average over seeds, and judge each recipe against CLIP.
 
     ``runs`` maps run names to ``{"config": ..., <headline numbers>}`` (what
@@ -448,18 +557,26 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
         key = recipe_of(r["config"])
         members = groups.setdefault(key, [])
         if members and _what_trains(members[0]["config"]) != _what_trains(r["config"]):
-            raise ValueError(f"{name} and {key} runs share a name but not a config (weight decay, warm-up, "
-                             "threads, ...): seeds of one recipe must differ in the seed only")
+            raise ValueError(
+                f"{name} and {key} runs share a name but not a config (weight decay, warm-up, "
+                "threads, ...): seeds of one recipe must differ in the seed only"
+            )
         members.append(r)
     mean = lambda members, k, seeds: float(np.mean([m[k] for m in members if m["config"]["seed"] in seeds]))  # noqa: E731
     recipes: dict[str, Any] = {}
     for key, members in sorted(groups.items()):
-        recipes[key] = {"loss": members[0]["config"]["loss"],
-                        "seeds": sorted(m["config"]["seed"] for m in members),
-                        **{k: _mean_std([m[k] for m in members]) for k in HEADLINE}}
+        recipes[key] = {
+            "loss": members[0]["config"]["loss"],
+            "seeds": sorted(m["config"]["seed"] for m in members),
+            **{k: _mean_std([m[k] for m in members]) for k in HEADLINE},
+        }
     baselines = [k for k, r in recipes.items() if r["loss"] == "clip"]
-    criterion = {"gap_target": gap_target, "retrieval_tolerance": retrieval_tolerance,
-                 "retrieval_keys": list(RETRIEVAL_KEYS), "baseline": baselines[0] if len(baselines) == 1 else None}
+    criterion = {
+        "gap_target": gap_target,
+        "retrieval_tolerance": retrieval_tolerance,
+        "retrieval_keys": list(RETRIEVAL_KEYS),
+        "baseline": baselines[0] if len(baselines) == 1 else None,
+    }
     if len(baselines) != 1:
         return {"recipes": recipes, "criterion": criterion, "chosen": None}
     base = groups[baselines[0]]
@@ -477,16 +594,25 @@ def select_recipes(runs: dict[str, dict[str, Any]], *, gap_target: float = GAP_T
         if gap < gap_target:
             why.append(f"i2t_fine gap {100 * gap:+.1f} < {100 * gap_target:.0f} points")
         if drops[worst] > retrieval_tolerance:
-            why.append(f"{worst} {100 * drops[worst]:.1f} points below CLIP (tolerance {100 * retrieval_tolerance:.0f})")
-        r["verdict"] = {"judged": True, "meets": not why, "seeds_compared": seeds, "i2t_fine_gap": gap,
-                        "retrieval_drop": drops, "why": "; ".join(why) or "meets both conditions"}
+            why.append(
+                f"{worst} {100 * drops[worst]:.1f} points below CLIP (tolerance {100 * retrieval_tolerance:.0f})"
+            )
+        r["verdict"] = {
+            "judged": True,
+            "meets": not why,
+            "seeds_compared": seeds,
+            "i2t_fine_gap": gap,
+            "retrieval_drop": drops,
+            "why": "; ".join(why) or "meets both conditions",
+        }
     meeting = [k for k, r in recipes.items() if r.get("verdict", {}).get("meets")]
     rank = lambda k: (len(recipes[k]["verdict"]["seeds_compared"]), recipes[k]["verdict"]["i2t_fine_gap"])  # noqa: E731
     return {"recipes": recipes, "criterion": criterion, "chosen": max(meeting, key=rank) if meeting else None}
 
 
-def gap_uncertainty(base_hits: np.ndarray, model_hits: np.ndarray, families: Sequence[str], *,
-                    n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+def gap_uncertainty(
+    base_hits: np.ndarray, model_hits: np.ndarray, families: Sequence[str], *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """How far a split's i2t_fine gap can be trusted: its item-bootstrap error and its family mix.
 
     ``base_hits`` and ``model_hits`` are (seeds, items) arrays of per-diagram hits
@@ -499,8 +625,10 @@ def gap_uncertainty(base_hits: np.ndarray, model_hits: np.ndarray, families: Seq
     base, model = np.asarray(base_hits, float), np.asarray(model_hits, float)
     fam = np.asarray(families)
     if base.ndim != 2 or base.shape != model.shape or base.shape[1] != len(fam):
-        raise ValueError(f"hits must be two (seeds, items) arrays of one shape over {len(fam)} items, "
-                         f"got {base.shape} and {model.shape}")
+        raise ValueError(
+            f"hits must be two (seeds, items) arrays of one shape over {len(fam)} items, "
+            f"got {base.shape} and {model.shape}"
+        )
     diff = model.mean(0) - base.mean(0)
     keep = ~np.isnan(diff)  # diagrams without a rule negative are not in i2t_fine
     diff, fam = diff[keep], fam[keep]
@@ -509,20 +637,39 @@ def gap_uncertainty(base_hits: np.ndarray, model_hits: np.ndarray, families: Seq
     rng = np.random.default_rng(seed)
     boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)])
     by_family = {f: {"gap": float(diff[fam == f].mean()), "n": int((fam == f).sum())} for f in sorted(set(fam))}
-    return {"gap": float(diff.mean()), "bootstrap_se": float(boot.std(ddof=1)), "n_items": int(len(diff)),
-            "seeds": int(base.shape[0]), "family_balanced_gap": float(np.mean([v["gap"] for v in by_family.values()])),
-            "by_family": by_family}
+    return {
+        "gap": float(diff.mean()),
+        "bootstrap_se": float(boot.std(ddof=1)),
+        "n_items": int(len(diff)),
+        "seeds": int(base.shape[0]),
+        "family_balanced_gap": float(np.mean([v["gap"] for v in by_family.values()])),
+        "by_family": by_family,
+    }
 
 
-def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str], *, split: str = "val",
-              data_root: Path | str | None = None, device: str | None = None, write: bool = True) -> dict[str, Any]:
+def gap_noise(
+    clip_runs: Sequence[Path | str],
+    mmclip_runs: Sequence[Path | str],
+    *,
+    split: str = "val",
+    data_root: Path | str | None = None,
+    device: str | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
     """:func:`gap_uncertainty` of finished CLIP and MMCLIP runs (one per seed) on one split, clean diagrams.
 
     Seeds pair up in order (``clip_runs[i]`` with ``mmclip_runs[i]``); all runs must share a profile and
     dataset. Written to ``results/<profile>/gap_noise_<split>.json``.
     """
-    from .evaluate import (check_finite, drop_indistinguishable, encode_images, encode_texts, eval_transform,
-                           i2t_fine_hits, split_items)
+    from .evaluate import (
+        check_finite,
+        drop_indistinguishable,
+        encode_images,
+        encode_texts,
+        eval_transform,
+        i2t_fine_hits,
+        split_items,
+    )
     from .models import get_tokenizer
     from .repro import Timer, detect_device, write_results
 
@@ -531,7 +678,9 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
     configs, p = _finished_runs([*clip_runs, *mmclip_runs])
     data_seeds = {c.data_seed for c in configs.values()}
     if len(data_seeds) > 1:
-        raise ValueError(f"runs trained on different datasets (data seeds {sorted(data_seeds)}) are not scored on one split")
+        raise ValueError(
+            f"runs trained on different datasets (data seeds {sorted(data_seeds)}) are not scored on one split"
+        )
     device = device or detect_device()
     first = next(iter(configs.values()))
     root = Path(data_root) if data_root is not None else dataset_root(first)
@@ -544,22 +693,31 @@ def gap_noise(clip_runs: Sequence[Path | str], mmclip_runs: Sequence[Path | str]
             model.eval()
             tokenizer = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
             texts = check_finite(encode_texts(model, tokenizer, items.texts, device=device), "text")
-            images = check_finite(encode_images(model, items.image_paths[:items.n], eval_transform(p.image_size),
-                                                device=device), "image")
+            images = check_finite(
+                encode_images(model, items.image_paths[: items.n], eval_transform(p.image_size), device=device), "image"
+            )
             hits[run_dir] = i2t_fine_hits(items, images, texts)
     families = [r["family"] for r in items.rows]
-    record = {"split": split, "clip_runs": [str(r) for r in clip_runs], "mmclip_runs": [str(r) for r in mmclip_runs],
-              **gap_uncertainty(np.stack([hits[Path(r)] for r in clip_runs]),
-                                np.stack([hits[Path(r)] for r in mmclip_runs]), families)}
+    record = {
+        "split": split,
+        "clip_runs": [str(r) for r in clip_runs],
+        "mmclip_runs": [str(r) for r in mmclip_runs],
+        **gap_uncertainty(
+            np.stack([hits[Path(r)] for r in clip_runs]), np.stack([hits[Path(r)] for r in mmclip_runs]), families
+        ),
+    }
     if write:
         write_results(f"gap_noise_{split}", record, profile=p, seed=None, wall_time_s=t.seconds)
     return record
 
 
 def _chance_levels(result: dict) -> dict[str, float]:
-    return {"i2t_fine": result["i2t_fine"]["all"]["chance"], "t2i_fine": result["t2i_fine"]["all"]["chance"],
-            "i2t_with_retrieval": result["i2t_with_retrieval"]["all"]["chance"],
-            **{k: v["chance"] for k, v in result["retrieval"].items()}}
+    return {
+        "i2t_fine": result["i2t_fine"]["all"]["chance"],
+        "t2i_fine": result["t2i_fine"]["all"]["chance"],
+        "i2t_with_retrieval": result["i2t_with_retrieval"]["all"]["chance"],
+        **{k: v["chance"] for k, v in result["retrieval"].items()},
+    }
 
 
 def comparison_table(record: dict[str, Any]):
@@ -572,9 +730,9 @@ def comparison_table(record: dict[str, Any]):
         for name in ("clip", "mmclip"):
             s = record["summary"][name][metric]
             row[name] = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
-        row["gap (pts)"] = round(100 * (record["summary"]["mmclip"][metric]["mean"]
-                                        - record["summary"]["clip"][metric]["mean"]), 1)
+        row["gap (pts)"] = round(
+            100 * (record["summary"]["mmclip"][metric]["mean"] - record["summary"]["clip"][metric]["mean"]), 1
+        )
         row["chance"] = f"{100 * record['chance'][metric]:.1f}"
         rows.append(row)
     return pd.DataFrame(rows).set_index("metric")
-

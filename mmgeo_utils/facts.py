@@ -19,12 +19,20 @@ swap square → rectangle is a verifiably false hard negative.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .geometry import (angle_at, cross, dist, foot_of_perpendicular, line_angle_between, midpoint,
-                       point_segment_distance, polygon_is_convex)
+from .geometry import (
+    angle_at,
+    cross,
+    dist,
+    foot_of_perpendicular,
+    line_angle_between,
+    midpoint,
+    point_segment_distance,
+    polygon_is_convex,
+)
 from .scene import FACT_KINDS, Arc, Circle, Fact, Scene
 
 ANGLE_TOL_DEG = 0.5  # angles are stated in whole degrees and constructed exactly
@@ -68,8 +76,9 @@ def _pair_dists(pts: Sequence[np.ndarray]) -> dict[tuple[int, int], float]:
     return {(i, j): dist(pts[i], pts[j]) for i in range(n) for j in range(i + 1, n)}
 
 
-def _is_degenerate(pts: Sequence[np.ndarray], rel_tol: float,
-                   pair_dists: dict[tuple[int, int], float] | None = None) -> bool:
+def _is_degenerate(
+    pts: Sequence[np.ndarray], rel_tol: float, pair_dists: dict[tuple[int, int], float] | None = None
+) -> bool:
     """Collinear or coincident vertices: no shape name applies."""
     n = len(pts)
     d = pair_dists if pair_dists is not None else _pair_dists(pts)
@@ -96,8 +105,9 @@ def _segments_cross(a, b, c, d) -> bool:
 # ----------------------------------------------------------------------------- shapes
 
 
-def _triangle_name(pts: Sequence[np.ndarray], angle_tol: float, rel_tol: float,
-                   pair_dists: dict[tuple[int, int], float] | None = None) -> str:
+def _triangle_name(
+    pts: Sequence[np.ndarray], angle_tol: float, rel_tol: float, pair_dists: dict[tuple[int, int], float] | None = None
+) -> str:
     a, b, c = pts
     d = pair_dists if pair_dists is not None else _pair_dists(pts)
     sides = sorted([d[0, 1], d[1, 2], d[0, 2]])
@@ -201,8 +211,11 @@ def _on_circle_fact(scene, f, p, at, rt):
 
 def _diameter(scene, f, p, at, rt):
     a, b, o = p
-    return (_on_circle(scene, a, f.args[2], rt) and _on_circle(scene, b, f.args[2], rt)
-            and dist(o, midpoint(a, b)) <= rt * dist(a, b))
+    return (
+        _on_circle(scene, a, f.args[2], rt)
+        and _on_circle(scene, b, f.args[2], rt)
+        and dist(o, midpoint(a, b)) <= rt * dist(a, b)
+    )
 
 
 def _radius(scene, f, p, at, rt):
@@ -245,8 +258,9 @@ def _intersection(scene, f, p, at, rt):
     if line_angle_between(a, b, c, d) <= at:
         return False
     scale = _extent(scene)
-    return (dist(x, foot_of_perpendicular(x, a, b)) <= rt * scale
-            and dist(x, foot_of_perpendicular(x, c, d)) <= rt * scale)
+    return (
+        dist(x, foot_of_perpendicular(x, a, b)) <= rt * scale and dist(x, foot_of_perpendicular(x, c, d)) <= rt * scale
+    )
 
 
 def _shape(scene, f, p, at, rt):
@@ -276,11 +290,25 @@ def _congruent(scene, f, p, at, rt):
 
 
 _CHECKERS: dict[str, Checker] = {
-    "length": _length, "angle": _angle, "perpendicular": _perpendicular, "parallel": _parallel,
-    "equal_length": _equal_length, "midpoint": _midpoint, "on_segment": _on_segment,
-    "on_circle": _on_circle_fact, "diameter": _diameter, "radius": _radius, "tangent": _tangent,
-    "secant": _secant, "altitude": _altitude, "median": _median, "bisector": _bisector,
-    "intersection": _intersection, "shape": _shape, "similar": _similar, "congruent": _congruent,
+    "length": _length,
+    "angle": _angle,
+    "perpendicular": _perpendicular,
+    "parallel": _parallel,
+    "equal_length": _equal_length,
+    "midpoint": _midpoint,
+    "on_segment": _on_segment,
+    "on_circle": _on_circle_fact,
+    "diameter": _diameter,
+    "radius": _radius,
+    "tangent": _tangent,
+    "secant": _secant,
+    "altitude": _altitude,
+    "median": _median,
+    "bisector": _bisector,
+    "intersection": _intersection,
+    "shape": _shape,
+    "similar": _similar,
+    "congruent": _congruent,
 }
 assert set(_CHECKERS) == set(FACT_KINDS), "every fact kind needs a checker"
 

@@ -28,19 +28,39 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
 from . import geometry as g
 from .facts import check_scene_facts, shape_name
 from .layout import LabelObstacles, annotation_clearances, label_clearances, place_labels
-from .scene import (AngleMark, Circle, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
-                    RightAngleMark, Scene, Segment, validate_scene)
+from .scene import (
+    AngleMark,
+    Circle,
+    EqualTicks,
+    Fact,
+    LengthLabel,
+    ParallelArrows,
+    Polygon,
+    RightAngleMark,
+    Scene,
+    Segment,
+    validate_scene,
+)
 
-__all__ = ["FAMILIES", "generate_scene", "sample_scene", "check_legible", "MIN_ANGLE_DEG",
-           "MIN_SIDE_FRAC", "MIN_POINT_GAP_FRAC", "MIN_POINT_LINE_GAP_FRAC", "SCENE_SIZE"]
+__all__ = [
+    "FAMILIES",
+    "generate_scene",
+    "sample_scene",
+    "check_legible",
+    "MIN_ANGLE_DEG",
+    "MIN_SIDE_FRAC",
+    "MIN_POINT_GAP_FRAC",
+    "MIN_POINT_LINE_GAP_FRAC",
+    "SCENE_SIZE",
+]
 
 # ----------------------------------------------------------------------------- constants
 
@@ -66,8 +86,7 @@ CLASSIC_START_P = 0.5
 
 # Pythagorean triples and the scales they are drawn at: right angles with nice sides.
 TRIPLES = ((3, 4, 5), (5, 12, 13), (8, 15, 17), (20, 21, 29))
-TRIPLE_SCALES = {(3, 4, 5): (0.5, 1, 1.5, 2, 3), (5, 12, 13): (0.5, 1, 2), (8, 15, 17): (0.5, 1),
-                 (20, 21, 29): (0.5,)}
+TRIPLE_SCALES = {(3, 4, 5): (0.5, 1, 1.5, 2, 3), (5, 12, 13): (0.5, 1, 2), (8, 15, 17): (0.5, 1), (20, 21, 29): (0.5,)}
 RATIOS = ((1, 2), (1, 3), (2, 3), (2, 5), (3, 5), (3, 4), (1, 4))  # DE ∥ BC division ratios AD:AB
 
 
@@ -100,7 +119,7 @@ def _letters(rng: np.random.Generator, n: int, conventional: dict[int, str] | No
         start = min(start, len(ALPHABET) - n)
     else:
         start = int(rng.integers(0, len(ALPHABET) - n + 1))
-    block = list(ALPHABET[start:start + n])
+    block = list(ALPHABET[start : start + n])
     for i, letter in (conventional or {}).items():
         if letter not in block and rng.random() < CONVENTIONAL_P:
             block[i] = letter
@@ -434,8 +453,7 @@ def isosceles_median(rng: np.random.Generator) -> _Draft:
     d.seg(A, M, dashed=True)
     d.shape(A, B, C)
     d.equal(A, B, A, C)
-    roles = _pick(rng, [("median",), ("altitude",), ("median", "altitude"), ("bisector",),
-                        ("median", "bisector")])
+    roles = _pick(rng, [("median",), ("altitude",), ("median", "altitude"), ("bisector",), ("median", "bisector")])
     if "median" in roles:
         d.median(A, M, B, C)
     if "altitude" in roles:
@@ -779,9 +797,14 @@ def _shape_of(d: _Draft) -> str:
     return next(str(f.value) for f in d.facts if f.kind == "shape")
 
 
-_QUAD_FACTS = {"parallelogram": _parallelogram_facts, "rectangle": _rectangle_facts,
-               "rhombus": _rhombus_facts, "square": _square_facts, "trapezoid": _trapezoid_facts,
-               "isosceles trapezoid": _trapezoid_facts}
+_QUAD_FACTS = {
+    "parallelogram": _parallelogram_facts,
+    "rectangle": _rectangle_facts,
+    "rhombus": _rhombus_facts,
+    "square": _square_facts,
+    "trapezoid": _trapezoid_facts,
+    "isosceles trapezoid": _trapezoid_facts,
+}
 
 
 def similar_triangles(rng: np.random.Generator) -> _Draft:
@@ -966,9 +989,21 @@ def inscribed_angle(rng: np.random.Generator) -> _Draft:
 # ----------------------------------------------------------------------------- registry and checks
 
 _BUILDERS: dict[str, Callable[[np.random.Generator], _Draft]] = {
-    f.__name__: f for f in (right_triangle_altitude, isosceles_median, angle_bisector, parallel_transversal,
-                            thales_circle, tangent_external, quadrilateral_diagonals, similar_triangles,
-                            midsegment, equilateral_triangle, chord_perpendicular, inscribed_angle)
+    f.__name__: f
+    for f in (
+        right_triangle_altitude,
+        isosceles_median,
+        angle_bisector,
+        parallel_transversal,
+        thales_circle,
+        tangent_external,
+        quadrilateral_diagonals,
+        similar_triangles,
+        midsegment,
+        equilateral_triangle,
+        chord_perpendicular,
+        inscribed_angle,
+    )
 }
 
 
@@ -1019,12 +1054,13 @@ def _side_gaps(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rx, ry = p[:, None, 0] - a[None, :, 0], p[:, None, 1] - a[None, :, 1]
     t = (rx * d[None, :, 0] + ry * d[None, :, 1]) / np.where(short, 1.0, L2)
     t = np.minimum(1.0, np.maximum(0.0, t))
-    gap = np.hypot(p[:, None, 0] - (a[None, :, 0] + t * d[None, :, 0]),
-                   p[:, None, 1] - (a[None, :, 1] + t * d[None, :, 1]))
+    gap = np.hypot(
+        p[:, None, 0] - (a[None, :, 0] + t * d[None, :, 0]), p[:, None, 1] - (a[None, :, 1] + t * d[None, :, 1])
+    )
     return np.where(short, np.hypot(rx, ry), gap)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs ``i < j`` of ``n`` items, in the order a nested loop visits them (cached: scenes reuse a few n)."""
     return np.triu_indices(n, k=1)
@@ -1071,8 +1107,14 @@ def _check_circles_and_angles(scene: Scene, names: list[str], xy: np.ndarray, pt
                 raise ValueError(f"marked angle {el.a}{el.vertex}{el.b} looks like a right angle")
 
 
-def _check_annotations(scene: Scene, names: list[str], xy: np.ndarray, pts: dict, sides: list[tuple[str, str]],
-                       texts: list[tuple[str, np.ndarray, float]]) -> None:
+def _check_annotations(
+    scene: Scene,
+    names: list[str],
+    xy: np.ndarray,
+    pts: dict,
+    sides: list[tuple[str, str]],
+    texts: list[tuple[str, np.ndarray, float]],
+) -> None:
     """Angle values and length labels cover no point, cross no stroke and keep apart from each other."""
     if not texts:
         return
@@ -1093,7 +1135,7 @@ def _check_annotations(scene: Scene, names: list[str], xy: np.ndarray, pts: dict
             if abs(g.dist(c, o) - r) < TEXT_STROKE_GAP * rad:
                 raise ValueError(f"annotation {t!r} would be crossed by a circle")
     for i, (t1, c1, r1) in enumerate(texts):
-        for t2, c2, r2 in texts[i + 1:]:
+        for t2, c2, r2 in texts[i + 1 :]:
             if g.dist(c1, c2) < ANNOTATION_GAP * (r1 + r2):
                 raise ValueError(f"annotations {t1!r} and {t2!r} would overlap")
 

@@ -9,7 +9,7 @@ Points are ``numpy`` arrays of shape (2,) or plain ``(x, y)`` tuples.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -141,8 +141,7 @@ def on_segment(p, a, b, tol: float = 1e-6) -> bool:
 def polygon_is_convex(pts: Sequence) -> bool:
     pts = [as_vec(p) for p in pts]
     n = len(pts)
-    signs = {np.sign(cross(pts[(i + 1) % n] - pts[i], pts[(i + 2) % n] - pts[(i + 1) % n]))
-             for i in range(n)}
+    signs = {np.sign(cross(pts[(i + 1) % n] - pts[i], pts[(i + 2) % n] - pts[(i + 1) % n])) for i in range(n)}
     signs.discard(0.0)
     return len(signs) == 1
 

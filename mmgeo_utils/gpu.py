@@ -45,8 +45,12 @@ def nvidia_smi_report() -> dict | None:
     if exe is None:
         return None
     try:
-        listing = subprocess.run([exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=20)
+        listing = subprocess.run(
+            [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     rows = [[c.strip() for c in line.split(",")] for line in listing.stdout.splitlines() if line.strip()]
@@ -78,21 +82,28 @@ def unusable_gpu_message(report: dict, torch_version: str, torch_cuda: str | Non
     if torch_cuda is None:
         why = f"this torch ({torch_version}) is a CPU-only build"
     else:
-        why = (f"this torch ({torch_version}) is built for CUDA {torch_cuda}, which needs a newer driver"
-               if not report["cuda"] or _version(report["cuda"]) < _version(torch_cuda)
-               else f"this torch ({torch_version}, CUDA {torch_cuda}) cannot open it")
+        why = (
+            f"this torch ({torch_version}) is built for CUDA {torch_cuda}, which needs a newer driver"
+            if not report["cuda"] or _version(report["cuda"]) < _version(torch_cuda)
+            else f"this torch ({torch_version}, CUDA {torch_cuda}) cannot open it"
+        )
     tag = wheel_tag_for(report["cuda"])
-    return "\n".join(filter(None, [
-        f"nvidia-smi sees {len(report['gpus'])} GPU(s) ({gpus}; {driver}), but {why}: "
-        "torch.cuda.is_available() is False.",
-        f"torch says: {reason}" if reason else "",
-        "Install a torch build for this driver (the PyTorch index for its CUDA version), then run again:",
-        f"    pip install --force-reinstall torch torchvision --index-url {WHEEL_INDEX.format(tag=tag)}",
-        "  (indices: " + ", ".join(CUDA_TAGS) + "; take the newest at or below the CUDA version nvidia-smi "
-        "prints; if the newest torch has no build there, https://pytorch.org/get-started/previous-versions/ "
-        "lists the older releases and their indices) — or update the NVIDIA driver.",
-        "To run on the CPU instead, hide the GPU: CUDA_VISIBLE_DEVICES= (empty).",
-    ]))
+    return "\n".join(
+        filter(
+            None,
+            [
+                f"nvidia-smi sees {len(report['gpus'])} GPU(s) ({gpus}; {driver}), but {why}: "
+                "torch.cuda.is_available() is False.",
+                f"torch says: {reason}" if reason else "",
+                "Install a torch build for this driver (the PyTorch index for its CUDA version), then run again:",
+                f"    pip install --force-reinstall torch torchvision --index-url {WHEEL_INDEX.format(tag=tag)}",
+                "  (indices: " + ", ".join(CUDA_TAGS) + "; take the newest at or below the CUDA version nvidia-smi "
+                "prints; if the newest torch has no build there, https://pytorch.org/get-started/previous-versions/ "
+                "lists the older releases and their indices) — or update the NVIDIA driver.",
+                "To run on the CPU instead, hide the GPU: CUDA_VISIBLE_DEVICES= (empty).",
+            ],
+        )
+    )
 
 
 def _version(text: str) -> tuple[int, ...]:

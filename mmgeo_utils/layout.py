@@ -19,10 +19,17 @@ import math
 
 import numpy as np
 
-from .scene import (AngleMark, Arc, Circle, LengthLabel, Line, Polygon, Ray, RightAngleMark, Scene, Segment)
+from .scene import AngleMark, Arc, Circle, LengthLabel, Line, Polygon, Ray, RightAngleMark, Scene, Segment
 
-__all__ = ["place_labels", "label_clearances", "annotation_clearances", "scene_extent", "annotation_discs",
-           "LabelObstacles", "DEFAULT_LABEL_RADIUS_FRAC"]
+__all__ = [
+    "place_labels",
+    "label_clearances",
+    "annotation_clearances",
+    "scene_extent",
+    "annotation_discs",
+    "LabelObstacles",
+    "DEFAULT_LABEL_RADIUS_FRAC",
+]
 
 DEFAULT_LABEL_RADIUS_FRAC = 0.055  # a letter's half-size relative to the figure (≈ 5 px of a 128 px image)
 OFFSET_STEPS = (1.6, 2.1, 2.7, 3.4)  # label distance from its point, in label radii, nearest first
@@ -126,8 +133,9 @@ def _text_radius(text: str, radius: float) -> float:
     return radius * max(1.0, TEXT_WIDTH_PER_CHAR * len(text))
 
 
-def _angle_text_disc(v: np.ndarray, bis: np.ndarray, angle: float, label: str | None,
-                     radius: float) -> tuple[np.ndarray, float]:
+def _angle_text_disc(
+    v: np.ndarray, bis: np.ndarray, angle: float, label: str | None, radius: float
+) -> tuple[np.ndarray, float]:
     """Where a mark's arc and value sit: out along the bisector, further for a narrow angle.
 
     Mirrors how textbooks (and our renderer) place an angle's value: past the arc,
@@ -260,8 +268,10 @@ def _fixed_clearance(p: np.ndarray, obs: LabelObstacles) -> np.ndarray:
     so it is measured for every candidate of every point in one batch.
     """
     r = obs.radius
-    return np.minimum(np.minimum(_dist_to_segments(p, obs.segments) - r, _dist_to_circles(p, obs.circles) - r),
-                      _dist_to_points(p, obs.points) - r)
+    return np.minimum(
+        np.minimum(_dist_to_segments(p, obs.segments) - r, _dist_to_circles(p, obs.circles) - r),
+        _dist_to_points(p, obs.points) - r,
+    )
 
 
 # ----------------------------------------------------------------------------- placement
@@ -320,8 +330,7 @@ def _best_candidate(hard: np.ndarray, soft: np.ndarray, out: np.ndarray, cap: fl
     return int(idx[0])
 
 
-def place_labels(scene: Scene, *, label_radius: float | None = None,
-                 obstacles: LabelObstacles | None = None) -> Scene:
+def place_labels(scene: Scene, *, label_radius: float | None = None, obstacles: LabelObstacles | None = None) -> Scene:
     """Fill ``scene.label_offsets`` (label centre minus point, scene units) for every point.
 
     Greedy and deterministic: the same scene always gets the same offsets. Each
@@ -360,13 +369,15 @@ def place_labels(scene: Scene, *, label_radius: float | None = None,
 def _label_centres(scene: Scene) -> tuple[list[str], np.ndarray]:
     """Names of the placed labels and their centres (point + stored offset), (n, 2)."""
     names = [k for k in scene.label_offsets if k in scene.points]
-    centres = [np.asarray(scene.points[k], dtype=float) + np.asarray(scene.label_offsets[k], dtype=float)
-               for k in names]
+    centres = [
+        np.asarray(scene.points[k], dtype=float) + np.asarray(scene.label_offsets[k], dtype=float) for k in names
+    ]
     return names, np.array(centres, dtype=float).reshape(-1, 2)
 
 
-def label_clearances(scene: Scene, label_radius: float | None = None, *,
-                     obstacles: LabelObstacles | None = None) -> dict[str, float]:
+def label_clearances(
+    scene: Scene, label_radius: float | None = None, *, obstacles: LabelObstacles | None = None
+) -> dict[str, float]:
     """For each placed label, the gap between its disc and the nearest stroke, point or other label.
 
     Positive everywhere means no letter touches a line, a dot or another letter
@@ -382,8 +393,9 @@ def label_clearances(scene: Scene, label_radius: float | None = None, *,
     return dict(zip(names, clear.tolist()))
 
 
-def annotation_clearances(scene: Scene, label_radius: float | None = None, *,
-                          obstacles: LabelObstacles | None = None) -> dict[str, float]:
+def annotation_clearances(
+    scene: Scene, label_radius: float | None = None, *, obstacles: LabelObstacles | None = None
+) -> dict[str, float]:
     """For each placed label, the gap between its disc and the nearest angle value or length label.
 
     Negative means a point's letter would be printed over a number: the figure

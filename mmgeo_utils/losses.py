@@ -54,6 +54,7 @@ __all__ = [
 # input checks: bad shapes and masks get an error that names the tensor and the expected shape
 # --------------------------------------------------------------------------------------------
 
+
 def _check_features(name: str, x: Tensor) -> tuple[int, int]:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -66,8 +67,9 @@ def _check_pair(name_a: str, a: Tensor, name_b: str, b: Tensor) -> tuple[int, in
     shape = _check_features(name_a, a)
     _check_features(name_b, b)
     if a.shape != b.shape:
-        raise ValueError(f"{name_a} and {name_b} must have the same (B, D) shape, "
-                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same (B, D) shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     return shape
 
 
@@ -86,8 +88,7 @@ def _check_mask(name: str, mask: Tensor | None, batch: int, k: int, of: str) -> 
         kind = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"{name} must be a bool tensor (True = valid negative), got {kind}")
     if tuple(mask.shape) != (batch, k):
-        raise ValueError(f"{name} must be (B, K) = ({batch}, {k}) to match {of}, "
-                         f"got {tuple(mask.shape)}")
+        raise ValueError(f"{name} must be (B, K) = ({batch}, {k}) to match {of}, got {tuple(mask.shape)}")
     return mask
 
 
@@ -112,6 +113,7 @@ def _own_logits(scaled_anchor: Tensor, negatives: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # CLIP and in-batch + hard negatives
 # --------------------------------------------------------------------------------------------
+
 
 def clip_loss(image_features: Tensor, text_features: Tensor, logit_scale: Tensor | float) -> Tensor:
     r"""Symmetric InfoNCE, the CLIP loss (Radford et al., 2021), as open_clip's ``ClipLoss``.
@@ -189,16 +191,29 @@ def hard_negative_clip_loss(
         logits = torch.cat([logits, extra], dim=1)
         return F.cross_entropy(logits, torch.arange(batch, device=logits.device))
 
-    loss_i2t = one_direction(image_features, text_features, text_negative_features,
-                             "text_negative_features", text_negative_mask, "text_negative_mask")
-    loss_t2i = one_direction(text_features, image_features, image_negative_features,
-                             "image_negative_features", image_negative_mask, "image_negative_mask")
+    loss_i2t = one_direction(
+        image_features,
+        text_features,
+        text_negative_features,
+        "text_negative_features",
+        text_negative_mask,
+        "text_negative_mask",
+    )
+    loss_t2i = one_direction(
+        text_features,
+        image_features,
+        image_negative_features,
+        "image_negative_features",
+        image_negative_mask,
+        "image_negative_mask",
+    )
     return (loss_i2t + loss_t2i) / 2
 
 
 # --------------------------------------------------------------------------------------------
 # MMCLIP: one positive against its own hard negatives only
 # --------------------------------------------------------------------------------------------
+
 
 def per_anchor_hard_negative_loss(
     anchor_features: Tensor,
@@ -239,8 +254,8 @@ def per_anchor_hard_negative_loss(
     k = _check_negatives("negative_features", negative_features, batch, dim)
     mask = _check_mask("negative_mask", negative_mask, batch, k, of="negative_features")
     scaled = _scale(logit_scale, anchor_features) * anchor_features
-    pos = (scaled * positive_features).sum(dim=-1)            # (B,)
-    neg = _own_logits(scaled, negative_features)               # (B, K)
+    pos = (scaled * positive_features).sum(dim=-1)  # (B,)
+    neg = _own_logits(scaled, negative_features)  # (B, K)
     if logit_bias is not None:
         bias = _scale(logit_bias, anchor_features)
         pos, neg = pos + bias, neg + bias
@@ -275,13 +290,20 @@ def per_anchor_gradient_weights(pos_logit: Tensor | float, neg_logits: Tensor | 
     ``pos_logit`` has shape ``(...)`` and ``neg_logits`` ``(..., K)``; floats and lists are
     accepted. Computed with a softmax, so large logits do not overflow.
     """
-    neg = torch.as_tensor(neg_logits, dtype=torch.get_default_dtype()) \
-        if not isinstance(neg_logits, Tensor) else neg_logits
-    pos = torch.as_tensor(pos_logit, dtype=neg.dtype, device=neg.device) \
-        if not isinstance(pos_logit, Tensor) else pos_logit
+    neg = (
+        torch.as_tensor(neg_logits, dtype=torch.get_default_dtype())
+        if not isinstance(neg_logits, Tensor)
+        else neg_logits
+    )
+    pos = (
+        torch.as_tensor(pos_logit, dtype=neg.dtype, device=neg.device)
+        if not isinstance(pos_logit, Tensor)
+        else pos_logit
+    )
     if neg.dim() < 1 or tuple(neg.shape[:-1]) != tuple(pos.shape):
-        raise ValueError(f"neg_logits must be (..., K) with ... = pos_logit's shape {tuple(pos.shape)}, "
-                         f"got {tuple(neg.shape)}")
+        raise ValueError(
+            f"neg_logits must be (..., K) with ... = pos_logit's shape {tuple(pos.shape)}, got {tuple(neg.shape)}"
+        )
     probs = torch.softmax(torch.cat([pos[..., None], neg], dim=-1), dim=-1)
     return GradientWeights(positive=probs[..., 0] - 1, negatives=probs[..., 1:])
 
@@ -289,6 +311,7 @@ def per_anchor_gradient_weights(pos_logit: Tensor | float, neg_logits: Tensor | 
 # --------------------------------------------------------------------------------------------
 # CE-CLIP: intra-modal contrast and cross-modal rank with an adaptive threshold
 # --------------------------------------------------------------------------------------------
+
 
 def imc_loss(
     image_features: Tensor,
@@ -317,16 +340,17 @@ def imc_loss(
     k = _check_negatives("text_negative_features", text_negative_features, batch, dim)
     mask = _check_mask("negative_mask", negative_mask, batch, k, of="text_negative_features")
     scaled_text = _scale(logit_scale, text_features) * text_features
-    pos = (scaled_text * image_features).sum(dim=-1)                              # (B,)
-    text_text = scaled_text @ text_negative_features.reshape(batch * k, dim).T   # (B, B·K)
+    pos = (scaled_text * image_features).sum(dim=-1)  # (B,)
+    text_text = scaled_text @ text_negative_features.reshape(batch * k, dim).T  # (B, B·K)
     if mask is not None:
         text_text = _masked(text_text, mask.reshape(1, batch * k).expand(batch, -1))
     logits = torch.cat([pos[:, None], text_text], dim=1)
     return F.cross_entropy(logits, torch.zeros(batch, dtype=torch.long, device=logits.device))
 
 
-def cmr_logits(image_features: Tensor, text_features: Tensor, text_negative_features: Tensor,
-               logit_scale: Tensor | float) -> tuple[Tensor, Tensor]:
+def cmr_logits(
+    image_features: Tensor, text_features: Tensor, text_negative_features: Tensor, logit_scale: Tensor | float
+) -> tuple[Tensor, Tensor]:
     """``(s(I_i, T_i) of shape (B,), s(I_i, T_ik⁻) of shape (B, K))``: what CMR compares."""
     batch, dim = _check_pair("image_features", image_features, "text_features", text_features)
     _check_negatives("text_negative_features", text_negative_features, batch, dim)
@@ -356,8 +380,10 @@ def cmr_threshold(
     valid negative in the batch keeps ``previous[k]`` (or 0 without ``previous``).
     """
     if pos_logits.dim() != 1 or neg_logits.dim() != 2 or neg_logits.shape[0] != pos_logits.shape[0]:
-        raise ValueError(f"pos_logits must be (B,) and neg_logits (B, K), got "
-                         f"{tuple(pos_logits.shape)} and {tuple(neg_logits.shape)}")
+        raise ValueError(
+            f"pos_logits must be (B,) and neg_logits (B, K), got "
+            f"{tuple(pos_logits.shape)} and {tuple(neg_logits.shape)}"
+        )
     if upper < 0:
         raise ValueError(f"upper must be >= 0, got {upper}")
     batch, k = neg_logits.shape
@@ -413,6 +439,7 @@ def _cmr_hinge_mean(pos: Tensor, neg: Tensor, thresholds: Tensor | float, mask: 
 # the training objective
 # --------------------------------------------------------------------------------------------
 
+
 class HardNegativeLoss(nn.Module):
     r"""Hard-negative contrastive loss + ``imc_weight`` · IMC + ``cmr_weight`` · CMR.
 
@@ -439,18 +466,25 @@ class HardNegativeLoss(nn.Module):
     ``"cmr_thresholds"`` (the θ this step's CMR used).
     """
 
-    def __init__(self, *, contrastive: Literal["in_batch", "per_anchor"] = "in_batch",
-                 imc_weight: float = 0.3, cmr_weight: float = 0.2, cmr_upper: float = 10.0,
-                 image_negative_form: Literal["softmax", "sigmoid"] = "softmax",
-                 share_negatives: bool = False):
+    def __init__(
+        self,
+        *,
+        contrastive: Literal["in_batch", "per_anchor"] = "in_batch",
+        imc_weight: float = 0.3,
+        cmr_weight: float = 0.2,
+        cmr_upper: float = 10.0,
+        image_negative_form: Literal["softmax", "sigmoid"] = "softmax",
+        share_negatives: bool = False,
+    ):
         super().__init__()
         if contrastive not in ("in_batch", "per_anchor"):
             raise ValueError(f"contrastive must be 'in_batch' or 'per_anchor', got {contrastive!r}")
         if image_negative_form not in ("softmax", "sigmoid"):
             raise ValueError(f"image_negative_form must be 'softmax' or 'sigmoid', got {image_negative_form!r}")
         if imc_weight < 0 or cmr_weight < 0 or cmr_upper < 0:
-            raise ValueError("imc_weight, cmr_weight and cmr_upper must be >= 0, got "
-                             f"{imc_weight}, {cmr_weight}, {cmr_upper}")
+            raise ValueError(
+                f"imc_weight, cmr_weight and cmr_upper must be >= 0, got {imc_weight}, {cmr_weight}, {cmr_upper}"
+            )
         self.contrastive = contrastive
         self.imc_weight = float(imc_weight)
         self.cmr_weight = float(cmr_weight)
@@ -460,9 +494,11 @@ class HardNegativeLoss(nn.Module):
         self.register_buffer("cmr_thresholds", torch.zeros(0))  # sized at the first CMR call
 
     def extra_repr(self) -> str:
-        return (f"contrastive={self.contrastive!r}, imc_weight={self.imc_weight}, "
-                f"cmr_weight={self.cmr_weight}, cmr_upper={self.cmr_upper}, "
-                f"image_negative_form={self.image_negative_form!r}, share_negatives={self.share_negatives}")
+        return (
+            f"contrastive={self.contrastive!r}, imc_weight={self.imc_weight}, "
+            f"cmr_weight={self.cmr_weight}, cmr_upper={self.cmr_upper}, "
+            f"image_negative_form={self.image_negative_form!r}, share_negatives={self.share_negatives}"
+        )
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the thresholds' size is known only after the first step: adopt the saved one
@@ -471,42 +507,69 @@ class HardNegativeLoss(nn.Module):
             self.cmr_thresholds = torch.zeros_like(saved, device=self.cmr_thresholds.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor | float, *,
-                text_negative_features: Tensor | None = None,
-                image_negative_features: Tensor | None = None,
-                text_negative_mask: Tensor | None = None,
-                image_negative_mask: Tensor | None = None,
-                logit_bias: Tensor | float | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        logit_scale: Tensor | float,
+        *,
+        text_negative_features: Tensor | None = None,
+        image_negative_features: Tensor | None = None,
+        text_negative_mask: Tensor | None = None,
+        image_negative_mask: Tensor | None = None,
+        logit_bias: Tensor | float | None = None,
+    ) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         if self.contrastive == "in_batch":
             out["contrastive_loss"] = hard_negative_clip_loss(
-                image_features, text_features, logit_scale, image_negative_features,
-                text_negative_features, text_negative_mask=text_negative_mask,
-                image_negative_mask=image_negative_mask, share_negatives=self.share_negatives)
+                image_features,
+                text_features,
+                logit_scale,
+                image_negative_features,
+                text_negative_features,
+                text_negative_mask=text_negative_mask,
+                image_negative_mask=image_negative_mask,
+                share_negatives=self.share_negatives,
+            )
         else:
             parts = []
             if text_negative_features is not None:
-                parts.append(per_anchor_hard_negative_loss(
-                    image_features, text_features, text_negative_features, logit_scale,
-                    negative_mask=text_negative_mask))
+                parts.append(
+                    per_anchor_hard_negative_loss(
+                        image_features,
+                        text_features,
+                        text_negative_features,
+                        logit_scale,
+                        negative_mask=text_negative_mask,
+                    )
+                )
             if image_negative_features is not None:
-                parts.append(per_anchor_hard_negative_loss(
-                    text_features, image_features, image_negative_features, logit_scale,
-                    form=self.image_negative_form, logit_bias=logit_bias,
-                    negative_mask=image_negative_mask))
+                parts.append(
+                    per_anchor_hard_negative_loss(
+                        text_features,
+                        image_features,
+                        image_negative_features,
+                        logit_scale,
+                        form=self.image_negative_form,
+                        logit_bias=logit_bias,
+                        negative_mask=image_negative_mask,
+                    )
+                )
             if not parts:
-                raise ValueError("contrastive='per_anchor' needs text_negative_features and/or "
-                                 "image_negative_features: it has no in-batch negatives")
+                raise ValueError(
+                    "contrastive='per_anchor' needs text_negative_features and/or "
+                    "image_negative_features: it has no in-batch negatives"
+                )
             out["contrastive_loss"] = torch.stack(parts).mean()
         total = out["contrastive_loss"]
 
         for name, weight in (("imc_weight", self.imc_weight), ("cmr_weight", self.cmr_weight)):
             if weight > 0 and text_negative_features is None:
-                raise ValueError(f"{name}={weight} needs text_negative_features "
-                                 f"(set {name}=0 to train without it)")
+                raise ValueError(f"{name}={weight} needs text_negative_features (set {name}=0 to train without it)")
         if self.imc_weight > 0:
-            out["imc_loss"] = imc_loss(image_features, text_features, text_negative_features,
-                                       logit_scale, negative_mask=text_negative_mask)
+            out["imc_loss"] = imc_loss(
+                image_features, text_features, text_negative_features, logit_scale, negative_mask=text_negative_mask
+            )
             total = total + self.imc_weight * out["imc_loss"]
         if self.cmr_weight > 0:
             pos, neg = cmr_logits(image_features, text_features, text_negative_features, logit_scale)
@@ -514,16 +577,19 @@ class HardNegativeLoss(nn.Module):
             if self.cmr_thresholds.numel() == 0:
                 self.cmr_thresholds = torch.zeros(k, dtype=torch.float32, device=neg.device)
             if self.cmr_thresholds.shape[0] != k:
-                raise ValueError(f"text_negative_features has K={k} negative types but the CMR "
-                                 f"thresholds were built for K={self.cmr_thresholds.shape[0]}: "
-                                 "CMR needs the same negative types in the same columns every step")
+                raise ValueError(
+                    f"text_negative_features has K={k} negative types but the CMR "
+                    f"thresholds were built for K={self.cmr_thresholds.shape[0]}: "
+                    "CMR needs the same negative types in the same columns every step"
+                )
             theta = self.cmr_thresholds.clone()
             out["cmr_loss"] = _cmr_hinge_mean(pos, neg, theta, text_negative_mask)
             out["cmr_thresholds"] = theta
             total = total + self.cmr_weight * out["cmr_loss"]
             if self.training:
                 # kept in float32 whatever the autocast dtype of the logits
-                self.cmr_thresholds = cmr_threshold(pos.float(), neg.float(), text_negative_mask,
-                                                    self.cmr_upper, previous=self.cmr_thresholds)
+                self.cmr_thresholds = cmr_threshold(
+                    pos.float(), neg.float(), text_negative_mask, self.cmr_upper, previous=self.cmr_thresholds
+                )
         out["loss"] = total
         return out

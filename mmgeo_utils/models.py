@@ -22,8 +22,8 @@ import contextlib
 import logging
 import math
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from safetensors import safe_open
@@ -50,8 +50,10 @@ def model_config(model_name: str) -> dict:
     register_model_configs()
     config = open_clip.get_model_config(model_name)
     if config is None:
-        raise ValueError(f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
-                         "(or any name of open_clip.list_models())")
+        raise ValueError(
+            f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
+            "(or any name of open_clip.list_models())"
+        )
     return config
 
 
@@ -65,9 +67,15 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_size: int | None = None,
-                temperature: float | None = None, context_length: int | None = None,
-                device: str | torch.device = "cpu") -> nn.Module:
+def create_clip(
+    model_name: str,
+    pretrained: str | Path | None = None,
+    *,
+    image_size: int | None = None,
+    temperature: float | None = None,
+    context_length: int | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """An open_clip ``CLIP`` model, on ``device``, in train mode.
 
     ``pretrained`` is an open_clip tag (needs the internet the first time) or a path to a
@@ -92,35 +100,49 @@ def create_clip(model_name: str, pretrained: str | Path | None = None, *, image_
 
     register_model_configs()
     if model_name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
-                         "(or any name of open_clip.list_models())")
+        raise ValueError(
+            f"unknown open_clip model {model_name!r}; shipped here: {', '.join(shipped_models())} "
+            "(or any name of open_clip.list_models())"
+        )
     if pretrained is not None:
         pretrained = str(pretrained)
         find_pretrained(model_name, pretrained)  # a missing file or unreachable weights fail here, clearly
     if temperature is not None and pretrained is not None:
-        raise ValueError(f"temperature={temperature} starts a model trained from scratch; pretrained weights "
-                         f"{pretrained!r} bring their own logit scale")
+        raise ValueError(
+            f"temperature={temperature} starts a model trained from scratch; pretrained weights "
+            f"{pretrained!r} bring their own logit scale"
+        )
     if context_length is None and pretrained is not None and pretrained.endswith(".safetensors"):
         try:
             context_length = checkpoint_context_length(pretrained)
         except Exception as e:  # not a safetensors file at all: name it, as for any unloadable checkpoint
             from .checkpoint import CheckpointError
 
-            raise CheckpointError(f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: it is not a "
-                                  f"safetensors file ({' '.join(str(e).split())[:300]})") from None
+            raise CheckpointError(
+                f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: it is not a "
+                f"safetensors file ({' '.join(str(e).split())[:300]})"
+            ) from None
     scale = {} if temperature is None else {"init_logit_scale": math.log(1.0 / temperature)}
     with _quiet_random_init(pretrained is None):
         try:
-            model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
-                                           force_context_length=context_length,
-                                           force_quick_gelu=pretrained == "openai", device=device, **scale)
+            model = open_clip.create_model(
+                model_name,
+                pretrained=pretrained,
+                force_image_size=image_size,
+                force_context_length=context_length,
+                force_quick_gelu=pretrained == "openai",
+                device=device,
+                **scale,
+            )
         except Exception as e:  # a truncated, garbage or other model's file fails deep in open_clip or torch
             if pretrained is None or not Path(pretrained).is_file():
                 raise
             from .checkpoint import CheckpointError
 
-            raise CheckpointError(f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: "
-                                  f"{' '.join(str(e).split())[:300]}") from None
+            raise CheckpointError(
+                f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: "
+                f"{' '.join(str(e).split())[:300]}"
+            ) from None
     model.train()
     return model
 
@@ -145,8 +167,10 @@ def find_pretrained(model_name: str, pretrained: str) -> Path:
     cfg = get_pretrained_cfg(model_name, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ValueError(f"open_clip has no {pretrained!r} weights for {model_name}; "
-                         f"its tags: {', '.join(tags) or 'none (train it from scratch)'}")
+        raise ValueError(
+            f"open_clip has no {pretrained!r} weights for {model_name}; "
+            f"its tags: {', '.join(tags) or 'none (train it from scratch)'}"
+        )
     hub = cfg.get("hf_hub", "").rstrip("/")
     try:
         return Path(download_pretrained(cfg))  # a cached file is returned without the network
@@ -158,7 +182,8 @@ def find_pretrained(model_name: str, pretrained: str) -> Path:
             f"On a machine with internet run `huggingface-cli download {hub or '<repo>'} --local-dir WEIGHTS`, "
             "copy WEIGHTS here and pass its file: `--pretrained WEIGHTS/open_clip_model.safetensors` "
             "(or copy that machine's Hugging Face cache, ~/.cache/huggingface, and point HF_HOME at it "
-            "with HF_HUB_OFFLINE=1)") from None
+            "with HF_HUB_OFFLINE=1)"
+        ) from None
 
 
 def checkpoint_context_length(path: str | Path) -> int | None:
@@ -187,12 +212,17 @@ def _quiet_random_init(expected: bool):
         root.removeFilter(flt)
 
 
-def create_clip_for_profile(profile: Profile | str | None = None, *, device: str | torch.device = "cpu",
-                            pretrained: str | Path | None = None) -> nn.Module:
+def create_clip_for_profile(
+    profile: Profile | str | None = None, *, device: str | torch.device = "cpu", pretrained: str | Path | None = None
+) -> nn.Module:
     """The profile's model (``profile.clip_model``), at the profile's image size."""
     p = get_profile(profile)
-    return create_clip(p.clip_model, pretrained if pretrained is not None else p.clip_pretrained,
-                       image_size=p.image_size, device=device)
+    return create_clip(
+        p.clip_model,
+        pretrained if pretrained is not None else p.clip_pretrained,
+        image_size=p.image_size,
+        device=device,
+    )
 
 
 # Two to five capitals standing alone: a polygon or a segment named by its points (ORS, RM, ABCD).

@@ -51,8 +51,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -63,12 +63,37 @@ from .facts import check_fact, describe_fact, shape_name
 from .families import ALPHABET, check_legible, drawn_sides, format_number, nice_value
 from .layout import annotation_clearances, label_clearances, place_labels, scene_extent
 from .render import RenderStyle, default_style, fits_frame, render
-from .scene import (Arc, AngleMark, Circle, Element, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
-                    RightAngleMark, Scene, Segment, fact_set, validate_scene)
+from .scene import (
+    AngleMark,
+    Arc,
+    Circle,
+    Element,
+    EqualTicks,
+    Fact,
+    LengthLabel,
+    ParallelArrows,
+    Polygon,
+    RightAngleMark,
+    Scene,
+    Segment,
+    fact_set,
+    validate_scene,
+)
 
-__all__ = ["Perturbation", "ImageNegative", "NotApplicable", "PerturbationResult", "PERTURBATIONS",
-           "CATEGORIES", "ANNOTATION_ONLY", "apply_perturbation", "verify_negative", "make_image_negatives",
-           "perturbation_table", "rename_fact"]
+__all__ = [
+    "Perturbation",
+    "ImageNegative",
+    "NotApplicable",
+    "PerturbationResult",
+    "PERTURBATIONS",
+    "CATEGORIES",
+    "ANNOTATION_ONLY",
+    "apply_perturbation",
+    "verify_negative",
+    "make_image_negatives",
+    "perturbation_table",
+    "rename_fact",
+]
 
 CATEGORIES = ("shape_concept", "relabel", "number", "relation", "ours")
 MIN_MOVE_FRAC = 0.05  # a geometric edit moves some point by at least this fraction of the figure
@@ -269,15 +294,15 @@ def _shows(fact: Fact, el: Element, scene: Scene) -> bool:
         return isinstance(el, AngleMark) and el.vertex == a[0] and {el.a, el.b} in ({a[2], a[1]}, {a[1], a[3]})
     if k == "perpendicular" and isinstance(el, RightAngleMark):
         v, x, y = el.vertex, el.a, el.b
-        return ((_collinear(scene, v, x, a[0], a[1]) and _collinear(scene, v, y, a[2], a[3]))
-                or (_collinear(scene, v, y, a[0], a[1]) and _collinear(scene, v, x, a[2], a[3])))
+        return (_collinear(scene, v, x, a[0], a[1]) and _collinear(scene, v, y, a[2], a[3])) or (
+            _collinear(scene, v, y, a[0], a[1]) and _collinear(scene, v, x, a[2], a[3])
+        )
     return False
 
 
 def mark_supporters(scene: Scene) -> list[list[Fact]]:
     """For each element, the facts it is a mark of (empty for strokes, and for an unexplained mark)."""
-    return [[f for f in scene.facts if _shows(f, el, scene)] if isinstance(el, _MARKS) else []
-            for el in scene.elements]
+    return [[f for f in scene.facts if _shows(f, el, scene)] if isinstance(el, _MARKS) else [] for el in scene.elements]
 
 
 def _mark_after_removal(el: Element, remaining: list[Fact]) -> Element | None:
@@ -332,8 +357,7 @@ def _marks_for(fact: Fact, scene: Scene, elements: list[Element]) -> None:
         _add_angle_mark(elements, a[1], a[0], a[2], f"{format_number(float(fact.value))}°", 1)  # type: ignore[arg-type]
     elif k in ("parallel", "equal_length", "midpoint", "median"):
         cls = ParallelArrows if k == "parallel" else EqualTicks
-        segs = {"midpoint": [(a[1], a[0]), (a[0], a[2])], "median": [(a[2], a[1]), (a[1], a[3])]}.get(
-            k, [a[:2], a[2:]])
+        segs = {"midpoint": [(a[1], a[0]), (a[0], a[2])], "median": [(a[2], a[1]), (a[1], a[3])]}.get(k, [a[:2], a[2:]])
         count = _same_count(pts, cls, elements, *segs[0])
         for s in segs:
             _add_marked(elements, cls(s[0], s[1], count))
@@ -403,8 +427,10 @@ def _definitions(scene: Scene) -> list[tuple[str, Callable[[dict[str, np.ndarray
     for x, (a, b) in _side_incidences(scene):
         if x in centres:
             continue
-        t = float(np.dot(_xy(scene, x) - _xy(scene, a), _xy(scene, b) - _xy(scene, a))
-                  / np.dot(_xy(scene, b) - _xy(scene, a), _xy(scene, b) - _xy(scene, a)))
+        t = float(
+            np.dot(_xy(scene, x) - _xy(scene, a), _xy(scene, b) - _xy(scene, a))
+            / np.dot(_xy(scene, b) - _xy(scene, a), _xy(scene, b) - _xy(scene, a))
+        )
         out.append((x, lambda p, a=a, b=b, t=t: g.lerp(p[a], p[b], t), {a, b}))
     return out
 
@@ -449,8 +475,12 @@ def _side_incidences(scene: Scene) -> list[tuple[str, tuple[str, str]]]:
 
 def _circle_incidences(scene: Scene) -> list[tuple[str, str]]:
     tol = INCIDENCE_TOL * scene_extent(scene)
-    return [(x, f"circle:{o}") for o, r in _circle_centres(scene).items() for x in scene.points
-            if x != o and abs(g.dist(_xy(scene, x), _xy(scene, o)) - r) <= tol]
+    return [
+        (x, f"circle:{o}")
+        for o, r in _circle_centres(scene).items()
+        for x in scene.points
+        if x != o and abs(g.dist(_xy(scene, x), _xy(scene, o)) - r) <= tol
+    ]
 
 
 def _lost_incidence(positive: Scene, negative: Scene, allowed: Iterable[tuple[str, str]]) -> str | None:
@@ -496,17 +526,20 @@ def _replace_facts(facts: list[Fact], removed: Sequence[Fact], added: Sequence[F
             out[j] = added[i]
         else:
             del out[j]
-    return out + list(added[len(removed):])
+    return out + list(added[len(removed) :])
 
 
 def _rename_scene(scene: Scene, m: dict[str, str]) -> Scene:
     """The same drawing with letters permuted; each letter keeps its placed offset, so only glyphs change."""
     return Scene(
-        family=scene.family, unit=scene.unit, seed=scene.seed,
+        family=scene.family,
+        unit=scene.unit,
+        seed=scene.seed,
         points={m.get(k, k): v for k, v in sorted(scene.points.items(), key=lambda kv: m.get(kv[0], kv[0]))},
         elements=[_rename_element(el, m) for el in scene.elements],
         facts=[rename_fact(f, m) for f in scene.facts],
-        label_offsets={m.get(k, k): v for k, v in scene.label_offsets.items()})
+        label_offsets={m.get(k, k): v for k, v in scene.label_offsets.items()},
+    )
 
 
 def _geometry_of(positive: Scene, change: _Change) -> dict[str, tuple[float, float]]:
@@ -523,13 +556,18 @@ def _draft(positive: Scene, change: _Change) -> Scene:
     if change.renaming:
         return _rename_scene(positive, change.renaming)
     dropped = set(change.dropped_points)
-    keep = [el for el in positive.elements
-            if el not in change.dropped_elements and not (set(_element_points(el)) & dropped)]
-    neg = Scene(family=positive.family, points=_geometry_of(positive, change),
-                elements=keep + list(change.new_elements),
-                facts=_replace_facts(positive.facts, change.removed, change.added),
-                unit=positive.unit, seed=positive.seed,
-                label_offsets={k: v for k, v in positive.label_offsets.items() if k not in dropped})
+    keep = [
+        el for el in positive.elements if el not in change.dropped_elements and not (set(_element_points(el)) & dropped)
+    ]
+    neg = Scene(
+        family=positive.family,
+        points=_geometry_of(positive, change),
+        elements=keep + list(change.new_elements),
+        facts=_replace_facts(positive.facts, change.removed, change.added),
+        unit=positive.unit,
+        seed=positive.seed,
+        label_offsets={k: v for k, v in positive.label_offsets.items() if k not in dropped},
+    )
     neg.elements = _sync_marks(positive, neg, change.removed, change.added)
     return neg
 
@@ -537,8 +575,7 @@ def _draft(positive: Scene, change: _Change) -> Scene:
 def _labels_ok(scene: Scene) -> bool:
     if set(scene.label_offsets) != set(scene.points):
         return False
-    return (min(label_clearances(scene).values()) > 0
-            and min(annotation_clearances(scene).values(), default=1.0) > 0)
+    return min(label_clearances(scene).values()) > 0 and min(annotation_clearances(scene).values(), default=1.0) > 0
 
 
 def _check_draft(positive: Scene, neg: Scene, change: _Change, annotation_only: bool) -> str | None:
@@ -630,8 +667,13 @@ def _verify_truth(positive: Scene, neg: ImageNegative) -> None:
             raise ValueError(f"removed fact {describe_fact(f)} still holds in the negative image")
 
 
-def verify_negative(positive: Scene, negative: ImageNegative, style: RenderStyle | None = None,
-                    *, positive_pixels: np.ndarray | None = None) -> None:
+def verify_negative(
+    positive: Scene,
+    negative: ImageNegative,
+    style: RenderStyle | None = None,
+    *,
+    positive_pixels: np.ndarray | None = None,
+) -> None:
     """Raise ``ValueError`` naming the problem unless ``negative`` is an exact one-fact negative of ``positive``.
 
     Checks, independently of how the negative was made: (a) rendered with the same
@@ -657,22 +699,36 @@ def verify_negative(positive: Scene, negative: ImageNegative, style: RenderStyle
 # ----------------------------------------------------------------------------- applying
 
 
-def _result(positive: Scene, spec: Perturbation, change: _Change, neg: Scene, style: RenderStyle,
-            caption_seed: int) -> ImageNegative:
+def _result(
+    positive: Scene, spec: Perturbation, change: _Change, neg: Scene, style: RenderStyle, caption_seed: int
+) -> ImageNegative:
     if change.renaming:
         before = [f for f in positive.facts if rename_fact(f, change.renaming).key() != f.key()]
         removed = tuple(before)
         added = tuple(rename_fact(f, change.renaming) for f in before)
     else:
         removed, added = change.removed, change.added
-    return ImageNegative(scene=neg, perturbation=spec.name, removed=removed, added=added,
-                         caption=describe(neg, caption_seed), annotation_only=spec.annotation_only,
-                         style=style, renaming=change.renaming,
-                         image=render(neg, style, frame_of=positive).image)
+    return ImageNegative(
+        scene=neg,
+        perturbation=spec.name,
+        removed=removed,
+        added=added,
+        caption=describe(neg, caption_seed),
+        annotation_only=spec.annotation_only,
+        style=style,
+        renaming=change.renaming,
+        image=render(neg, style, frame_of=positive).image,
+    )
 
 
-def _try_change(positive: Scene, spec: Perturbation, change: _Change, style: RenderStyle, caption_seed: int,
-                positive_pixels: np.ndarray | None) -> ImageNegative | NotApplicable:
+def _try_change(
+    positive: Scene,
+    spec: Perturbation,
+    change: _Change,
+    style: RenderStyle,
+    caption_seed: int,
+    positive_pixels: np.ndarray | None,
+) -> ImageNegative | NotApplicable:
     try:
         neg = _draft(positive, change)
     except ValueError as e:  # a construction with no solution (parallel lines no longer meet)
@@ -694,8 +750,15 @@ def _try_change(positive: Scene, spec: Perturbation, change: _Change, style: Ren
     return result
 
 
-def apply_perturbation(scene: Scene, name: str, rng: np.random.Generator, *, style: RenderStyle | None = None,
-                       caption_seed: int = 0, positive_pixels: np.ndarray | None = None) -> PerturbationResult:
+def apply_perturbation(
+    scene: Scene,
+    name: str,
+    rng: np.random.Generator,
+    *,
+    style: RenderStyle | None = None,
+    caption_seed: int = 0,
+    positive_pixels: np.ndarray | None = None,
+) -> PerturbationResult:
     """Perturb ``scene`` with the registered perturbation ``name``: a verified negative or why not.
 
     Candidates are tried best first; the first that passes every check (structure,
@@ -723,9 +786,15 @@ def _key(neg: ImageNegative) -> tuple:
     return (neg.scene.fact_keys(), tuple(sorted(neg.scene.points.items())))
 
 
-def make_image_negatives(scene: Scene, k: int, seed: int, allow_drastic: bool = False, *,
-                         style: RenderStyle | None = None, caption_seed: int = 0,
-                         ) -> tuple[list[ImageNegative], Counter]:
+def make_image_negatives(
+    scene: Scene,
+    k: int,
+    seed: int,
+    allow_drastic: bool = False,
+    *,
+    style: RenderStyle | None = None,
+    caption_seed: int = 0,
+) -> tuple[list[ImageNegative], Counter]:
     """``k`` verified image negatives of ``scene`` and a Counter of why others were skipped.
 
     Perturbation types are visited in an order drawn from ``seed``, one negative per
@@ -797,6 +866,7 @@ def _relabel(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] | NotA
             size = 3 if len(names) >= 3 and rng.random() < 0.5 else 2
             chosen = [str(x) for x in rng.choice(names, size=size, replace=False)]
             yield _Change(renaming={a: chosen[(i + 1) % size] for i, a in enumerate(chosen)})
+
     return candidates()
 
 
@@ -816,8 +886,11 @@ def _change_length(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] 
     facts = [f for f in scene.facts if f.kind == "length"]
     if not facts:
         return _na("change_length", "no stated length")
-    return (_Change(removed=(f,), added=(Fact("length", f.args, nice_value(v)),))
-            for f in _shuffled(rng, facts) for v in _shuffled(rng, _new_lengths(float(f.value)))[:3])
+    return (
+        _Change(removed=(f,), added=(Fact("length", f.args, nice_value(v)),))
+        for f in _shuffled(rng, facts)
+        for v in _shuffled(rng, _new_lengths(float(f.value)))[:3]
+    )
 
 
 def _new_angles(value: float) -> list[int]:
@@ -832,8 +905,11 @@ def _change_angle(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] |
     facts = [f for f in scene.facts if f.kind == "angle" and float(f.value) != 90]  # type: ignore[arg-type]
     if not facts:
         return _na("change_angle", "no stated angle other than a right angle")
-    return (_Change(removed=(f,), added=(Fact("angle", f.args, v),))
-            for f in _shuffled(rng, facts) for v in _shuffled(rng, _new_angles(float(f.value)))[:3])
+    return (
+        _Change(removed=(f,), added=(Fact("angle", f.args, v),))
+        for f in _shuffled(rng, facts)
+        for v in _shuffled(rng, _new_angles(float(f.value)))[:3]
+    )
 
 
 def _rays_at(scene: Scene, v: str) -> list[str]:
@@ -847,8 +923,10 @@ def _rays_at(scene: Scene, v: str) -> list[str]:
 
 
 def _marked_at(scene: Scene, v: str, a: str, b: str) -> bool:
-    return any(isinstance(el, (AngleMark, RightAngleMark)) and el.vertex == v and {el.a, el.b} == {a, b}
-               for el in scene.elements)
+    return any(
+        isinstance(el, (AngleMark, RightAngleMark)) and el.vertex == v and {el.a, el.b} == {a, b}
+        for el in scene.elements
+    )
 
 
 def _move_right_angle_mark(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] | NotApplicable:
@@ -875,6 +953,7 @@ def _move_right_angle_mark(scene: Scene, rng: np.random.Generator) -> Iterable[_
                 new = Fact("angle", (arms[0], v, arms[1]), 90)
                 if new.key() not in scene.fact_keys() and not check_fact(scene, new):
                     yield _Change(removed=(f,), added=(new,))
+
     return candidates()
 
 
@@ -906,8 +985,15 @@ def _triangle_loci(u: np.ndarray, w: np.ndarray, v: np.ndarray) -> list[Locus]:
     mid, d = g.midpoint(u, w), _unit(w - u)
     n = _perp(d) if g.cross(d, v - u) >= 0 else -_perp(d)
     base = g.dist(u, w)
-    return [("line", mid, n), ("circle", u, base), ("circle", w, base), ("circle", mid, base / 2),
-            ("line", u, n), ("line", w, n), ("point", mid + n * base * math.sqrt(3) / 2)]
+    return [
+        ("line", mid, n),
+        ("circle", u, base),
+        ("circle", w, base),
+        ("circle", mid, base / 2),
+        ("line", u, n),
+        ("line", w, n),
+        ("point", mid + n * base * math.sqrt(3) / 2),
+    ]
 
 
 def _nearest_on(locus: Locus, v: np.ndarray) -> list[np.ndarray]:
@@ -1018,6 +1104,7 @@ def _triangle_shape(scene: Scene, rng: np.random.Generator) -> Iterable[_Change]
                     change = _shape_change(scene, f, {v: q})
                     if change:
                         yield change
+
     return candidates()
 
 
@@ -1039,8 +1126,14 @@ def _quad_variants(p: list[np.ndarray], name: str) -> list[tuple[np.ndarray, np.
         return p1 + d, p0 + d
 
     if name in ("parallelogram", "rectangle", "rhombus", "square"):
-        return [para(side, 90.0), para(base, theta), para(side * 0.75, theta), para(side * 1.3, theta),
-                para(side, theta + 18.0), para(side, theta - 18.0)]
+        return [
+            para(side, 90.0),
+            para(base, theta),
+            para(side * 0.75, theta),
+            para(side * 1.3, theta),
+            para(side, theta + 18.0),
+            para(side, theta - 18.0),
+        ]
     if name in ("trapezoid", "isosceles trapezoid") and g.line_angle_between(p0, p1, p3, p2) < 1e-6:
         top, h = g.dist(p3, p2) * np.sign(np.dot(p2 - p3, u)), float(np.dot(p3 - p0, n))
         sym = p0 + (base - top) / 2 * u + h * n
@@ -1069,6 +1162,7 @@ def _quadrilateral_shape(scene: Scene, rng: np.random.Generator) -> Iterable[_Ch
                     change = _shape_change(scene, f, {order[2]: q2, order[3]: q3})
                     if change:
                         yield change
+
     return candidates()
 
 
@@ -1078,9 +1172,12 @@ def _covered_on_circle(scene: Scene, x: str, o: str, skip: Fact) -> bool:
         if f is skip:
             continue
         a = f.args
-        if ((f.kind == "on_circle" and a == (x, o)) or (f.kind == "radius" and a == (o, x))
-                or (f.kind in ("secant", "tangent") and a[1:] == (x, o)) or (f.kind == "diameter" and x in a[:2]
-                                                                               and a[2] == o)):
+        if (
+            (f.kind == "on_circle" and a == (x, o))
+            or (f.kind == "radius" and a == (o, x))
+            or (f.kind in ("secant", "tangent") and a[1:] == (x, o))
+            or (f.kind == "diameter" and x in a[:2] and a[2] == o)
+        ):
             return True
     return False
 
@@ -1108,13 +1205,15 @@ def _diameter_to_chord(scene: Scene, rng: np.random.Generator) -> Iterable[_Chan
             detach = tuple((o, f"{p}{q}") for x, (p, q) in _side_incidences(scene) if x == o)
             for moved in _chord_moves(scene, a, b, o, radii[o], rng):
                 yield _Change(removed=(f,), added=added, moved=moved, detach=detach)
+
     return candidates()
 
 
 def _chord_moves(scene: Scene, a: str, b: str, o: str, r: float, rng) -> Iterable[dict[str, np.ndarray]]:
     pa, pb, po = _xy(scene, a), _xy(scene, b), _xy(scene, o)
-    anchors = [p for p in scene.points if p not in (a, b, o) and _on_line(scene, p, a, b)
-               and g.dist(_xy(scene, p), po) > r]
+    anchors = [
+        p for p in scene.points if p not in (a, b, o) and _on_line(scene, p, a, b) and g.dist(_xy(scene, p), po) > r
+    ]
     for deg in CHORD_TURN_DEG:
         for sign in _shuffled(rng, [1.0, -1.0]):
             if anchors:
@@ -1157,13 +1256,20 @@ def _similar_congruent(scene: Scene, rng: np.random.Generator) -> Iterable[_Chan
         return _na("similar_congruent", "no stated similar or congruent triangles")
     congruent = [f for f in facts if f.kind == "congruent"]
     if not congruent:
-        return _na("similar_congruent", "only similar triangles: congruent ones would still be similar, "
-                   "so the positive caption would fit the negative")
+        return _na(
+            "similar_congruent",
+            "only similar triangles: congruent ones would still be similar, "
+            "so the positive caption would fit the negative",
+        )
     changes = [c for f in congruent for s in (0.75, 1.3) if (c := _triangle_scaled(scene, f, s))]
     if not changes:
         a = congruent[0].args
-        return _na("similar_congruent", f"△{''.join(a[:3])} and △{''.join(a[3:])} share a vertex or a "
-                   "constructed point: neither can be rescaled alone", "breaks a stated fact")
+        return _na(
+            "similar_congruent",
+            f"△{''.join(a[:3])} and △{''.join(a[3:])} share a vertex or a "
+            "constructed point: neither can be rescaled alone",
+            "breaks a stated fact",
+        )
     return changes
 
 
@@ -1205,8 +1311,9 @@ def _turn_line(scene: Scene, line: list[str], pivot: str, deg: float) -> dict[st
     return moved
 
 
-def _parallel_turns(scene: Scene, rng, name: str, degrees: Callable[[float], list[float]],
-                    added: Callable[[Fact], tuple[Fact, ...]]) -> Iterable[_Change] | NotApplicable:
+def _parallel_turns(
+    scene: Scene, rng, name: str, degrees: Callable[[float], list[float]], added: Callable[[Fact], tuple[Fact, ...]]
+) -> Iterable[_Change] | NotApplicable:
     facts = [f for f in scene.facts if f.kind == "parallel"]
     if not facts:
         return _na(name, "no stated parallel lines")
@@ -1221,6 +1328,7 @@ def _parallel_turns(scene: Scene, rng, name: str, degrees: Callable[[float], lis
                         moved = _turn_line(scene, line, pivot, deg)
                         if moved:
                             yield _Change(removed=(f,), added=added(f), moved=moved)
+
     return candidates()
 
 
@@ -1228,14 +1336,16 @@ def _unparallel(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] | N
     """Make two stated parallel lines non-parallel: turn one of them by 10-20° about a
     point where another stroke crosses it (points on it slide along their other strokes)."""
     signs = [1.0, -1.0] if rng.random() < 0.5 else [-1.0, 1.0]
-    return _parallel_turns(scene, rng, "unparallel", lambda _: [s * d for d in UNPARALLEL_DEG for s in signs],
-                           lambda f: ())
+    return _parallel_turns(
+        scene, rng, "unparallel", lambda _: [s * d for d in UNPARALLEL_DEG for s in signs], lambda f: ()
+    )
 
 
 def _parallel_to_perpendicular(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] | NotApplicable:
     """parallel → perpendicular (drastic: the paper keeps it out of image negatives)."""
-    return _parallel_turns(scene, rng, "parallel_to_perpendicular", lambda _: [90.0, -90.0],
-                           lambda f: (Fact("perpendicular", f.args),))
+    return _parallel_turns(
+        scene, rng, "parallel_to_perpendicular", lambda _: [90.0, -90.0], lambda f: (Fact("perpendicular", f.args),)
+    )
 
 
 def _tangent_to_secant(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] | NotApplicable:
@@ -1258,6 +1368,7 @@ def _tangent_to_secant(scene: Scene, rng: np.random.Generator) -> Iterable[_Chan
                 hits = _line_circle(pp, d, po, radii[o])
                 if len(hits) == 2:
                     yield _Change(removed=(f,), added=(Fact("secant", f.args),), moved={t: hits[0]})
+
     return candidates()
 
 
@@ -1276,6 +1387,7 @@ def _move_off_circle(scene: Scene, rng: np.random.Generator) -> Iterable[_Change
             pp, po = _xy(scene, p), _xy(scene, o)
             for s in OFF_CIRCLE_SCALES:
                 yield _Change(removed=(f,), moved={p: po + s * (pp - po)}, detach=((p, f"circle:{o}"),))
+
     return candidates()
 
 
@@ -1293,8 +1405,10 @@ def _move_midpoint(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] 
             added = () if on.key() in scene.fact_keys() else (on,)
             for s in MIDPOINT_SHIFTS:
                 for sign in _shuffled(rng, [1.0, -1.0]):
-                    yield _Change(removed=(f,), added=added,
-                                  moved={m: g.lerp(_xy(scene, a), _xy(scene, b), 0.5 + sign * s)})
+                    yield _Change(
+                        removed=(f,), added=added, moved={m: g.lerp(_xy(scene, a), _xy(scene, b), 0.5 + sign * s)}
+                    )
+
     return candidates()
 
 
@@ -1324,6 +1438,7 @@ def _cevian_swap(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] | 
             for kind in _shuffled(rng, [k for k in CEVIANS if k != f.kind]):
                 new = _cevian_foot(kind, _xy(scene, v), _xy(scene, p), _xy(scene, q))
                 yield _Change(removed=(f,), added=(Fact(kind, f.args),), moved={foot: new})
+
     return candidates()
 
 
@@ -1377,49 +1492,107 @@ def _add_auxiliary(scene: Scene, rng: np.random.Generator) -> Iterable[_Change] 
                 for kind in _shuffled(rng, list(CEVIANS)):
                     foot = _cevian_foot(kind, _xy(scene, v), _xy(scene, p), _xy(scene, q))
                     name = _fresh_letter(scene, preferred[kind])
-                    yield _Change(added=(Fact(kind, (v, name, p, q)),), new_points={name: foot},
-                                  new_elements=(Segment(v, name, dashed=True),))
+                    yield _Change(
+                        added=(Fact(kind, (v, name, p, q)),),
+                        new_points={name: foot},
+                        new_elements=(Segment(v, name, dashed=True),),
+                    )
+
     return candidates()
 
 
 # ----------------------------------------------------------------------------- registry
 
-PERTURBATIONS: dict[str, Perturbation] = {p.name: p for p in (
-    Perturbation("relabel", "relabel", False, False,
-                 "permute 2-3 letters within the scene; never a relabel that keeps the figure's facts", _relabel),
-    Perturbation("change_length", "number", False, True, "write a different value beside a stated length",
-                 _change_length),
-    Perturbation("change_angle", "number", False, True, "write a different value on a marked angle",
-                 _change_angle),
-    Perturbation("triangle_shape", "shape_concept", False, False,
-                 "equilateral → isosceles, isosceles → scalene, scalene → right/isosceles, ... (move one vertex)",
-                 _triangle_shape),
-    Perturbation("quadrilateral_shape", "shape_concept", False, False,
-                 "square → rectangle, rhombus → parallelogram, parallelogram → rectangle/rhombus, trapezoid ↔ "
-                 "isosceles trapezoid", _quadrilateral_shape),
-    Perturbation("diameter_to_chord", "shape_concept", False, False,
-                 "a diameter becomes a chord that misses the centre", _diameter_to_chord),
-    Perturbation("similar_congruent", "relation", False, False, "congruent → similar (rescale one triangle)",
-                 _similar_congruent),
-    Perturbation("parallel_to_perpendicular", "relation", True, False,
-                 "turn one of two parallel lines perpendicular (drastic)", _parallel_to_perpendicular),
-    Perturbation("unparallel", "ours", False, False, "turn one of two parallel lines by 10-20°", _unparallel),
-    Perturbation("move_right_angle_mark", "ours", False, True,
-                 "move a right-angle square to another corner (annotation-only)", _move_right_angle_mark),
-    Perturbation("tangent_to_secant", "ours", False, False, "turn a tangent into a secant", _tangent_to_secant),
-    Perturbation("move_off_circle", "ours", False, False, "move a point off its circle", _move_off_circle),
-    Perturbation("move_midpoint", "ours", False, False, "slide a midpoint off the middle", _move_midpoint),
-    Perturbation("cevian_swap", "ours", False, False, "altitude ↔ median ↔ bisector (slide the foot)",
-                 _cevian_swap),
-    Perturbation("remove_auxiliary", "ours", False, False, "erase an altitude, median or bisector",
-                 _remove_auxiliary),
-    Perturbation("add_auxiliary", "ours", False, False, "draw a new altitude, median or bisector", _add_auxiliary),
-)}
+PERTURBATIONS: dict[str, Perturbation] = {
+    p.name: p
+    for p in (
+        Perturbation(
+            "relabel",
+            "relabel",
+            False,
+            False,
+            "permute 2-3 letters within the scene; never a relabel that keeps the figure's facts",
+            _relabel,
+        ),
+        Perturbation(
+            "change_length", "number", False, True, "write a different value beside a stated length", _change_length
+        ),
+        Perturbation("change_angle", "number", False, True, "write a different value on a marked angle", _change_angle),
+        Perturbation(
+            "triangle_shape",
+            "shape_concept",
+            False,
+            False,
+            "equilateral → isosceles, isosceles → scalene, scalene → right/isosceles, ... (move one vertex)",
+            _triangle_shape,
+        ),
+        Perturbation(
+            "quadrilateral_shape",
+            "shape_concept",
+            False,
+            False,
+            "square → rectangle, rhombus → parallelogram, parallelogram → rectangle/rhombus, trapezoid ↔ "
+            "isosceles trapezoid",
+            _quadrilateral_shape,
+        ),
+        Perturbation(
+            "diameter_to_chord",
+            "shape_concept",
+            False,
+            False,
+            "a diameter becomes a chord that misses the centre",
+            _diameter_to_chord,
+        ),
+        Perturbation(
+            "similar_congruent",
+            "relation",
+            False,
+            False,
+            "congruent → similar (rescale one triangle)",
+            _similar_congruent,
+        ),
+        Perturbation(
+            "parallel_to_perpendicular",
+            "relation",
+            True,
+            False,
+            "turn one of two parallel lines perpendicular (drastic)",
+            _parallel_to_perpendicular,
+        ),
+        Perturbation("unparallel", "ours", False, False, "turn one of two parallel lines by 10-20°", _unparallel),
+        Perturbation(
+            "move_right_angle_mark",
+            "ours",
+            False,
+            True,
+            "move a right-angle square to another corner (annotation-only)",
+            _move_right_angle_mark,
+        ),
+        Perturbation("tangent_to_secant", "ours", False, False, "turn a tangent into a secant", _tangent_to_secant),
+        Perturbation("move_off_circle", "ours", False, False, "move a point off its circle", _move_off_circle),
+        Perturbation("move_midpoint", "ours", False, False, "slide a midpoint off the middle", _move_midpoint),
+        Perturbation(
+            "cevian_swap", "ours", False, False, "altitude ↔ median ↔ bisector (slide the foot)", _cevian_swap
+        ),
+        Perturbation(
+            "remove_auxiliary", "ours", False, False, "erase an altitude, median or bisector", _remove_auxiliary
+        ),
+        Perturbation("add_auxiliary", "ours", False, False, "draw a new altitude, median or bisector", _add_auxiliary),
+    )
+}
 ANNOTATION_ONLY = frozenset(p.name for p in PERTURBATIONS.values() if p.annotation_only)
 assert all(p.category in CATEGORIES for p in PERTURBATIONS.values())
 
 
 def perturbation_table() -> list[dict[str, object]]:
     """The registry as rows (name, category, drastic, annotation_only, summary), for lessons and docs."""
-    return [{"name": p.name, "category": p.category, "drastic": p.drastic, "annotation_only": p.annotation_only,
-             "summary": p.summary} for p in PERTURBATIONS.values()]
+    return [
+        {
+            "name": p.name,
+            "category": p.category,
+            "drastic": p.drastic,
+            "annotation_only": p.annotation_only,
+            "summary": p.summary,
+        }
+        for p in PERTURBATIONS.values()
+    ]

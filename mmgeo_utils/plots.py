@@ -28,8 +28,9 @@ def set_style() -> None:
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
-    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
-                                "axes.titleweight": "bold"})
+    matplotlib.rcParams.update(
+        {"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight", "axes.titleweight": "bold"}
+    )
 
 
 def figures_dir(profile: Profile | str | None = None, root: Path | None = None) -> Path:
@@ -38,15 +39,18 @@ def figures_dir(profile: Profile | str | None = None, root: Path | None = None) 
     return root / get_profile(profile).name
 
 
-def save_fig(fig, name: str, *, profile: Profile | str | None = None, seed: int | None = None,
-             root: Path | None = None) -> Path:
+def save_fig(
+    fig, name: str, *, profile: Profile | str | None = None, seed: int | None = None, root: Path | None = None
+) -> Path:
     """Save ``fig`` as ``figures/<profile>/<name>.png`` with its provenance in the metadata."""
     profile = get_profile(profile)
     path = figures_dir(profile, root) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     prov = provenance(profile, seed)
-    meta = {"Software": "mmgeo", "Comment": f"profile={prov['profile']} seed={seed} "
-            f"commit={prov['commit']} device={prov['device']}"}
+    meta = {
+        "Software": "mmgeo",
+        "Comment": f"profile={prov['profile']} seed={seed} commit={prov['commit']} device={prov['device']}",
+    }
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata=meta)
     if path.exists() and _same_pixels(path, buf.getvalue()):
@@ -61,7 +65,8 @@ def _same_pixels(path: Path, png: bytes) -> bool:
     """Whether the PNG at ``path`` shows exactly the image ``png`` does (metadata aside)."""
     try:
         with Image.open(path) as old, Image.open(io.BytesIO(png)) as new:
-            return old.size == new.size and np.array_equal(np.asarray(old.convert("RGBA")),
-                                                           np.asarray(new.convert("RGBA")))
+            return old.size == new.size and np.array_equal(
+                np.asarray(old.convert("RGBA")), np.asarray(new.convert("RGBA"))
+            )
     except OSError:  # an unreadable old file is replaced
         return False

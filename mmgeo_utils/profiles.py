@@ -180,9 +180,7 @@ def get_profile(name: str | Profile | None = None) -> Profile:
         name, source = default_profile_name(), "default"
     key = name.strip().lower()
     if key not in PROFILES:
-        raise ValueError(
-            f"unknown profile {name!r} (from {source}); valid profiles: {', '.join(PROFILES)}"
-        )
+        raise ValueError(f"unknown profile {name!r} (from {source}); valid profiles: {', '.join(PROFILES)}")
     return PROFILES[key]
 
 
@@ -221,22 +219,80 @@ class LMMSizes:
 
 
 LMM_SIZES: dict[str, LMMSizes] = {
-    "smoke": LMMSizes(lm=None, lm_hidden=32, lm_layers=1, lm_heads=2, lm_intermediate=64, vocab_size=320,
-                      context_length=128, token_grid="layer3+pooled", train_scenes=48, eval_questions=24,
-                      batch_size=4, lm_steps=3, align_steps=3, sft_steps=3, lora_r=4),
+    "smoke": LMMSizes(
+        lm=None,
+        lm_hidden=32,
+        lm_layers=1,
+        lm_heads=2,
+        lm_intermediate=64,
+        vocab_size=320,
+        context_length=128,
+        token_grid="layer3+pooled",
+        train_scenes=48,
+        eval_questions=24,
+        batch_size=4,
+        lm_steps=3,
+        align_steps=3,
+        sft_steps=3,
+        lora_r=4,
+    ),
     # sized from `mmgeo bench lmm --profile cpu` (one thread, a loaded 2-core AMD EPYC): 0.64 / 1.31 / 0.71 s per
     # lm / align / sft step at batch 32, features at 25 diagrams/s, 33 questions/s answered; stage 0 plus four
     # conditions is then ~52 min on one busy core, ~25 min as two one-thread processes on an idle 2-core laptop
-    "cpu": LMMSizes(lm=None, lm_hidden=128, lm_layers=4, lm_heads=4, lm_intermediate=384, vocab_size=1024,
-                    context_length=192, token_grid="layer3+pooled", train_scenes=3000, eval_questions=800,
-                    batch_size=32, lm_steps=500, align_steps=150, sft_steps=600, lora_r=16),
-    "gpu": LMMSizes(lm=None, lm_hidden=384, lm_layers=8, lm_heads=6, lm_intermediate=1152, vocab_size=2048,
-                    context_length=384, token_grid="patches", train_scenes=50000, eval_questions=4000,
-                    batch_size=64, lm_steps=4000, align_steps=1000, sft_steps=6000, lora_r=32),
-    "paper": LMMSizes(lm="Qwen/Qwen2.5-0.5B-Instruct", lm_hidden=0, lm_layers=0, lm_heads=0, lm_intermediate=0,
-                      vocab_size=0, context_length=512, token_grid="patches", train_scenes=100000,
-                      eval_questions=4000, batch_size=32, lm_steps=0, align_steps=2000, sft_steps=8000,
-                      lm_lr=0.0, sft_lr=2e-4, lora_r=64, max_answer_tokens=16),
+    "cpu": LMMSizes(
+        lm=None,
+        lm_hidden=128,
+        lm_layers=4,
+        lm_heads=4,
+        lm_intermediate=384,
+        vocab_size=1024,
+        context_length=192,
+        token_grid="layer3+pooled",
+        train_scenes=3000,
+        eval_questions=800,
+        batch_size=32,
+        lm_steps=500,
+        align_steps=150,
+        sft_steps=600,
+        lora_r=16,
+    ),
+    "gpu": LMMSizes(
+        lm=None,
+        lm_hidden=384,
+        lm_layers=8,
+        lm_heads=6,
+        lm_intermediate=1152,
+        vocab_size=2048,
+        context_length=384,
+        token_grid="patches",
+        train_scenes=50000,
+        eval_questions=4000,
+        batch_size=64,
+        lm_steps=4000,
+        align_steps=1000,
+        sft_steps=6000,
+        lora_r=32,
+    ),
+    "paper": LMMSizes(
+        lm="Qwen/Qwen2.5-0.5B-Instruct",
+        lm_hidden=0,
+        lm_layers=0,
+        lm_heads=0,
+        lm_intermediate=0,
+        vocab_size=0,
+        context_length=512,
+        token_grid="patches",
+        train_scenes=100000,
+        eval_questions=4000,
+        batch_size=32,
+        lm_steps=0,
+        align_steps=2000,
+        sft_steps=8000,
+        lm_lr=0.0,
+        sft_lr=2e-4,
+        lora_r=64,
+        max_answer_tokens=16,
+    ),
 }
 
 

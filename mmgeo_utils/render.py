@@ -25,15 +25,28 @@ diagram to the next: the same scene and style always give the same pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .scene import (Arc, AngleMark, Circle, EqualTicks, LengthLabel, Line, ParallelArrows, Polygon,
-                    Ray, RightAngleMark, Scene, Segment, validate_scene)
+from .scene import (
+    AngleMark,
+    Arc,
+    Circle,
+    EqualTicks,
+    LengthLabel,
+    Line,
+    ParallelArrows,
+    Polygon,
+    Ray,
+    RightAngleMark,
+    Scene,
+    Segment,
+    validate_scene,
+)
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in pixels, y down
 XY = tuple[float, float]
@@ -90,7 +103,7 @@ class RenderStyle:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RenderStyle":
+    def from_dict(cls, d: dict) -> RenderStyle:
         return cls(**d)
 
 
@@ -98,9 +111,13 @@ def default_style(image_size: int = REFERENCE_SIZE) -> RenderStyle:
     """The canonical style, with pixel sizes scaled from the 128 px reference."""
     k = image_size / REFERENCE_SIZE
     ref = RenderStyle()
-    return RenderStyle(image_size=image_size, line_width=round(ref.line_width * k, 3),
-                       font_size=round(ref.font_size * k, 3), point_size=round(ref.point_size * k, 3),
-                       mark_size=round(ref.mark_size * k, 3))
+    return RenderStyle(
+        image_size=image_size,
+        line_width=round(ref.line_width * k, 3),
+        font_size=round(ref.font_size * k, 3),
+        point_size=round(ref.point_size * k, 3),
+        mark_size=round(ref.mark_size * k, 3),
+    )
 
 
 # The ranges sample_style draws from. Pixel sizes are for a 128 px image and scale with it.
@@ -218,8 +235,11 @@ def _scene_extent_points(scene: Scene, rot: np.ndarray) -> np.ndarray:
             t = np.radians(el.start_deg + np.linspace(0.0, sweep, 25))
             arc = np.asarray(scene.points[el.center], dtype=float) + el.radius * np.column_stack([np.cos(t), np.sin(t)])
             pts.append(arc @ rot.T)
-    offs = [(scene.points[k][0] + dx, scene.points[k][1] + dy)
-            for k, (dx, dy) in scene.label_offsets.items() if k in scene.points]
+    offs = [
+        (scene.points[k][0] + dx, scene.points[k][1] + dy)
+        for k, (dx, dy) in scene.label_offsets.items()
+        if k in scene.points
+    ]
     if offs:
         pts.append(np.array(offs, dtype=float) @ rot.T)
     return np.concatenate(pts)
@@ -265,8 +285,7 @@ def _outline(text: str, family: str, style: str) -> _Glyphs:
     from matplotlib.path import Path
     from matplotlib.textpath import TextPath
 
-    tp = TextPath((0, 0), text.replace("$", r"\$"), size=_OUTLINE_SIZE,
-                  prop=FontProperties(family=family, style=style))
+    tp = TextPath((0, 0), text.replace("$", r"\$"), size=_OUTLINE_SIZE, prop=FontProperties(family=family, style=style))
     # the ink box from the flattened outline (Agg's C flattening, within 0.1 % of the
     # exact Bézier extents and ~20x faster than Path.get_extents)
     ink = np.concatenate(Path(tp.vertices, tp.codes).to_polygons(closed_only=False))
@@ -328,8 +347,7 @@ class _Ctx:
         try:
             return self.px[name]
         except KeyError:
-            raise ValueError(f"{el.type} refers to missing point {name!r}; points: "
-                             f"{', '.join(self.px)}") from None
+            raise ValueError(f"{el.type} refers to missing point {name!r}; points: {', '.join(self.px)}") from None
 
     def glyphs(self, text: str) -> _Glyphs:
         s = self.style
@@ -356,8 +374,11 @@ def _layout_hints(scene: Scene, frame: _Frame) -> dict[int, float]:
         return {}
     hints = {}
     for el, (_, centre, _) in zip(annotated, discs):
-        base = scene.points[el.vertex] if isinstance(el, AngleMark) else \
-            (np.asarray(scene.points[el.a]) + np.asarray(scene.points[el.b])) / 2
+        base = (
+            scene.points[el.vertex]
+            if isinstance(el, AngleMark)
+            else (np.asarray(scene.points[el.a]) + np.asarray(scene.points[el.b])) / 2
+        )
         hints[id(el)] = float(np.hypot(*(np.asarray(centre) - base))) * frame.scale
     return hints
 
@@ -382,8 +403,7 @@ def _support(n: np.ndarray, g: _Glyphs) -> float:
     return abs(n[0]) * g.half_w + abs(n[1]) * g.half_h
 
 
-def _clip(p: np.ndarray, d: np.ndarray, box: tuple[float, float, float, float],
-          t_min: float) -> np.ndarray | None:
+def _clip(p: np.ndarray, d: np.ndarray, box: tuple[float, float, float, float], t_min: float) -> np.ndarray | None:
     """Liang–Barsky: the part of p + t·d (t ≥ t_min) inside the box, or None."""
     lo_t, hi_t = t_min, math.inf
     for pi, di, lo, hi in ((p[0], d[0], box[0], box[2]), (p[1], d[1], box[1], box[3])):
@@ -479,8 +499,7 @@ def _draw_angle(el: AngleMark, ctx: _Ctx, plan: _Plan) -> None:
         plan.texts.append((el.label, v + d * bis, "angle", f"{el.a}{el.vertex}{el.b}"))
 
 
-def _mark_centre(a: np.ndarray, u: np.ndarray, length: float, key: tuple[str, str], ctx: _Ctx,
-                 kind: str) -> np.ndarray:
+def _mark_centre(a: np.ndarray, u: np.ndarray, length: float, key: tuple[str, str], ctx: _Ctx, kind: str) -> np.ndarray:
     """Midpoint of the segment; ticks and arrows on one segment step aside for each other."""
     mid = a + u * length / 2
     if key in ctx.ticks_on and key in ctx.arrows_on:
@@ -489,8 +508,9 @@ def _mark_centre(a: np.ndarray, u: np.ndarray, length: float, key: tuple[str, st
     return mid
 
 
-def _segment_mark_frame(el: EqualTicks | ParallelArrows, ctx: _Ctx, kind: str
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _segment_mark_frame(
+    el: EqualTicks | ParallelArrows, ctx: _Ctx, kind: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Where a mark on segment AB goes: its centre, the unit direction u, the normal n, and the mark size."""
     a, b = ctx.p(el.a, el), ctx.p(el.b, el)
     u = _unit(b - a, f"segment {el.a}{el.b}")
@@ -539,9 +559,16 @@ def _draw_length(el: LengthLabel, ctx: _Ctx, plan: _Plan) -> None:
 
 
 _HANDLERS = {
-    Segment: _draw_segment, Line: _draw_line, Ray: _draw_line, Polygon: _draw_polygon,
-    Circle: _draw_circle, Arc: _draw_circle, RightAngleMark: _draw_right_angle,
-    AngleMark: _draw_angle, EqualTicks: _draw_ticks, ParallelArrows: _draw_arrows,
+    Segment: _draw_segment,
+    Line: _draw_line,
+    Ray: _draw_line,
+    Polygon: _draw_polygon,
+    Circle: _draw_circle,
+    Arc: _draw_circle,
+    RightAngleMark: _draw_right_angle,
+    AngleMark: _draw_angle,
+    EqualTicks: _draw_ticks,
+    ParallelArrows: _draw_arrows,
     LengthLabel: _draw_length,
 }
 
@@ -611,8 +638,7 @@ class _Canvas:
             self.solid = LineCollection([], **common)  # main strokes and (thinner) marks
             self.dashed = LineCollection([], linestyles=[(0, (3.0, 2.2))], **common)
             # point dots and glyph outlines: filled paths, one draw call for all of them
-            self.fills = PathCollection([], transform=ident, edgecolors="none", linewidths=0,
-                                        antialiaseds=True)
+            self.fills = PathCollection([], transform=ident, edgecolors="none", linewidths=0, antialiaseds=True)
         self.artists = (self.solid, self.dashed, self.fills)
         for a in self.artists:
             # no pixel snapping: Agg would move level and upright strokes by up to half a
@@ -709,9 +735,15 @@ def _result(image: Image.Image, plan: _Plan, ctx: _Ctx, style: RenderStyle) -> R
             annotations.append((text, box))
     flip = np.array([1.0, -1.0])
     marks = [(tag, line * flip + (0.0, size)) for tag, line in zip(plan.mark_tags, plan.marks)]
-    return RenderResult(image=image, pixel_points=pixel_points, label_boxes=label_boxes,
-                        annotation_boxes=annotations, affine=ctx.frame.pixel_affine(), style=style,
-                        marks=marks)
+    return RenderResult(
+        image=image,
+        pixel_points=pixel_points,
+        label_boxes=label_boxes,
+        annotation_boxes=annotations,
+        affine=ctx.frame.pixel_affine(),
+        style=style,
+        marks=marks,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -748,12 +780,23 @@ def boxes_overlap(a: Box, b: Box, pad: float = 0.0) -> bool:
 def overlapping_labels(result: RenderResult, pad: float = 0.0) -> list[tuple[str, str]]:
     """Pairs of point letters whose ink boxes overlap in a rendered diagram."""
     items: Sequence[tuple[str, Box]] = list(result.label_boxes.items())
-    return [(a, b) for i, (a, ba) in enumerate(items) for b, bb in items[i + 1:]
-            if boxes_overlap(ba, bb, pad)]
+    return [(a, b) for i, (a, ba) in enumerate(items) for b, bb in items[i + 1 :] if boxes_overlap(ba, bb, pad)]
 
 
 __all__ = [
-    "RenderStyle", "RenderResult", "DiagramRenderer", "STYLE_RANGES", "FONT_FAMILIES", "default_style",
-    "sample_style", "max_em_fraction", "fit_frame", "fits_frame", "plan_scene", "render", "render_scene", "boxes_overlap",
+    "RenderStyle",
+    "RenderResult",
+    "DiagramRenderer",
+    "STYLE_RANGES",
+    "FONT_FAMILIES",
+    "default_style",
+    "sample_style",
+    "max_em_fraction",
+    "fit_frame",
+    "fits_frame",
+    "plan_scene",
+    "render",
+    "render_scene",
+    "boxes_overlap",
     "overlapping_labels",
 ]

@@ -13,11 +13,12 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # the packages whose versions change numbers; recorded with every result
 TRACKED_PACKAGES = (
-    "mmgeo", "numpy", "matplotlib", "pillow", "torch", "torchvision", "open_clip_torch",
-    "sentence-transformers", "transformers", "peft",
+    "mmgeo",
+    "numpy",
+    "matplotlib",
+    "pillow",
+    "torch",
+    "torchvision",
+    "open_clip_torch",
+    "sentence-transformers",
+    "transformers",
+    "peft",
 )
 
 
@@ -80,8 +89,10 @@ def check_device(device: str | None) -> str:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU on this machine "
-                         f"(torch {torch.__version__}); use --device cpu")
+        raise ValueError(
+            "device 'cuda' asked for, but torch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}); use --device cpu"
+        )
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' asked for, but this machine has no Apple-silicon GPU; use --device cpu")
     return device
@@ -142,11 +153,17 @@ def git_commit(root: Path = REPO_ROOT) -> str:
     """The current commit, with ``+dirty`` when code (anything outside ``OUTPUT_DIRS``) has
     uncommitted changes."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
         outputs = [f":(exclude){d}" for d in OUTPUT_DIRS]
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
-                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -197,9 +214,15 @@ def results_dir(profile: Profile | str | None = None, root: Path | None = None) 
     return root / get_profile(profile).name
 
 
-def write_results(name: str, metrics: dict[str, Any], *, profile: Profile | str | None = None,
-                  seed: int | None = None, wall_time_s: float | None = None,
-                  root: Path | None = None) -> Path:
+def write_results(
+    name: str,
+    metrics: dict[str, Any],
+    *,
+    profile: Profile | str | None = None,
+    seed: int | None = None,
+    wall_time_s: float | None = None,
+    root: Path | None = None,
+) -> Path:
     """Write ``results/<profile>/<name>.json``: the metrics plus their provenance."""
     profile = get_profile(profile)
     record = {"name": name, **provenance(profile, seed, wall_time_s), "metrics": metrics}
@@ -242,7 +265,7 @@ class Timer:
     seconds: float = 0.0
     _start: float = field(default=0.0, repr=False)
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._start = time.perf_counter()
         return self
 

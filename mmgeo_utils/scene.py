@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Iterable, Union
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -141,8 +142,19 @@ class LengthLabel:
     type: ClassVar[str] = "length_label"
 
 
-Element = Union[Segment, Line, Ray, Polygon, Circle, Arc, RightAngleMark, AngleMark, EqualTicks,
-                ParallelArrows, LengthLabel]
+Element = (
+    Segment
+    | Line
+    | Ray
+    | Polygon
+    | Circle
+    | Arc
+    | RightAngleMark
+    | AngleMark
+    | EqualTicks
+    | ParallelArrows
+    | LengthLabel
+)
 ELEMENT_TYPES: dict[str, type] = {cls.type: cls for cls in Element.__args__}  # type: ignore[attr-defined]
 
 
@@ -206,9 +218,18 @@ FACT_KINDS: dict[str, tuple[int | None, str, str]] = {
 }
 
 SHAPE_NAMES = (
-    "triangle", "right triangle", "isosceles triangle", "equilateral triangle",
-    "isosceles right triangle", "quadrilateral", "parallelogram", "rectangle", "rhombus",
-    "square", "trapezoid", "isosceles trapezoid",
+    "triangle",
+    "right triangle",
+    "isosceles triangle",
+    "equilateral triangle",
+    "isosceles right triangle",
+    "quadrilateral",
+    "parallelogram",
+    "rectangle",
+    "rhombus",
+    "square",
+    "trapezoid",
+    "isosceles trapezoid",
 )
 
 
@@ -263,7 +284,7 @@ class Fact:
         if vtype == "name" and self.value not in SHAPE_NAMES:
             raise ValueError(f"unknown shape {self.value!r}; known: {', '.join(SHAPE_NAMES)}")
 
-    def canonical(self) -> "Fact":
+    def canonical(self) -> Fact:
         """The same fact in a normal form, so that equal facts compare equal."""
         k, a = self.kind, self.args
         if k == "length":
@@ -309,7 +330,7 @@ class Fact:
         return {"kind": self.kind, "args": list(self.args), **typed_value(self.value)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Fact":
+    def from_dict(cls, d: dict[str, Any]) -> Fact:
         return cls(d["kind"], tuple(d["args"]), untyped_value(d))
 
 
@@ -368,15 +389,14 @@ class Scene:
             "points": {k: [round(float(x), 6), round(float(y), 6)] for k, (x, y) in self.points.items()},
             "elements": [element_to_dict(e) for e in self.elements],
             "facts": [f.to_dict() for f in self.facts],
-            "label_offsets": {k: [round(float(x), 6), round(float(y), 6)]
-                              for k, (x, y) in self.label_offsets.items()},
+            "label_offsets": {k: [round(float(x), 6), round(float(y), 6)] for k, (x, y) in self.label_offsets.items()},
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Scene":
+    def from_dict(cls, d: dict[str, Any]) -> Scene:
         """The scene of :meth:`to_dict`'s dict; ``points`` may also be a list of ``[label, [x, y]]`` pairs.
 
         A label given twice (possible in the pair list; JSON text goes through :meth:`from_json`,
@@ -395,7 +415,7 @@ class Scene:
         return scene
 
     @classmethod
-    def from_json(cls, s: str) -> "Scene":
+    def from_json(cls, s: str) -> Scene:
         return cls.from_dict(json.loads(s, object_pairs_hook=_no_duplicate_keys))
 
     # -- convenience ---------------------------------------------------------
@@ -410,7 +430,7 @@ class Scene:
     def fact_keys(self) -> frozenset[tuple]:
         return fact_set(self.facts)
 
-    def copy(self) -> "Scene":
+    def copy(self) -> Scene:
         return Scene.from_dict(self.to_dict())
 
 
@@ -486,7 +506,7 @@ def validate_scene(scene: Scene) -> Scene:
     # two labels at the same place are the same point named twice
     names = list(scene.points)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             if np.hypot(*(coords[i] - coords[names.index(b)])) < MIN_SIDE * extent:
                 raise ValueError(f"degenerate scene: points {a} and {b} coincide")
 

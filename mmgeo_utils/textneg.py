@@ -33,9 +33,9 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -44,8 +44,19 @@ from .facts import check_fact, describe_fact
 from .families import nice_value
 from .scene import Fact, Scene, fact_set, validate_scene
 
-__all__ = ["ERROR_TYPES", "Edit", "TextNegative", "ChangedSpan", "make_text_negatives", "edit_candidates",
-           "verify_text_negative", "slot_by_type", "changed_spans", "SHAPE_SWAPS", "RELATION_SWAPS"]
+__all__ = [
+    "ERROR_TYPES",
+    "Edit",
+    "TextNegative",
+    "ChangedSpan",
+    "make_text_negatives",
+    "edit_candidates",
+    "verify_text_negative",
+    "slot_by_type",
+    "changed_spans",
+    "SHAPE_SWAPS",
+    "RELATION_SWAPS",
+]
 
 ERROR_TYPES = ("label", "shape", "relation", "number")
 LABEL_REPLACEMENTS = 24  # random two-letter replacements tried per fact, besides the swaps
@@ -69,14 +80,20 @@ SHAPE_SWAPS: dict[str, tuple[str, ...]] = {
 }
 # Roles of a segment with the same arguments (vertex, foot, end, end) or (P, T, O).
 ROLE_SWAPS: dict[str, tuple[str, ...]] = {
-    "altitude": ("median", "bisector"), "median": ("altitude", "bisector"), "bisector": ("altitude", "median"),
-    "tangent": ("secant",), "secant": ("tangent",),
+    "altitude": ("median", "bisector"),
+    "median": ("altitude", "bisector"),
+    "bisector": ("altitude", "median"),
+    "tangent": ("secant",),
+    "secant": ("tangent",),
 }
 # Relations over the same points. congruent → similar is always true and is kept on
 # purpose: it is the rule an LLM would happily apply, and the checker rejects it.
 RELATION_SWAPS: dict[str, tuple[str, ...]] = {
-    "parallel": ("perpendicular", "equal_length"), "perpendicular": ("parallel",),
-    "equal_length": ("parallel",), "similar": ("congruent",), "congruent": ("similar",),
+    "parallel": ("perpendicular", "equal_length"),
+    "perpendicular": ("parallel",),
+    "equal_length": ("parallel",),
+    "similar": ("congruent",),
+    "congruent": ("similar",),
     "on_segment": ("midpoint",),
 }
 # Argument positions naming a circle's centre: a label edit leaves them alone (⊙O is a convention).
@@ -190,7 +207,9 @@ def _number_candidates(fact: Fact, scene: Scene, rng: np.random.Generator) -> li
 
 
 RULES: dict[str, Callable[[Fact, Scene, np.random.Generator], list[Fact]]] = {
-    "label": _label_candidates, "shape": _shape_candidates, "relation": _relation_candidates,
+    "label": _label_candidates,
+    "shape": _shape_candidates,
+    "relation": _relation_candidates,
     "number": _number_candidates,
 }
 
@@ -203,8 +222,9 @@ def edit_candidates(fact: Fact, scene: Scene, error_type: str, rng: np.random.Ge
     return [cands[i] for i in rng.permutation(len(cands))]
 
 
-def _false_edit(fact: Fact, scene: Scene, error_type: str, rng: np.random.Generator,
-                rejections: Counter) -> Edit | None:
+def _false_edit(
+    fact: Fact, scene: Scene, error_type: str, rng: np.random.Generator, rejections: Counter
+) -> Edit | None:
     """The first candidate that is false of the scene; each true candidate is rejected and counted."""
     cands = edit_candidates(fact, scene, error_type, rng)
     for new in cands:
@@ -241,8 +261,9 @@ def _negative(scene: Scene, edits: list[tuple[int, Edit]], error_type: str, seed
     return TextNegative(cap.text, cap.facts, tuple(e for _, e in edits), error_type)
 
 
-def _draw_negative(scene: Scene, error_type: str, n_edits: int, rng: np.random.Generator,
-                   rejections: Counter, seed: int) -> TextNegative | None:
+def _draw_negative(
+    scene: Scene, error_type: str, n_edits: int, rng: np.random.Generator, rejections: Counter, seed: int
+) -> TextNegative | None:
     """Up to ``n_edits`` false edits of one type on distinct facts (spread over the caption)."""
     edits: list[tuple[int, Edit]] = []
     for i in rng.permutation(len(scene.facts)):
@@ -276,15 +297,25 @@ def verify_text_negative(scene: Scene, caption: Caption, neg: TextNegative) -> N
         if e.after.key() in scene.fact_keys() or check_fact(scene, e.after):
             raise ValueError(f"edit {describe_fact(e.before)} → {describe_fact(e.after)} is true of the figure")
         if e.error_type == "label" and (_letters_changed(e.before, e.after) < 2 or e.after.key() == e.before.key()):
-            raise ValueError(f"label edit {describe_fact(e.before)} → {describe_fact(e.after)} names the same fact "
-                             "or changes fewer than 2 letters")
+            raise ValueError(
+                f"label edit {describe_fact(e.before)} → {describe_fact(e.after)} names the same fact "
+                "or changes fewer than 2 letters"
+            )
     if neg.text == caption.text:
         raise ValueError("the negative caption reads the same as the positive")
 
 
-def make_text_negatives(scene: Scene, caption: Caption, k: int, seed: int, max_edits: int = 3, *,
-                        caption_seed: int | None = None, min_edits: int = 1,
-                        types: Sequence[str] = ERROR_TYPES) -> tuple[list[TextNegative], Counter]:
+def make_text_negatives(
+    scene: Scene,
+    caption: Caption,
+    k: int,
+    seed: int,
+    max_edits: int = 3,
+    *,
+    caption_seed: int | None = None,
+    min_edits: int = 1,
+    types: Sequence[str] = ERROR_TYPES,
+) -> tuple[list[TextNegative], Counter]:
     """``k`` verified rule negatives of ``caption`` and a Counter of rejected edits.
 
     Error types are dealt round-robin in an order drawn from ``seed`` (so K ≥ 4 gives
@@ -328,8 +359,9 @@ def make_text_negatives(scene: Scene, caption: Caption, k: int, seed: int, max_e
     return negatives, rejections
 
 
-def slot_by_type(negs: Sequence[TextNegative], types: Sequence[str] = ERROR_TYPES,
-                 per_type: int = 1) -> list[TextNegative | None]:
+def slot_by_type(
+    negs: Sequence[TextNegative], types: Sequence[str] = ERROR_TYPES, per_type: int = 1
+) -> list[TextNegative | None]:
     """A fixed layout: ``per_type`` columns per error type, in ``types`` order, None where a type is missing.
 
     Column k then holds the same kind of error for every sample, which is what a rank
@@ -381,4 +413,3 @@ def changed_spans(positive_text: str, negative_text: str) -> list[ChangedSpan]:
 def _at(tokens: list[re.Match], i: int, text: str) -> int:
     """The character offset where token ``i`` would start (for pure insertions and deletions)."""
     return tokens[i].start() if i < len(tokens) else len(text)
-

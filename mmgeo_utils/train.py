@@ -40,18 +40,26 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .checkpoint import FORMAT as TRAIN_STATE_FORMAT
-from .checkpoint import (CheckpointError, describe_mismatch, load_training_state, save_model,
-                         save_training_state)
-from .contrastive_data import (BATCHING, NEGATIVE_SOURCES, HardNegativeDataset, NegativeConfig,
-                               StepBatchSampler, default_transform, make_collate, normalize_images)
+from .checkpoint import CheckpointError, describe_mismatch, load_training_state, save_model, save_training_state
+from .contrastive_data import (
+    BATCHING,
+    NEGATIVE_SOURCES,
+    HardNegativeDataset,
+    NegativeConfig,
+    StepBatchSampler,
+    default_transform,
+    make_collate,
+    normalize_images,
+)
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .evaluate import eval_workers
 from .losses import HardNegativeLoss, clip_loss
@@ -82,30 +90,30 @@ class TrainConfig:
     profile: str = "cpu"
     loss: str = "mmclip"
     negatives: tuple[str, ...] = NEGATIVE_SOURCES
-    num_negatives: int | None = None   # K image and K retrieval negatives per sample (rule: one per type)
+    num_negatives: int | None = None  # K image and K retrieval negatives per sample (rule: one per type)
     batching: str = "random"
-    hard_weight: float = 1.0           # mmclip losses: in-batch CLIP + hard_weight * (hard-negative term)
-    model: str | None = None           # open_clip name or shipped config (default: the profile's)
-    pretrained: str | None = None      # open_clip tag or local checkpoint file
-    init: str | None = None            # an earlier run's folder or model.safetensors (two-stage recipe)
-    seed: int = 0                      # model init and batch order
-    data_seed: int = 0                 # which dataset (the profile's is built with seed 0)
+    hard_weight: float = 1.0  # mmclip losses: in-batch CLIP + hard_weight * (hard-negative term)
+    model: str | None = None  # open_clip name or shipped config (default: the profile's)
+    pretrained: str | None = None  # open_clip tag or local checkpoint file
+    init: str | None = None  # an earlier run's folder or model.safetensors (two-stage recipe)
+    seed: int = 0  # model init and batch order
+    data_seed: int = 0  # which dataset (the profile's is built with seed 0)
     steps: int | None = None
     images_per_step: int | None = None  # images the vision tower sees per step, negatives included
-    lr: float | None = None            # peak learning rate (default: DEFAULT_LR, FINETUNE_LR from pretrained weights)
-    temperature: float | None = None   # initial temperature 1/logit_scale (None: open_clip's 0.07); still learned
+    lr: float | None = None  # peak learning rate (default: DEFAULT_LR, FINETUNE_LR from pretrained weights)
+    temperature: float | None = None  # initial temperature 1/logit_scale (None: open_clip's 0.07); still learned
     weight_decay: float = 0.1
-    warmup: float = 0.1                # fraction of steps with linearly rising learning rate
-    grad_accum: int = 1                # micro-batches per step (less GPU memory; see notebook 04 on what it changes)
-    grad_checkpointing: bool = False   # recompute activations in backward (open_clip's): less GPU memory, ~30 % slower
+    warmup: float = 0.1  # fraction of steps with linearly rising learning rate
+    grad_accum: int = 1  # micro-batches per step (less GPU memory; see notebook 04 on what it changes)
+    grad_checkpointing: bool = False  # recompute activations in backward (open_clip's): less GPU memory, ~30 % slower
     grad_clip: float | None = 1.0
     precision: str = "auto"
-    eval_every: int | None = None      # validation every N steps (default: 5 times per run)
-    eval_samples: int = 200            # validation items per evaluation
+    eval_every: int | None = None  # validation every N steps (default: 5 times per run)
+    eval_samples: int = 200  # validation items per evaluation
     checkpoint_every: int | None = None  # default: 10 times per run
     log_every: int = 10
-    workers: int | None = None         # DataLoader workers (default: 1 on CPU, up to 8 with CUDA)
-    threads: int | None = None         # torch CPU threads (default: the profile's; see Profile.train_threads)
+    workers: int | None = None  # DataLoader workers (default: 1 on CPU, up to 8 with CUDA)
+    threads: int | None = None  # torch CPU threads (default: the profile's; see Profile.train_threads)
 
     def __post_init__(self) -> None:
         get_profile(self.profile)
@@ -127,16 +135,22 @@ class TrainConfig:
             raise ValueError(f"hard_weight must be a positive number, got {self.hard_weight!r}")
         object.__setattr__(self, "hard_weight", float(self.hard_weight))
         if self.hard_weight != 1.0 and not self.loss.startswith("mmclip"):
-            raise ValueError(f"hard_weight weighs the hard-negative term added to in-batch CLIP; loss {self.loss!r} "
-                             "has no such sum (only mmclip and mmclip+imc_cmr do)")
+            raise ValueError(
+                f"hard_weight weighs the hard-negative term added to in-batch CLIP; loss {self.loss!r} "
+                "has no such sum (only mmclip and mmclip+imc_cmr do)"
+            )
         if self.temperature is not None:
             if not (isinstance(self.temperature, (int, float)) and 0.01 <= self.temperature <= 1):
-                raise ValueError(f"temperature must lie in [0.01, 1] (open_clip clamps the logit scale at 100), "
-                                 f"got {self.temperature!r}")
+                raise ValueError(
+                    f"temperature must lie in [0.01, 1] (open_clip clamps the logit scale at 100), "
+                    f"got {self.temperature!r}"
+                )
             if self.init or self.pretrained:
-                raise ValueError("temperature sets the initial logit scale of a model trained from scratch; "
-                                 f"--init and --pretrained load their own (init={self.init!r}, "
-                                 f"pretrained={self.pretrained!r})")
+                raise ValueError(
+                    "temperature sets the initial logit scale of a model trained from scratch; "
+                    f"--init and --pretrained load their own (init={self.init!r}, "
+                    f"pretrained={self.pretrained!r})"
+                )
             object.__setattr__(self, "temperature", float(self.temperature))
         if self.batching not in BATCHING:
             raise ValueError(f"unknown batching {self.batching!r}; known: {', '.join(BATCHING)}")
@@ -153,15 +167,17 @@ class TrainConfig:
             if not (isinstance(v, int) and v >= 0):
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if self.uses_negatives and self.num_negatives == 0 and "rule" not in negatives:
-            raise ValueError(f"num_negatives=0 leaves loss {self.loss!r} with no hard negatives: image and retrieval "
-                             f"negatives come num_negatives per sample (negatives now: {', '.join(negatives)}); "
-                             "give num_negatives >= 1, add rule negatives, or train loss 'clip'")
+            raise ValueError(
+                f"num_negatives=0 leaves loss {self.loss!r} with no hard negatives: image and retrieval "
+                f"negatives come num_negatives per sample (negatives now: {', '.join(negatives)}); "
+                "give num_negatives >= 1, add rule negatives, or train loss 'clip'"
+            )
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """Fill every ``None`` size from the profile."""
         p = get_profile(self.profile)
         steps = self.steps or p.train_steps
@@ -204,8 +220,10 @@ class TrainConfig:
         per_sample = 1 + cfg.negative_config().image_slots
         b = cfg.images_per_step // per_sample  # type: ignore[operator]
         if b < 2:
-            raise ValueError(f"images_per_step={cfg.images_per_step} leaves {b} positives per step with "
-                             f"{per_sample - 1} image negatives each; a contrastive batch needs at least 2")
+            raise ValueError(
+                f"images_per_step={cfg.images_per_step} leaves {b} positives per step with "
+                f"{per_sample - 1} image negatives each; a contrastive batch needs at least 2"
+            )
         return b
 
     def run_name(self) -> str:
@@ -221,14 +239,18 @@ class TrainConfig:
         weight = f"-w{self.hard_weight:g}" if self.hard_weight != 1.0 else ""
         init = "-init" if self.init else ""
         p = get_profile(self.profile)
-        sizes = "".join(f"-{text}" for differs, text in (
-            (self.steps not in (None, p.train_steps), f"{self.steps}steps"),
-            (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
-            (self.model not in (None, p.clip_model), f"{self.model}"),
-            (self.lr not in (None, self.default_lr()), f"lr{self.lr or 0:g}"),
-            (self.temperature is not None, f"t{self.temperature}"),
-            (self.data_seed != 0, f"data{self.data_seed}"),
-        ) if differs)
+        sizes = "".join(
+            f"-{text}"
+            for differs, text in (
+                (self.steps not in (None, p.train_steps), f"{self.steps}steps"),
+                (self.images_per_step not in (None, p.batch_size), f"b{self.images_per_step}"),
+                (self.model not in (None, p.clip_model), f"{self.model}"),
+                (self.lr not in (None, self.default_lr()), f"lr{self.lr or 0:g}"),
+                (self.temperature is not None, f"t{self.temperature}"),
+                (self.data_seed != 0, f"data{self.data_seed}"),
+            )
+            if differs
+        )
         return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}{sizes}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -274,15 +296,29 @@ class ContrastiveObjective(nn.Module):
         elif loss == "mmclip+imc_cmr":
             self.hard = HardNegativeLoss(contrastive="per_anchor")  # CE-CLIP's weights 0.3 / 0.2
 
-    def forward(self, image: Tensor, text: Tensor, logit_scale: Tensor, *,
-                image_negatives: Tensor | None = None, image_negative_mask: Tensor | None = None,
-                text_negatives: Tensor | None = None, text_negative_mask: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        image: Tensor,
+        text: Tensor,
+        logit_scale: Tensor,
+        *,
+        image_negatives: Tensor | None = None,
+        image_negative_mask: Tensor | None = None,
+        text_negatives: Tensor | None = None,
+        text_negative_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
         if self.hard is None:
             value = clip_loss(image, text, logit_scale)
             return {"loss": value, "clip_loss": value}
-        out = self.hard(image, text, logit_scale, image_negative_features=image_negatives,
-                        image_negative_mask=image_negative_mask, text_negative_features=text_negatives,
-                        text_negative_mask=text_negative_mask)
+        out = self.hard(
+            image,
+            text,
+            logit_scale,
+            image_negative_features=image_negatives,
+            image_negative_mask=image_negative_mask,
+            text_negative_features=text_negatives,
+            text_negative_mask=text_negative_mask,
+        )
         out = {k: v for k, v in out.items() if k != "cmr_thresholds"}
         if self.loss.startswith("mmclip"):  # "IB+MM": the per-anchor loss is added to in-batch CLIP
             out["clip_loss"] = clip_loss(image, text, logit_scale)
@@ -335,7 +371,7 @@ def resolve_precision(precision: str, device_type: str) -> torch.dtype | None:
     :func:`make_optimization` turns on for it) on older GPUs, fp32 elsewhere.
     """
     if precision == "auto":
-        precision = ("fp32" if device_type != "cuda" else "bf16" if native_bf16() else "fp16")
+        precision = "fp32" if device_type != "cuda" else "bf16" if native_bf16() else "fp16"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -389,7 +425,7 @@ def micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
     if b % n:
         raise ValueError(f"batch of {b} is not divisible into {n} accumulation steps")
     m = b // n
-    return [{k: v[i * m:(i + 1) * m] for k, v in batch.items()} for i in range(n)]
+    return [{k: v[i * m : (i + 1) * m] for k, v in batch.items()} for i in range(n)]
 
 
 def make_optimization(model: nn.Module, cfg: TrainConfig, device_type: str):
@@ -401,8 +437,15 @@ def make_optimization(model: nn.Module, cfg: TrainConfig, device_type: str):
     return optimizer, scheduler, scaler, amp_dtype
 
 
-def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, start: int = 0,
-                info: DistInfo = DistInfo(), device_type: str = "cpu") -> torch.utils.data.DataLoader:
+def make_loader(
+    dataset: HardNegativeDataset,
+    tokenizer,
+    cfg: TrainConfig,
+    *,
+    start: int = 0,
+    info: DistInfo | None = None,
+    device_type: str = "cpu",
+) -> torch.utils.data.DataLoader:
     """Batches of steps ``start..cfg.steps`` for this process: pre-rendered PNGs decoded in workers.
 
     Workers default to 1 on CPU (the second core trains) and, with CUDA, up to 8 with one core left to
@@ -410,19 +453,34 @@ def make_loader(dataset: HardNegativeDataset, tokenizer, cfg: TrainConfig, *, st
     CUDA so host-to-device copies overlap compute. ``mmgeo bench train`` measures the share of
     step time spent waiting for data.
     """
+    info = info or DistInfo()  # one process
     neighbours = dataset.neighbour_lists() if cfg.batching == "hard" else None
-    sampler = StepBatchSampler(len(dataset), cfg.positives_per_step, cfg.steps, seed=cfg.seed,  # type: ignore[arg-type]
-                               start=start, batching=cfg.batching, neighbours=neighbours, rank=info.rank,
-                               world_size=info.world_size)
+    sampler = StepBatchSampler(
+        len(dataset),
+        cfg.positives_per_step,
+        cfg.steps,
+        seed=cfg.seed,  # type: ignore[arg-type]
+        start=start,
+        batching=cfg.batching,
+        neighbours=neighbours,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
     workers = cfg.workers if cfg.workers is not None else (eval_workers(device_type) if device_type == "cuda" else 1)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(tokenizer),
-                                       num_workers=workers, pin_memory=device_type == "cuda",
-                                       prefetch_factor=4 if workers else None)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=make_collate(tokenizer),
+        num_workers=workers,
+        pin_memory=device_type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
 
 
 def autocast_context(amp_dtype: torch.dtype | None, device_type: str):
-    return (torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None
-            else contextlib.nullcontext())
+    return (
+        torch.autocast(device_type=device_type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
 
 
 # ----------------------------------------------------------------------------- logging
@@ -445,7 +503,8 @@ class CsvLog:
     def write(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
 
 
 def read_csv(path: Path | str):
@@ -455,8 +514,20 @@ def read_csv(path: Path | str):
     return pd.read_csv(path)
 
 
-TRAIN_FIELDS = ("step", "loss", "clip_loss", "contrastive_loss", "imc_loss", "cmr_loss", "lr", "logit_scale",
-                "grad_norm", "images_per_s", "data_wait_share", "elapsed_s")
+TRAIN_FIELDS = (
+    "step",
+    "loss",
+    "clip_loss",
+    "contrastive_loss",
+    "imc_loss",
+    "cmr_loss",
+    "lr",
+    "logit_scale",
+    "grad_norm",
+    "images_per_s",
+    "data_wait_share",
+    "elapsed_s",
+)
 EVAL_FIELDS = ("step", "i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1")
 
 
@@ -487,8 +558,7 @@ def dataset_root(cfg: TrainConfig, progress: bool = False, verify: str = "once")
     """
     from .dataset import DatasetConfig, build_dataset
 
-    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress,
-                         verify=verify)  # type: ignore[arg-type]
+    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress, verify=verify)  # type: ignore[arg-type]
 
 
 def load_init(model: nn.Module, init: str | Path) -> Path:
@@ -508,13 +578,16 @@ def load_init(model: nn.Module, init: str | Path) -> Path:
     except Exception as e:  # safetensors raises several types for truncated or foreign files
         raise CheckpointError(f"--init checkpoint {path} is corrupt or not a safetensors file ({e})") from None
     if meta.get("format") == TRAIN_STATE_FORMAT:
-        raise CheckpointError(f"--init checkpoint {path} is a training checkpoint (weights, optimizer and RNG "
-                              f"state), not a model: give the run folder or its {MODEL_FILE}")
+        raise CheckpointError(
+            f"--init checkpoint {path} is a training checkpoint (weights, optimizer and RNG "
+            f"state), not a model: give the run folder or its {MODEL_FILE}"
+        )
     try:
         model.load_state_dict(weights)
     except RuntimeError:
-        raise CheckpointError(f"--init checkpoint {path} holds another model's weights: "
-                              f"{describe_mismatch(model.state_dict(), weights)}") from None
+        raise CheckpointError(
+            f"--init checkpoint {path} holds another model's weights: {describe_mismatch(model.state_dict(), weights)}"
+        ) from None
     return path
 
 
@@ -527,8 +600,18 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # files a training run writes into its folder; anything else there is someone else's
-RUN_FILES = frozenset({"config.json", STATE_FILE, MODEL_FILE, "summary.json", "train_log.csv", "eval_log.csv",
-                       "test_eval.json", "val_eval.json"})
+RUN_FILES = frozenset(
+    {
+        "config.json",
+        STATE_FILE,
+        MODEL_FILE,
+        "summary.json",
+        "train_log.csv",
+        "eval_log.csv",
+        "test_eval.json",
+        "val_eval.json",
+    }
+)
 
 
 def _is_run_file(name: str) -> bool:
@@ -545,8 +628,10 @@ def _claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: boo
     named in :data:`RUN_FILES` first and leaves every other file alone.
     """
     if resume and overwrite:
-        raise ValueError("resume=True (--resume) continues the run in the folder, overwrite=True (--overwrite) "
-                         "replaces it: give one of them")
+        raise ValueError(
+            "resume=True (--resume) continues the run in the folder, overwrite=True (--overwrite) "
+            "replaces it: give one of them"
+        )
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} is a file, not a folder; choose another --out")
     names = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
@@ -563,25 +648,32 @@ def _claim_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, overwrite: boo
         return "finished"
     if STATE_FILE in names:
         if not resume:
-            raise FileExistsError(f"{run_dir} holds an unfinished run (checkpoint {STATE_FILE}); "
-                                  + how.format("continue it"))
+            raise FileExistsError(
+                f"{run_dir} holds an unfinished run (checkpoint {STATE_FILE}); " + how.format("continue it")
+            )
         return "resume"
     if MODEL_FILE in names:
-        raise FileExistsError(f"{run_dir} holds a trained {MODEL_FILE} whose checkpoint and summary are gone; "
-                              "pass overwrite=True (--overwrite) to replace it, or choose another --out")
+        raise FileExistsError(
+            f"{run_dir} holds a trained {MODEL_FILE} whose checkpoint and summary are gone; "
+            "pass overwrite=True (--overwrite) to replace it, or choose another --out"
+        )
     foreign = [n for n in names if not _is_run_file(n)]
     if foreign:
-        raise FileExistsError(f"{run_dir} is not empty and holds files that are not a training run's "
-                              f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); choose another "
-                              "--out, or pass overwrite=True (--overwrite) to train there anyway")
+        raise FileExistsError(
+            f"{run_dir} is not empty and holds files that are not a training run's "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); choose another "
+            "--out, or pass overwrite=True (--overwrite) to train there anyway"
+        )
     if "config.json" in names:
         try:
             same = load_config(run_dir).to_dict() == cfg.to_dict()
         except CheckpointError:
             same = False
         if not same:
-            raise FileExistsError(f"{run_dir}/config.json is not this run's config (another run, or a file of "
-                                  "yours); choose another --out, or pass overwrite=True (--overwrite) to replace it")
+            raise FileExistsError(
+                f"{run_dir}/config.json is not this run's config (another run, or a file of "
+                "yours); choose another --out, or pass overwrite=True (--overwrite) to replace it"
+            )
         log.info("%s never reached a checkpoint: starting it again", run_dir)
     return "fresh"
 
@@ -595,8 +687,9 @@ def _check_writable(run_dir: Path) -> None:
         with tempfile.TemporaryFile(dir=run_dir):
             pass
     except OSError as e:
-        raise PermissionError(f"cannot write to run folder {run_dir} ({e.strerror or e}); choose another --out "
-                              "or make it writable") from None
+        raise PermissionError(
+            f"cannot write to run folder {run_dir} ({e.strerror or e}); choose another --out or make it writable"
+        ) from None
 
 
 def _data_record(root: Path) -> dict[str, Any]:
@@ -604,8 +697,11 @@ def _data_record(root: Path) -> dict[str, Any]:
     from .dataset import read_manifest, split_fingerprint
 
     manifest = read_manifest(root)
-    return {"root": str(root), "seed": (manifest.get("config") or {}).get("seed"),
-            "fingerprint": {split: split_fingerprint(root, split) for split in ("train", "val")}}
+    return {
+        "root": str(root),
+        "seed": (manifest.get("config") or {}).get("seed"),
+        "fingerprint": {split: split_fingerprint(root, split) for split in ("train", "val")},
+    }
 
 
 def _check_same_data(run_dir: Path, data: dict[str, Any]) -> None:
@@ -614,16 +710,26 @@ def _check_same_data(run_dir: Path, data: dict[str, Any]) -> None:
         log.warning("%s predates data fingerprints: cannot check that it resumes on the data it started on", run_dir)
         return
     if saved.get("fingerprint") != data["fingerprint"]:
-        raise CheckpointError(f"cannot resume {run_dir}: it trained on other data ({saved.get('root')}, seed "
-                              f"{saved.get('seed')}, train {saved.get('fingerprint', {}).get('train')}) than "
-                              f"{data['root']} (seed {data['seed']}, train {data['fingerprint']['train']}); resume "
-                              "on the dataset it started on, or start a new run in another --out")
+        raise CheckpointError(
+            f"cannot resume {run_dir}: it trained on other data ({saved.get('root')}, seed "
+            f"{saved.get('seed')}, train {saved.get('fingerprint', {}).get('train')}) than "
+            f"{data['root']} (seed {data['seed']}, train {data['fingerprint']['train']}); resume "
+            "on the dataset it started on, or start a new run in another --out"
+        )
 
 
-def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: bool = False,
-          data_root: Path | str | None = None, device: str | None = None, progress: bool = True,
-          callbacks: Iterable[Callable[[int, dict], None]] = (), overwrite: bool = False,
-          verify: str = "once") -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    out_dir: Path | str | None = None,
+    resume: bool = False,
+    data_root: Path | str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    callbacks: Iterable[Callable[[int, dict], None]] = (),
+    overwrite: bool = False,
+    verify: str = "once",
+) -> TrainResult:
     """Train one model; return where its weights and logs are.
 
     ``resume=True`` continues the run in ``out_dir`` from its last checkpoint (a finished run
@@ -644,8 +750,17 @@ def train(config: TrainConfig, *, out_dir: Path | str | None = None, resume: boo
     count is restored afterwards).
     """
     with cpu_threads(config.resolved().threads):
-        return _train(config, out_dir=out_dir, resume=resume, data_root=data_root, device=device,
-                      progress=progress, callbacks=callbacks, overwrite=overwrite, verify=verify)
+        return _train(
+            config,
+            out_dir=out_dir,
+            resume=resume,
+            data_root=data_root,
+            device=device,
+            progress=progress,
+            callbacks=callbacks,
+            overwrite=overwrite,
+            verify=verify,
+        )
 
 
 class _StepGuard:
@@ -662,15 +777,19 @@ class _StepGuard:
         self.in_step = self.pending = False
         self._signal = signal
         self._previous = None
-        if (enabled and threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        if (
+            enabled
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
             self._previous = signal.signal(signal.SIGINT, self._handler)
 
     def _handler(self, signum, frame) -> None:
         if self.in_step and not self.pending:
             self.pending = True
-            log.warning("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again stops at once, "
-                        "without one)")
+            log.warning(
+                "Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again stops at once, without one)"
+            )
             return
         raise KeyboardInterrupt
 
@@ -683,18 +802,31 @@ class _StepGuard:
 def _check_finite_weights(model: nn.Module, step: int, cfg: TrainConfig) -> None:
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise TrainingDiverged(f"training diverged: {len(bad)} weight tensor(s) hold NaN or inf after step {step} "
-                               f"(first {bad[0]}); {_divergence_hint(cfg)}")
+        raise TrainingDiverged(
+            f"training diverged: {len(bad)} weight tensor(s) hold NaN or inf after step {step} "
+            f"(first {bad[0]}); {_divergence_hint(cfg)}"
+        )
 
 
 def _divergence_hint(cfg: TrainConfig) -> str:
-    return (f"the usual cause is a learning rate or hard-negative weight too large for this model (lr {cfg.lr:g}, "
-            f"hard_weight {cfg.hard_weight:g}; --lr, --hard-weight); no {MODEL_FILE} was written")
+    return (
+        f"the usual cause is a learning rate or hard-negative weight too large for this model (lr {cfg.lr:g}, "
+        f"hard_weight {cfg.hard_weight:g}; --lr, --hard-weight); no {MODEL_FILE} was written"
+    )
 
 
-def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, data_root: Path | str | None,
-           device: str | None, progress: bool, callbacks: Iterable[Callable[[int, dict], None]],
-           overwrite: bool, verify: str) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    *,
+    out_dir: Path | str | None,
+    resume: bool,
+    data_root: Path | str | None,
+    device: str | None,
+    progress: bool,
+    callbacks: Iterable[Callable[[int, dict], None]],
+    overwrite: bool,
+    verify: str,
+) -> TrainResult:
     cfg = config.resolved()
     device_type = check_device(device)
     info = init_distributed(device_type)
@@ -721,9 +853,14 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     seed_everything(cfg.seed)
     from .models import create_clip, get_tokenizer
 
-    model = create_clip(cfg.model, cfg.pretrained, image_size=get_profile(cfg.profile).image_size,  # type: ignore[arg-type]
-                        temperature=cfg.temperature, context_length=get_profile(cfg.profile).context_length,
-                        device=dev)
+    model = create_clip(
+        cfg.model,
+        cfg.pretrained,
+        image_size=get_profile(cfg.profile).image_size,  # type: ignore[arg-type]
+        temperature=cfg.temperature,
+        context_length=get_profile(cfg.profile).context_length,
+        device=dev,
+    )
     if cfg.init:
         load_init(model, cfg.init)
     if cfg.grad_checkpointing:
@@ -735,8 +872,10 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     dataset = HardNegativeDataset(root, "train", negatives, transform=default_transform(normalize=False))
     batch = cfg.positives_per_step
     if batch % (info.world_size * cfg.grad_accum):
-        raise ValueError(f"{batch} positives per step do not split over {info.world_size} processes × "
-                         f"{cfg.grad_accum} accumulation steps")
+        raise ValueError(
+            f"{batch} positives per step do not split over {info.world_size} processes × "
+            f"{cfg.grad_accum} accumulation steps"
+        )
 
     optimizer, scheduler, scaler, amp_dtype = make_optimization(model, cfg, device_type)
 
@@ -744,8 +883,9 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     if claim == "resume":
         _check_same_config(run_dir, cfg)
         _check_same_data(run_dir, data)
-        start = load_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                                    objective=objective, scaler=scaler)["step"]
+        start = load_training_state(
+            state_path, model=model, optimizer=optimizer, scheduler=scheduler, objective=objective, scaler=scaler
+        )["step"]
         log.info("resuming %s at step %d of %d", run_dir, start, cfg.steps)
     elif info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -758,7 +898,8 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
         train_model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if device_type == "cuda" else None)
+            model, device_ids=[info.local_rank] if device_type == "cuda" else None
+        )
 
     loader = make_loader(dataset, tokenizer, cfg, start=start, info=info, device_type=device_type)
 
@@ -770,8 +911,9 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     from tqdm.auto import tqdm
 
     images_per_step = batch * (1 + negatives.image_slots)
-    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.run_name(), unit="step",
-               disable=not (progress and info.is_main))
+    bar = tqdm(
+        total=cfg.steps, initial=start, desc=cfg.run_name(), unit="step", disable=not (progress and info.is_main)
+    )
     step, t_run, wait_total, compute_total = start, time.perf_counter(), 0.0, 0.0
     saved = start or None  # the step of the newest checkpoint on disk
     at_boundary = True  # False while a step is changing weights, BatchNorm statistics, optimizer and RNG
@@ -785,19 +927,25 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
             batch_data = next(it)
             t1 = time.perf_counter()
             at_boundary, guard.in_step = False, True
-            record = train_step(train_model, objective, optimizer, scheduler, scaler, batch_data, cfg, info,
-                                 dev, autocast)
+            record = train_step(
+                train_model, objective, optimizer, scheduler, scaler, batch_data, cfg, info, dev, autocast
+            )
             if device_type == "cuda":
                 torch.cuda.synchronize(dev)
             t2 = time.perf_counter()
             step += 1
             at_boundary, guard.in_step = True, False
             if not math.isfinite(record["loss"]):
-                raise TrainingDiverged(f"training diverged: the loss is {record['loss']} at step {step}; "
-                                       + _divergence_hint(cfg))
+                raise TrainingDiverged(
+                    f"training diverged: the loss is {record['loss']} at step {step}; " + _divergence_hint(cfg)
+                )
             wait_total, compute_total = wait_total + (t1 - t0), compute_total + (t2 - t1)
-            record.update(step=step, images_per_s=images_per_step / max(t2 - t0, 1e-9),
-                          data_wait_share=(t1 - t0) / max(t2 - t0, 1e-9), elapsed_s=time.perf_counter() - t_run)
+            record.update(
+                step=step,
+                images_per_s=images_per_step / max(t2 - t0, 1e-9),
+                data_wait_share=(t1 - t0) / max(t2 - t0, 1e-9),
+                elapsed_s=time.perf_counter() - t_run,
+            )
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.0f}")
             if train_log is not None and (step % cfg.log_every == 0 or step in (1, cfg.steps)):
@@ -817,16 +965,19 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     except KeyboardInterrupt:
         resume_hint = "rerun the same command with --resume (resume=True) to continue"
         if not at_boundary:
-            where = (f"the checkpoint of step {saved}" if saved else "the start: no checkpoint was reached yet")
-            message = (f"interrupted inside step {step + 1} of {cfg.steps}: its weights and optimizer were half "
-                       f"updated, so nothing was saved for it; {resume_hint} from {where}")
+            where = f"the checkpoint of step {saved}" if saved else "the start: no checkpoint was reached yet"
+            message = (
+                f"interrupted inside step {step + 1} of {cfg.steps}: its weights and optimizer were half "
+                f"updated, so nothing was saved for it; {resume_hint} from {where}"
+            )
         elif step > start and not info.enabled:
             _check_finite_weights(model, step, cfg)
             _checkpoint(state_path, model, optimizer, scheduler, objective, scaler, step, info)
             message = f"interrupted at step {step} of {cfg.steps}: checkpoint saved in {run_dir}; {resume_hint}"
         else:
             message = f"interrupted at step {step} of {cfg.steps}; {resume_hint}" + (
-                f" from the checkpoint of step {saved}" if saved else "")
+                f" from the checkpoint of step {saved}" if saved else ""
+            )
         raise TrainingInterrupted(message) from None
     finally:
         guard.close()
@@ -838,18 +989,24 @@ def _train(config: TrainConfig, *, out_dir: Path | str | None, resume: bool, dat
     summary: dict[str, Any] = {}
     if info.is_main:
         save_model(run_dir / MODEL_FILE, model, metadata={"model": str(cfg.model), "run": cfg.run_name()})
-        summary = {"steps": step, "positives_per_step": batch, "images_per_step": images_per_step,
-                   "world_size": info.world_size, "resumed_from": start,
-                   "data_wait_share": wait_total / max(wait_total + compute_total, 1e-9),
-                   "images_per_s": images_per_step * (step - start) / max(wait_total + compute_total, 1e-9),
-                   **provenance(cfg.profile, cfg.seed, wall)}
+        summary = {
+            "steps": step,
+            "positives_per_step": batch,
+            "images_per_step": images_per_step,
+            "world_size": info.world_size,
+            "resumed_from": start,
+            "data_wait_share": wait_total / max(wait_total + compute_total, 1e-9),
+            "images_per_s": images_per_step * (step - start) / max(wait_total + compute_total, 1e-9),
+            **provenance(cfg.profile, cfg.seed, wall),
+        }
         atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     barrier(info)
     return TrainResult(run_dir, cfg, step, start, wall, summary)
 
 
-def train_step(model, objective, optimizer, scheduler, scaler, batch, cfg: TrainConfig, info: DistInfo,
-                dev: torch.device, autocast) -> dict[str, float]:
+def train_step(
+    model, objective, optimizer, scheduler, scaler, batch, cfg: TrainConfig, info: DistInfo, dev: torch.device, autocast
+) -> dict[str, float]:
     """One optimizer step over a (possibly accumulated) batch; returns the logged numbers."""
     parts: dict[str, float] = {}
     micro = micro_batches(batch, cfg.grad_accum)
@@ -873,30 +1030,43 @@ def train_step(model, objective, optimizer, scheduler, scaler, batch, cfg: Train
     base = unwrap(model)
     with torch.no_grad():
         base.logit_scale.clamp_(0, math.log(100))  # open_clip's clamp: temperature never below 0.01
-    parts.update(lr=optimizer.param_groups[0]["lr"], logit_scale=float(base.logit_scale.detach().exp()),
-                 grad_norm=float(grad_norm))
+    parts.update(
+        lr=optimizer.param_groups[0]["lr"],
+        logit_scale=float(base.logit_scale.detach().exp()),
+        grad_norm=float(grad_norm),
+    )
     return parts
 
 
 def _validate(model: nn.Module, tokenizer, root: Path, cfg: TrainConfig, dev: torch.device) -> dict[str, float]:
     from .evaluate import evaluate_clip, headline
 
-    result = evaluate_clip(model, tokenizer, root, split="val", image_size=get_profile(cfg.profile).image_size,
-                           variants=("clean",), max_samples=cfg.eval_samples, device=dev)
+    result = evaluate_clip(
+        model,
+        tokenizer,
+        root,
+        split="val",
+        image_size=get_profile(cfg.profile).image_size,
+        variants=("clean",),
+        max_samples=cfg.eval_samples,
+        device=dev,
+    )
     h = headline(result)
     return {k: h[k] for k in EVAL_FIELDS if k != "step"}
 
 
 def _checkpoint(path: Path, model, optimizer, scheduler, objective, scaler, step: int, info: DistInfo) -> None:
     if info.is_main:
-        save_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, step=step,
-                            objective=objective, scaler=scaler)
+        save_training_state(
+            path, model=model, optimizer=optimizer, scheduler=scheduler, step=step, objective=objective, scaler=scaler
+        )
     barrier(info)
 
 
 # how much of a run to log, evaluate or checkpoint may change on resume; what it computes may not
-RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples",
-                               "grad_checkpointing"})
+RESUMABLE_CHANGES = frozenset(
+    {"eval_every", "checkpoint_every", "log_every", "workers", "eval_samples", "grad_checkpointing"}
+)
 
 
 def load_config(run_dir: Path | str) -> TrainConfig:
@@ -918,5 +1088,7 @@ def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     now = cfg.to_dict()
     diff = {k: (saved.get(k), now[k]) for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]}
     if diff:
-        raise CheckpointError(f"cannot resume {run_dir}: its config differs in "
-                              + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
+        raise CheckpointError(
+            f"cannot resume {run_dir}: its config differs in "
+            + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items())
+        )

@@ -8,8 +8,12 @@ from mmgeo_utils.dataset import DatasetConfig, build_dataset
 @pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory):
     """The smoke profile's dataset with its hard negatives, built once per test session."""
-    return build_dataset(DatasetConfig.from_profile("smoke"), out_dir=tmp_path_factory.mktemp("smoke") / "data",
-                         workers=1, progress=False)
+    return build_dataset(
+        DatasetConfig.from_profile("smoke"),
+        out_dir=tmp_path_factory.mktemp("smoke") / "data",
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from mmgeo_utils.families import generate_scene
 from mmgeo_utils.scene import Scene
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def scene_json(family: str, seed: int) -> str:
     return generate_scene(family, seed).to_json()
 

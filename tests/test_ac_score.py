@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from mmgeo_utils.ac_score import (alignment_score, chance_correspondence, correspondence_score,
-                                  fit_ac_polynomial, keypoint_pairs, poly2_features)
+from mmgeo_utils.ac_score import (
+    alignment_score,
+    chance_correspondence,
+    correspondence_score,
+    fit_ac_polynomial,
+    keypoint_pairs,
+    poly2_features,
+)
 from mmgeo_utils.models import create_clip
 
 

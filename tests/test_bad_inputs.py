@@ -25,8 +25,23 @@ from mmgeo_utils.train import TrainConfig, train
 
 
 def _train_args(data, out, *extra):
-    return ["train-clip", "--profile", "smoke", "--loss", "clip", "--data", str(data), "--out", str(out),
-            "--workers", "0", "--quiet", "--steps", "2", *extra]
+    return [
+        "train-clip",
+        "--profile",
+        "smoke",
+        "--loss",
+        "clip",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--quiet",
+        "--steps",
+        "2",
+        *extra,
+    ]
 
 
 def _copy_data(data, tmp_path):
@@ -47,6 +62,7 @@ def _cached_run(data, tmp_path, kind):
 
             def stop(step, record):
                 raise KeyboardInterrupt
+
             with pytest.raises(KeyboardInterrupt):
                 train(cfg, out_dir=cached, data_root=data, progress=False, callbacks=[stop])
     return shutil.copytree(cached, tmp_path / "run")
@@ -90,6 +106,7 @@ def _read_only(tmp_path, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(folder))
+
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     return folder
 
@@ -140,12 +157,14 @@ def _interrupt_inside_step(monkeypatch):
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(train_module, "train_step", interrupted)
 
 
 def _interrupt_data_build(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(ds, "_run_shards", interrupted)
 
 
@@ -158,6 +177,7 @@ def _nan_loss(monkeypatch):
         out = forward(self, *args, **kwargs)
         out["loss"] = out["loss"] * float("nan")
         return out
+
     monkeypatch.setattr(ContrastiveObjective, "forward", nan_forward)
 
 
@@ -166,127 +186,321 @@ def _nan_loss(monkeypatch):
 # (id, argv from (data, tmp_path, monkeypatch), words the one-line message must contain)
 CASES = [
     # numbers that used to fall back to a default, or fail without naming the option
-    ("seed-negative", lambda d, t, m: _train_args(d, t / "r", "--seed", "-5"), ["argument --seed", "non-negative integer"]),
-    ("data-seed-negative", lambda d, t, m: ["data", "build", "--profile", "smoke", "--seed", "-5", "--out", str(t / "d")],
-     ["argument --seed", "non-negative integer"]),
-    ("data-workers-0", lambda d, t, m: ["data", "build", "--profile", "smoke", "--workers", "0", "--out", str(t / "d")],
-     ["argument --workers", "positive integer"]),
-    ("bench-n-0", lambda d, t, m: ["bench", "diagrams", "--profile", "smoke", "--n", "0"], ["argument --n", "positive integer"]),
-    ("bench-image-size-0", lambda d, t, m: ["bench", "diagrams", "--profile", "smoke", "--image-size", "0"],
-     ["argument --image-size", "at least 16"]),
-    ("bench-workers-0", lambda d, t, m: ["bench", "diagrams", "--profile", "smoke", "--workers", "0"],
-     ["argument --workers", "positive integer"]),
+    (
+        "seed-negative",
+        lambda d, t, m: _train_args(d, t / "r", "--seed", "-5"),
+        ["argument --seed", "non-negative integer"],
+    ),
+    (
+        "data-seed-negative",
+        lambda d, t, m: ["data", "build", "--profile", "smoke", "--seed", "-5", "--out", str(t / "d")],
+        ["argument --seed", "non-negative integer"],
+    ),
+    (
+        "data-workers-0",
+        lambda d, t, m: ["data", "build", "--profile", "smoke", "--workers", "0", "--out", str(t / "d")],
+        ["argument --workers", "positive integer"],
+    ),
+    (
+        "bench-n-0",
+        lambda d, t, m: ["bench", "diagrams", "--profile", "smoke", "--n", "0"],
+        ["argument --n", "positive integer"],
+    ),
+    (
+        "bench-image-size-0",
+        lambda d, t, m: ["bench", "diagrams", "--profile", "smoke", "--image-size", "0"],
+        ["argument --image-size", "at least 16"],
+    ),
+    (
+        "bench-workers-0",
+        lambda d, t, m: ["bench", "diagrams", "--profile", "smoke", "--workers", "0"],
+        ["argument --workers", "positive integer"],
+    ),
     ("bench-negatives-n-0", lambda d, t, m: ["bench", "negatives", "--profile", "smoke", "--n", "0"], ["argument --n"]),
-    ("bench-retrieval-n-1", lambda d, t, m: ["bench", "negatives", "--profile", "smoke", "--retrieval-n", "1"],
-     ["argument --retrieval-n", "≥ 2"]),
-    ("bench-train-steps-0", lambda d, t, m: ["bench", "train", "--profile", "smoke", "--steps", "0"], ["argument --steps"]),
-    ("train-steps-0", lambda d, t, m: _train_args(d, t / "r", "--steps", "0"), ["argument --steps", "positive integer"]),
+    (
+        "bench-retrieval-n-1",
+        lambda d, t, m: ["bench", "negatives", "--profile", "smoke", "--retrieval-n", "1"],
+        ["argument --retrieval-n", "≥ 2"],
+    ),
+    (
+        "bench-train-steps-0",
+        lambda d, t, m: ["bench", "train", "--profile", "smoke", "--steps", "0"],
+        ["argument --steps"],
+    ),
+    (
+        "train-steps-0",
+        lambda d, t, m: _train_args(d, t / "r", "--steps", "0"),
+        ["argument --steps", "positive integer"],
+    ),
     ("train-steps-word", lambda d, t, m: _train_args(d, t / "r", "--steps", "ten"), ["argument --steps", "'ten'"]),
-    ("experiment-seeds-negative", lambda d, t, m: ["experiment", "clip-vs-mmclip", "--profile", "smoke", "--seeds", "-1"],
-     ["argument --seeds", "non-negative integer"]),
+    (
+        "experiment-seeds-negative",
+        lambda d, t, m: ["experiment", "clip-vs-mmclip", "--profile", "smoke", "--seeds", "-1"],
+        ["argument --seeds", "non-negative integer"],
+    ),
     ("lr-inf", lambda d, t, m: _train_args(d, t / "r", "--lr", "inf"), ["argument --lr", "positive finite number"]),
     ("lr-nan", lambda d, t, m: _train_args(d, t / "r", "--lr", "nan"), ["argument --lr", "positive finite number"]),
-    ("lr-negative", lambda d, t, m: _train_args(d, t / "r", "--lr=-0.001"), ["argument --lr", "positive finite number"]),
-    ("hard-weight-inf", lambda d, t, m: _train_args(d, t / "r", "--loss", "mmclip", "--hard-weight", "inf"),
-     ["argument --hard-weight", "positive finite number"]),
-    ("num-negatives-0", lambda d, t, m: _train_args(d, t / "r", "--loss", "mmclip", "--negatives", "image",
-                                                    "--num-negatives", "0"),
-     ["num_negatives=0", "no hard negatives", "image"]),
-    ("num-negatives-negative", lambda d, t, m: _train_args(d, t / "r", "--num-negatives", "-1"),
-     ["argument --num-negatives"]),
-    ("temperature-out-of-range", lambda d, t, m: _train_args(d, t / "r", "--temperature", "5"),
-     ["temperature must lie in [0.01, 1]"]),
-    ("unknown-negative-source", lambda d, t, m: _train_args(d, t / "r", "--loss", "mmclip", "--negatives", "image,paraphrase"),
-     ["unknown negative source"]),
-    ("unknown-batching", lambda d, t, m: _train_args(d, t / "r", "--batching", "sorted"), ["argument --batching", "sorted"]),
-    ("unknown-profile", lambda d, t, m: ["course", "--profile", "laptop"], ["unknown profile 'laptop'", "(from argument)"]),
-    ("profile-typo-in-env", lambda d, t, m: (m.setenv("MMGEO_PROFILE", "smok"), ["experiment", "validate", str(t)])[1],
-     ["unknown profile 'smok'", "$MMGEO_PROFILE"]),
+    (
+        "lr-negative",
+        lambda d, t, m: _train_args(d, t / "r", "--lr=-0.001"),
+        ["argument --lr", "positive finite number"],
+    ),
+    (
+        "hard-weight-inf",
+        lambda d, t, m: _train_args(d, t / "r", "--loss", "mmclip", "--hard-weight", "inf"),
+        ["argument --hard-weight", "positive finite number"],
+    ),
+    (
+        "num-negatives-0",
+        lambda d, t, m: _train_args(d, t / "r", "--loss", "mmclip", "--negatives", "image", "--num-negatives", "0"),
+        ["num_negatives=0", "no hard negatives", "image"],
+    ),
+    (
+        "num-negatives-negative",
+        lambda d, t, m: _train_args(d, t / "r", "--num-negatives", "-1"),
+        ["argument --num-negatives"],
+    ),
+    (
+        "temperature-out-of-range",
+        lambda d, t, m: _train_args(d, t / "r", "--temperature", "5"),
+        ["temperature must lie in [0.01, 1]"],
+    ),
+    (
+        "unknown-negative-source",
+        lambda d, t, m: _train_args(d, t / "r", "--loss", "mmclip", "--negatives", "image,paraphrase"),
+        ["unknown negative source"],
+    ),
+    (
+        "unknown-batching",
+        lambda d, t, m: _train_args(d, t / "r", "--batching", "sorted"),
+        ["argument --batching", "sorted"],
+    ),
+    (
+        "unknown-profile",
+        lambda d, t, m: ["course", "--profile", "laptop"],
+        ["unknown profile 'laptop'", "(from argument)"],
+    ),
+    (
+        "profile-typo-in-env",
+        lambda d, t, m: (m.setenv("MMGEO_PROFILE", "smok"), ["experiment", "validate", str(t)])[1],
+        ["unknown profile 'smok'", "$MMGEO_PROFILE"],
+    ),
     # devices
-    ("device-tpu", lambda d, t, m: _train_args(d, t / "r", "--device", "tpu"), ["unknown device 'tpu'", "cpu, cuda, mps"]),
-    ("device-tpu-eval", lambda d, t, m: ["eval-clip", "--profile", "smoke", "--checkpoint", str(t), "--device", "tpu"],
-     ["unknown device 'tpu'"]),
-    ("device-tpu-bench", lambda d, t, m: ["bench", "train", "--profile", "smoke", "--device", "tpu"], ["unknown device 'tpu'"]),
-    pytest.param("device-cuda-without-gpu", lambda d, t, m: _train_args(d, t / "r", "--device", "cuda"),
-                 ["device 'cuda'", "no CUDA GPU", "--device cpu"],
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+    (
+        "device-tpu",
+        lambda d, t, m: _train_args(d, t / "r", "--device", "tpu"),
+        ["unknown device 'tpu'", "cpu, cuda, mps"],
+    ),
+    (
+        "device-tpu-eval",
+        lambda d, t, m: ["eval-clip", "--profile", "smoke", "--checkpoint", str(t), "--device", "tpu"],
+        ["unknown device 'tpu'"],
+    ),
+    (
+        "device-tpu-bench",
+        lambda d, t, m: ["bench", "train", "--profile", "smoke", "--device", "tpu"],
+        ["unknown device 'tpu'"],
+    ),
+    pytest.param(
+        "device-cuda-without-gpu",
+        lambda d, t, m: _train_args(d, t / "r", "--device", "cuda"),
+        ["device 'cuda'", "no CUDA GPU", "--device cpu"],
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+    ),
     # checkpoints that are not this model's weights
-    ("init-garbage", lambda d, t, m: _train_args(d, t / "r", "--init", str(_garbage(t))),
-     ["garbage.safetensors is corrupt or not a safetensors file"]),
-    ("init-truncated", lambda d, t, m: _train_args(d, t / "r", "--init", str(_truncated_model(d, t))),
-     ["cut.safetensors is corrupt or not a safetensors file"]),
-    ("init-other-model", lambda d, t, m: _train_args(d, t / "r", "--init", str(_other_model(t))),
-     ["linear.safetensors holds another model's weights", "missing tensor(s)", "unexpected tensor(s)"]),
-    ("init-state-file", lambda d, t, m: _train_args(d, t / "r", "--init", str(_finished_run(d, t) / "state.safetensors")),
-     ["is a training checkpoint", "not a model"]),
-    ("init-missing", lambda d, t, m: _train_args(d, t / "r", "--init", str(t / "nope")), ["--init checkpoint", "not found"]),
-    ("pretrained-garbage", lambda d, t, m: _train_args(d, t / "r", "--pretrained", str(_garbage(t))),
-     ["pretrained checkpoint", "garbage.safetensors cannot be loaded into mmgeo-resnet-tiny"]),
-    ("pretrained-other-model", lambda d, t, m: _train_args(d, t / "r", "--pretrained", str(_other_model(t))),
-     ["linear.safetensors cannot be loaded into mmgeo-resnet-tiny"]),
-    ("resume-corrupt-state", lambda d, t, m: (
-        (lambda run: (run / "state.safetensors").write_bytes((run / "state.safetensors").read_bytes()[:999]) and run)(
-            _interrupted_run(d, t)), _train_args(d, t / "run", "--resume"))[1],
-     ["state.safetensors is corrupt"]),
-    ("eval-missing-checkpoint", lambda d, t, m: ["eval-clip", "--profile", "smoke", "--checkpoint", str(t / "nothing")],
-     ["not found"]),
+    (
+        "init-garbage",
+        lambda d, t, m: _train_args(d, t / "r", "--init", str(_garbage(t))),
+        ["garbage.safetensors is corrupt or not a safetensors file"],
+    ),
+    (
+        "init-truncated",
+        lambda d, t, m: _train_args(d, t / "r", "--init", str(_truncated_model(d, t))),
+        ["cut.safetensors is corrupt or not a safetensors file"],
+    ),
+    (
+        "init-other-model",
+        lambda d, t, m: _train_args(d, t / "r", "--init", str(_other_model(t))),
+        ["linear.safetensors holds another model's weights", "missing tensor(s)", "unexpected tensor(s)"],
+    ),
+    (
+        "init-state-file",
+        lambda d, t, m: _train_args(d, t / "r", "--init", str(_finished_run(d, t) / "state.safetensors")),
+        ["is a training checkpoint", "not a model"],
+    ),
+    (
+        "init-missing",
+        lambda d, t, m: _train_args(d, t / "r", "--init", str(t / "nope")),
+        ["--init checkpoint", "not found"],
+    ),
+    (
+        "pretrained-garbage",
+        lambda d, t, m: _train_args(d, t / "r", "--pretrained", str(_garbage(t))),
+        ["pretrained checkpoint", "garbage.safetensors cannot be loaded into mmgeo-resnet-tiny"],
+    ),
+    (
+        "pretrained-other-model",
+        lambda d, t, m: _train_args(d, t / "r", "--pretrained", str(_other_model(t))),
+        ["linear.safetensors cannot be loaded into mmgeo-resnet-tiny"],
+    ),
+    (
+        "resume-corrupt-state",
+        lambda d, t, m: (
+            (
+                lambda run: (
+                    (run / "state.safetensors").write_bytes((run / "state.safetensors").read_bytes()[:999]) and run
+                )
+            )(_interrupted_run(d, t)),
+            _train_args(d, t / "run", "--resume"),
+        )[1],
+        ["state.safetensors is corrupt"],
+    ),
+    (
+        "eval-missing-checkpoint",
+        lambda d, t, m: ["eval-clip", "--profile", "smoke", "--checkpoint", str(t / "nothing")],
+        ["not found"],
+    ),
     # output folders: never overwrite, fail before the work
-    ("out-is-a-file", lambda d, t, m: (t.joinpath("file").write_text("x"), _train_args(d, t / "file"))[1],
-     ["is a file, not a folder"]),
-    ("out-holds-user-files", lambda d, t, m: (t.joinpath("mine").mkdir(), t.joinpath("mine", "notes.txt").write_text("x"),
-                                              _train_args(d, t / "mine"))[2],
-     ["not a training run's", "notes.txt", "--overwrite"]),
-    ("out-holds-user-config", lambda d, t, m: (t.joinpath("mine").mkdir(), t.joinpath("mine", "config.json").write_text("{}"),
-                                               _train_args(d, t / "mine"))[2],
-     ["config.json is not this run's config", "--overwrite"]),
-    ("out-holds-another-runs-config", lambda d, t, m: (_interrupted_run(d, t).joinpath("state.safetensors").unlink(),
-                                                       _train_args(d, t / "run", "--lr", "1e-3"))[1],
-     ["config.json is not this run's config"]),
-    ("out-finished-run-without-state", lambda d, t, m: (_finished_run(d, t).joinpath("state.safetensors").unlink(),
-                                                        _train_args(d, t / "run", "--steps", "1"))[1],
-     ["already holds a finished run", "--resume", "--overwrite"]),
-    ("out-weights-without-checkpoint", lambda d, t, m: ((lambda r: (r / "state.safetensors").unlink()
-                                                         or (r / "summary.json").unlink())(_finished_run(d, t)),
-                                                        _train_args(d, t / "run", "--steps", "1"))[1],
-     ["trained model.safetensors whose checkpoint and summary are gone"]),
-    ("out-unfinished-run", lambda d, t, m: (_interrupted_run(d, t), _train_args(d, t / "run"))[1],
-     ["holds an unfinished run", "--resume"]),
-    ("resume-and-overwrite", lambda d, t, m: _train_args(d, t / "r", "--resume", "--overwrite"),
-     ["--resume", "--overwrite", "give one of them"]),
+    (
+        "out-is-a-file",
+        lambda d, t, m: (t.joinpath("file").write_text("x"), _train_args(d, t / "file"))[1],
+        ["is a file, not a folder"],
+    ),
+    (
+        "out-holds-user-files",
+        lambda d, t, m: (
+            t.joinpath("mine").mkdir(),
+            t.joinpath("mine", "notes.txt").write_text("x"),
+            _train_args(d, t / "mine"),
+        )[2],
+        ["not a training run's", "notes.txt", "--overwrite"],
+    ),
+    (
+        "out-holds-user-config",
+        lambda d, t, m: (
+            t.joinpath("mine").mkdir(),
+            t.joinpath("mine", "config.json").write_text("{}"),
+            _train_args(d, t / "mine"),
+        )[2],
+        ["config.json is not this run's config", "--overwrite"],
+    ),
+    (
+        "out-holds-another-runs-config",
+        lambda d, t, m: (
+            _interrupted_run(d, t).joinpath("state.safetensors").unlink(),
+            _train_args(d, t / "run", "--lr", "1e-3"),
+        )[1],
+        ["config.json is not this run's config"],
+    ),
+    (
+        "out-finished-run-without-state",
+        lambda d, t, m: (
+            _finished_run(d, t).joinpath("state.safetensors").unlink(),
+            _train_args(d, t / "run", "--steps", "1"),
+        )[1],
+        ["already holds a finished run", "--resume", "--overwrite"],
+    ),
+    (
+        "out-weights-without-checkpoint",
+        lambda d, t, m: (
+            (lambda r: (r / "state.safetensors").unlink() or (r / "summary.json").unlink())(_finished_run(d, t)),
+            _train_args(d, t / "run", "--steps", "1"),
+        )[1],
+        ["trained model.safetensors whose checkpoint and summary are gone"],
+    ),
+    (
+        "out-unfinished-run",
+        lambda d, t, m: (_interrupted_run(d, t), _train_args(d, t / "run"))[1],
+        ["holds an unfinished run", "--resume"],
+    ),
+    (
+        "resume-and-overwrite",
+        lambda d, t, m: _train_args(d, t / "r", "--resume", "--overwrite"),
+        ["--resume", "--overwrite", "give one of them"],
+    ),
     ("out-read-only", lambda d, t, m: _train_args(d, _read_only(t, m) / "run"), ["cannot write to run folder"]),
-    ("data-build-out-is-a-file", lambda d, t, m: (t.joinpath("f").write_text("x"),
-                                                  ["data", "build", "--profile", "smoke", "--out", str(t / "f")])[1],
-     ["is a file, not a folder"]),
-    ("data-build-foreign-folder", lambda d, t, m: (t.joinpath("mine.txt").write_text("x"),
-                                                   ["data", "build", "--profile", "smoke", "--out", str(t)])[1],
-     ["not made by build_dataset"]),
-    ("data-build-other-seed", lambda d, t, m: ["data", "build", "--profile", "smoke", "--seed", "1", "--out",
-                                               str(_copy_data(d, t)), "--quiet"],
-     ["holds the dataset of another config", "seed 0", "--overwrite"]),
+    (
+        "data-build-out-is-a-file",
+        lambda d, t, m: (
+            t.joinpath("f").write_text("x"),
+            ["data", "build", "--profile", "smoke", "--out", str(t / "f")],
+        )[1],
+        ["is a file, not a folder"],
+    ),
+    (
+        "data-build-foreign-folder",
+        lambda d, t, m: (
+            t.joinpath("mine.txt").write_text("x"),
+            ["data", "build", "--profile", "smoke", "--out", str(t)],
+        )[1],
+        ["not made by build_dataset"],
+    ),
+    (
+        "data-build-other-seed",
+        lambda d, t, m: [
+            "data",
+            "build",
+            "--profile",
+            "smoke",
+            "--seed",
+            "1",
+            "--out",
+            str(_copy_data(d, t)),
+            "--quiet",
+        ],
+        ["holds the dataset of another config", "seed 0", "--overwrite"],
+    ),
     # data that is not what it claims to be
-    ("data-not-a-dataset", lambda d, t, m: _train_args(t, t / "r"),
-     ["manifest.json not found", "not a built dataset"]),
-    ("data-caption-edited", lambda d, t, m: _train_args(_alter_caption(d, t), t / "r"),
-     ["fails its quick check", "train/metadata.jsonl does not match its sha256"]),
-    ("data-png-truncated", lambda d, t, m: _train_args(_truncate_png(d, t), t / "r"),
-     ["fails its quick check", "train/train-000003.png has 60 bytes"]),
-    ("data-png-altered-verify-full", lambda d, t, m: _train_args(_scramble_pngs(d, t), t / "r", "--verify", "full"),
-     ["fails its full check", "does not match its sha256"]),
-    ("data-png-altered-read-in-training", lambda d, t, m: _train_args(_scramble_pngs(d, t), t / "r"),
-     ["cannot read image", ".png", "--verify full"]),
-    ("data-png-altered-read-in-a-worker", lambda d, t, m: _train_args(_scramble_pngs(d, t), t / "r") + ["--workers", "1"],
-     ["cannot read image", ".png", "--verify full"]),
-    ("resume-on-other-data", lambda d, t, m: (_interrupted_run(d, t),
-                                              _train_args(_other_seed_dataset(t), t / "run", "--resume"))[1],
-     ["cannot resume", "trained on other data", "seed 0", "seed 1"]),
+    ("data-not-a-dataset", lambda d, t, m: _train_args(t, t / "r"), ["manifest.json not found", "not a built dataset"]),
+    (
+        "data-caption-edited",
+        lambda d, t, m: _train_args(_alter_caption(d, t), t / "r"),
+        ["fails its quick check", "train/metadata.jsonl does not match its sha256"],
+    ),
+    (
+        "data-png-truncated",
+        lambda d, t, m: _train_args(_truncate_png(d, t), t / "r"),
+        ["fails its quick check", "train/train-000003.png has 60 bytes"],
+    ),
+    (
+        "data-png-altered-verify-full",
+        lambda d, t, m: _train_args(_scramble_pngs(d, t), t / "r", "--verify", "full"),
+        ["fails its full check", "does not match its sha256"],
+    ),
+    (
+        "data-png-altered-read-in-training",
+        lambda d, t, m: _train_args(_scramble_pngs(d, t), t / "r"),
+        ["cannot read image", ".png", "--verify full"],
+    ),
+    (
+        "data-png-altered-read-in-a-worker",
+        lambda d, t, m: _train_args(_scramble_pngs(d, t), t / "r") + ["--workers", "1"],
+        ["cannot read image", ".png", "--verify full"],
+    ),
+    (
+        "resume-on-other-data",
+        lambda d, t, m: (_interrupted_run(d, t), _train_args(_other_seed_dataset(t), t / "run", "--resume"))[1],
+        ["cannot resume", "trained on other data", "seed 0", "seed 1"],
+    ),
     # faults while running
-    ("train-diverges", lambda d, t, m: (_nan_loss(m), _train_args(d, t / "r"))[1],
-     ["training diverged", "loss is nan at step 1", "--lr", "no model.safetensors was written"]),
-    ("train-ctrl-c-inside-a-step", lambda d, t, m: (_interrupt_inside_step(m), _train_args(d, t / "r"))[1],
-     ["interrupted inside step 1 of 2", "nothing was saved for it", "--resume"]),
-    ("data-build-ctrl-c", lambda d, t, m: (_interrupt_data_build(m),
-                                           ["data", "build", "--profile", "smoke", "--out", str(t / "d"), "--quiet"])[1],
-     ["interrupted; rerun the same command to resume"]),
+    (
+        "train-diverges",
+        lambda d, t, m: (_nan_loss(m), _train_args(d, t / "r"))[1],
+        ["training diverged", "loss is nan at step 1", "--lr", "no model.safetensors was written"],
+    ),
+    (
+        "train-ctrl-c-inside-a-step",
+        lambda d, t, m: (_interrupt_inside_step(m), _train_args(d, t / "r"))[1],
+        ["interrupted inside step 1 of 2", "nothing was saved for it", "--resume"],
+    ),
+    (
+        "data-build-ctrl-c",
+        lambda d, t, m: (
+            _interrupt_data_build(m),
+            ["data", "build", "--profile", "smoke", "--out", str(t / "d"), "--quiet"],
+        )[1],
+        ["interrupted; rerun the same command to resume"],
+    ),
 ]
 
 
@@ -349,18 +563,31 @@ def test_a_full_check_finds_and_repairs_what_a_quick_one_cannot(smoke_data, tmp_
 
 
 def _triangle(**points):
-    return {"family": "triangle", "points": {"A": [0, 0], "B": [4, 0], "C": [1, 3], **points},
-            "elements": [{"type": "polygon", "vertices": ["A", "B", "C"]}], "facts": []}
+    return {
+        "family": "triangle",
+        "points": {"A": [0, 0], "B": [4, 0], "C": [1, 3], **points},
+        "elements": [{"type": "polygon", "vertices": ["A", "B", "C"]}],
+        "facts": [],
+    }
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda: Scene.from_dict({**_triangle(), "points": [["A", [0, 0]], ["B", [4, 0]], ["A", [1, 3]]]}),
-     "label 'A' is used twice"),
-    (lambda: Scene.from_json('{"family": "t", "points": {"A": [0, 0], "A": [1, 1]}, "elements": [], "facts": []}'),
-     "label 'A' is used twice"),
-    (lambda: Scene.from_dict(_triangle(C=[float("nan"), 3])), "point 'C' has non-finite coordinates"),
-    (lambda: Scene.from_dict(_triangle(C=["one", 3])), "point 'C' has coordinates"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (
+            lambda: Scene.from_dict({**_triangle(), "points": [["A", [0, 0]], ["B", [4, 0]], ["A", [1, 3]]]}),
+            "label 'A' is used twice",
+        ),
+        (
+            lambda: Scene.from_json(
+                '{"family": "t", "points": {"A": [0, 0], "A": [1, 1]}, "elements": [], "facts": []}'
+            ),
+            "label 'A' is used twice",
+        ),
+        (lambda: Scene.from_dict(_triangle(C=[float("nan"), 3])), "point 'C' has non-finite coordinates"),
+        (lambda: Scene.from_dict(_triangle(C=["one", 3])), "point 'C' has coordinates"),
+    ],
+)
 def test_a_bad_scene_is_refused_when_read(make, words):
     with pytest.raises(ValueError, match=words):
         make()
@@ -391,14 +618,35 @@ def test_ctrl_c_during_a_parallel_data_build_is_one_line(tmp_path):
     out = tmp_path / "d"
     # the cpu profile's 7,000 scenes: a build long enough that the signal always lands mid-way (a smoke
     # build can finish between the first image and the signal on a busy machine)
-    proc = subprocess.Popen([sys.executable, "-m", "mmgeo_utils", "data", "build", "--profile", "cpu", "--out",
-                             str(out), "--workers", "2", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ds.REPO_ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mmgeo_utils",
+            "data",
+            "build",
+            "--profile",
+            "cpu",
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ds.REPO_ROOT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not any((out / "train").glob("*.png")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)  # workers are rendering
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the parent and every worker
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "mmgeo: interrupted; rerun the same command to resume"
+    assert (
+        "Traceback" not in err
+        and err.strip().splitlines()[-1] == "mmgeo: interrupted; rerun the same command to resume"
+    )
     assert not (out / ds.MANIFEST).exists()  # nothing vouches for the partial build

@@ -20,7 +20,7 @@ CASES = [(f, s) for f in FAMILIES for s in SEEDS]
 LETTER_RUN = re.compile(r"(?<![A-Za-z])[A-Z]+(?![a-z])")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _json(family: str, seed: int) -> str:
     return generate_scene(family, seed).to_json()
 
@@ -32,15 +32,24 @@ def scene_of(family: str, seed: int) -> Scene:
 # ----------------------------------------------------------------------------- phrasings
 
 EXAMPLES = {
-    "length": Fact("length", ("A", "B"), 6), "angle": Fact("angle", ("A", "B", "C"), 40),
-    "perpendicular": Fact("perpendicular", ("A", "B", "C", "D")), "parallel": Fact("parallel", ("A", "B", "C", "D")),
-    "equal_length": Fact("equal_length", ("A", "B", "A", "C")), "midpoint": Fact("midpoint", ("M", "A", "B")),
-    "on_segment": Fact("on_segment", ("P", "A", "B")), "on_circle": Fact("on_circle", ("P", "O")),
-    "diameter": Fact("diameter", ("A", "B", "O")), "radius": Fact("radius", ("O", "A")),
-    "tangent": Fact("tangent", ("P", "T", "O")), "secant": Fact("secant", ("P", "A", "O")),
-    "altitude": Fact("altitude", ("C", "H", "A", "B")), "median": Fact("median", ("A", "M", "B", "C")),
-    "bisector": Fact("bisector", ("B", "D", "A", "C")), "intersection": Fact("intersection", ("E", "A", "C", "B", "D")),
-    "shape": Fact("shape", ("A", "B", "C", "D"), "rhombus"), "similar": Fact("similar", ("A", "D", "E", "A", "B", "C")),
+    "length": Fact("length", ("A", "B"), 6),
+    "angle": Fact("angle", ("A", "B", "C"), 40),
+    "perpendicular": Fact("perpendicular", ("A", "B", "C", "D")),
+    "parallel": Fact("parallel", ("A", "B", "C", "D")),
+    "equal_length": Fact("equal_length", ("A", "B", "A", "C")),
+    "midpoint": Fact("midpoint", ("M", "A", "B")),
+    "on_segment": Fact("on_segment", ("P", "A", "B")),
+    "on_circle": Fact("on_circle", ("P", "O")),
+    "diameter": Fact("diameter", ("A", "B", "O")),
+    "radius": Fact("radius", ("O", "A")),
+    "tangent": Fact("tangent", ("P", "T", "O")),
+    "secant": Fact("secant", ("P", "A", "O")),
+    "altitude": Fact("altitude", ("C", "H", "A", "B")),
+    "median": Fact("median", ("A", "M", "B", "C")),
+    "bisector": Fact("bisector", ("B", "D", "A", "C")),
+    "intersection": Fact("intersection", ("E", "A", "C", "B", "D")),
+    "shape": Fact("shape", ("A", "B", "C", "D"), "rhombus"),
+    "similar": Fact("similar", ("A", "D", "E", "A", "B", "C")),
     "congruent": Fact("congruent", ("A", "B", "M", "A", "C", "M")),
 }
 

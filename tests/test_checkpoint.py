@@ -33,8 +33,9 @@ def test_save_load_continue_equals_never_stopping(tmp_path):
     _steps(m2, o2, s2, 3)
     loss = HardNegativeLoss()
     loss.cmr_thresholds = torch.tensor([0.5, 1.0])
-    save_training_state(tmp_path / "s.safetensors", model=m2, optimizer=o2, scheduler=s2, step=3, objective=loss,
-                        extra={"note": "x"})
+    save_training_state(
+        tmp_path / "s.safetensors", model=m2, optimizer=o2, scheduler=s2, step=3, objective=loss, extra={"note": "x"}
+    )
     torch.manual_seed(123)  # scramble the RNG: loading must restore it
     m3, o3, s3 = _setup(seed=99)
     loss3 = HardNegativeLoss()
@@ -76,12 +77,16 @@ def test_written_bytes_depend_only_on_the_weights_and_metadata(tmp_path):
 
     model, opt, sched = _setup()
     meta = {k: f"value {k}" for k in ("model", "run", "zeta", "alpha", "beta", "gamma", "delta", "epsilon")}
-    digests = {hashlib.sha256(save_model(tmp_path / f"m{i}.safetensors", model, metadata=meta).read_bytes()).hexdigest()
-               for i in range(8)}
+    digests = {
+        hashlib.sha256(save_model(tmp_path / f"m{i}.safetensors", model, metadata=meta).read_bytes()).hexdigest()
+        for i in range(8)
+    }
     # another process draws another hash seed: the bytes must not depend on it either
-    code = ("import sys, torch; from mmgeo_utils.checkpoint import save_model; torch.manual_seed(0); "
-            "m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2)); "
-            f"save_model(sys.argv[1], m, metadata={meta!r})")
+    code = (
+        "import sys, torch; from mmgeo_utils.checkpoint import save_model; torch.manual_seed(0); "
+        "m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2)); "
+        f"save_model(sys.argv[1], m, metadata={meta!r})"
+    )
     for i in range(2):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / f"p{i}.safetensors")], check=True)
         digests.add(hashlib.sha256((tmp_path / f"p{i}.safetensors").read_bytes()).hexdigest())

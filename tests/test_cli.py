@@ -14,9 +14,17 @@ def test_unknown_profile_is_a_clear_error(capsys):
 
 def test_every_command_takes_a_profile():
     parser = build_parser()
-    for argv in (["data", "build"], ["bench", "diagrams"], ["bench", "negatives"], ["bench", "train"], ["course"],
-                 ["train-clip"], ["eval-clip", "--checkpoint", "x"], ["experiment", "clip-vs-mmclip"],
-                 ["experiment", "validate", "x"]):
+    for argv in (
+        ["data", "build"],
+        ["bench", "diagrams"],
+        ["bench", "negatives"],
+        ["bench", "train"],
+        ["course"],
+        ["train-clip"],
+        ["eval-clip", "--checkpoint", "x"],
+        ["experiment", "clip-vs-mmclip"],
+        ["experiment", "validate", "x"],
+    ):
         assert parser.parse_args(argv + ["--profile", "smoke"]).profile == "smoke"
 
 
@@ -39,14 +47,44 @@ def test_train_and_eval_clip_from_the_command_line(smoke_data, tmp_path, capsys)
     import json
 
     out = tmp_path / "run"
-    argv = ["train-clip", "--profile", "smoke", "--loss", "negclip", "--negatives", "rule,retrieval", "--steps", "2",
-            "--data", str(smoke_data), "--out", str(out), "--workers", "0", "--quiet"]
+    argv = [
+        "train-clip",
+        "--profile",
+        "smoke",
+        "--loss",
+        "negclip",
+        "--negatives",
+        "rule,retrieval",
+        "--steps",
+        "2",
+        "--data",
+        str(smoke_data),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
     assert main(argv) == 2  # the run exists: an error that says how to resume, not an overwrite
     assert "--resume" in capsys.readouterr().err
-    assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(out), "--data", str(smoke_data),
-                 "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "eval-clip",
+                "--profile",
+                "smoke",
+                "--checkpoint",
+                str(out),
+                "--data",
+                str(smoke_data),
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "i2t_fine" in printed and "chance_%" in printed
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 16
@@ -118,16 +156,23 @@ def test_eval_clip_names_a_bad_checkpoint_in_one_line(tmp_path, capsys):
     weights = (run / "model.safetensors").read_bytes()
     bad = tmp_path / "bad"
     bad.mkdir()
-    cases = {"garbage.safetensors": b"not a safetensors file", "truncated.safetensors": weights[:len(weights) // 2]}
+    cases = {"garbage.safetensors": b"not a safetensors file", "truncated.safetensors": weights[: len(weights) // 2]}
     for name, data in cases.items():
         (bad / name).write_bytes(data)
     optimizer = torch.optim.AdamW(model.parameters())
-    save_training_state(run / "state.safetensors", model=model, optimizer=optimizer,
-                        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), step=1)
-    expected = {bad / "garbage.safetensors": "is corrupt or not a safetensors file",
-                bad / "truncated.safetensors": "is corrupt or not a safetensors file",
-                run / "state.safetensors": "is a training state",
-                bad / "missing.safetensors": "not found"}
+    save_training_state(
+        run / "state.safetensors",
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+        step=1,
+    )
+    expected = {
+        bad / "garbage.safetensors": "is corrupt or not a safetensors file",
+        bad / "truncated.safetensors": "is corrupt or not a safetensors file",
+        run / "state.safetensors": "is a training state",
+        bad / "missing.safetensors": "not found",
+    }
     for path, message in expected.items():
         assert main(["eval-clip", "--profile", "smoke", "--checkpoint", str(path)]) == 2, path
         err = capsys.readouterr().err
@@ -136,8 +181,12 @@ def test_eval_clip_names_a_bad_checkpoint_in_one_line(tmp_path, capsys):
 
 def test_eval_clip_refuses_a_nan_model(smoke_data, tmp_path, capsys):
     run, _ = _fake_run(tmp_path / "run", nan=True)
-    assert main(["eval-clip", "--checkpoint", str(run), "--profile", "smoke", "--data", str(smoke_data),
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            ["eval-clip", "--checkpoint", str(run), "--profile", "smoke", "--data", str(smoke_data), "--device", "cpu"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "embeddings contain NaN/inf" in err and "did training diverge?" in err
 

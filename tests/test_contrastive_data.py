@@ -6,8 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgeo_utils.contrastive_data import (HardNegativeDataset, NegativeConfig, make_collate,
-                                          text_negative_slots)
+from mmgeo_utils.contrastive_data import HardNegativeDataset, NegativeConfig, make_collate, text_negative_slots
 from mmgeo_utils.dataset import DatasetConfig, build_dataset, load_split
 from mmgeo_utils.facts import check_fact
 from mmgeo_utils.scene import Fact, Scene, fact_set
@@ -16,8 +15,9 @@ K = 2
 
 
 def _config(**kw):
-    base = dict(name="neg", image_size=64, n_train=10, n_val=4, n_test=4, seed=5, num_negatives=K,
-                retrieval_candidates=6)
+    base = dict(
+        name="neg", image_size=64, n_train=10, n_val=4, n_test=4, seed=5, num_negatives=K, retrieval_candidates=6
+    )
     return DatasetConfig(**{**base, **kw})
 
 
@@ -72,8 +72,12 @@ def test_every_rule_and_retrieval_negative_is_false_of_its_image(built):
 
 
 def test_negatives_do_not_change_the_positives(built, tmp_path):
-    plain = build_dataset(_config(name="plain", num_negatives=0, retrieval_candidates=0), out_dir=tmp_path / "p",
-                          workers=1, progress=False)
+    plain = build_dataset(
+        _config(name="plain", num_negatives=0, retrieval_candidates=0),
+        out_dir=tmp_path / "p",
+        workers=1,
+        progress=False,
+    )
     assert _config().key() != _config(num_negatives=0).key()
     for a, b in zip(load_split(built, "test"), load_split(plain, "test")):
         assert a["caption"] == b["caption"] and a["scene"] == b["scene"]
@@ -83,8 +87,15 @@ def test_negatives_do_not_change_the_positives(built, tmp_path):
 
 def test_text_slots_are_fixed_by_type_then_retrieval(built):
     cfg = NegativeConfig(num_image=K, num_retrieval=3)
-    assert cfg.text_slots == ["rule:label", "rule:shape", "rule:relation", "rule:number",
-                              "retrieval:0", "retrieval:1", "retrieval:2"]
+    assert cfg.text_slots == [
+        "rule:label",
+        "rule:shape",
+        "rule:relation",
+        "rule:number",
+        "retrieval:0",
+        "retrieval:1",
+        "retrieval:2",
+    ]
     row = load_split(built, "train")[0]
     slots = text_negative_slots(row, cfg)
     types = {n["error_type"]: n["text"] for n in row["text_negatives"]}
@@ -97,8 +108,9 @@ def test_text_slots_are_fixed_by_type_then_retrieval(built):
 def test_batches_have_the_shapes_the_losses_take(built):
     cfg = NegativeConfig(num_image=K, num_retrieval=K)
     ds = HardNegativeDataset(built, "train", cfg)
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False,
-                                         collate_fn=make_collate(open_clip.get_tokenizer("ViT-B-32")))
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=4, shuffle=False, collate_fn=make_collate(open_clip.get_tokenizer("ViT-B-32"))
+    )
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 64, 64)
     assert batch["text"].shape == (4, 77)
@@ -124,8 +136,12 @@ def test_only_some_sources(built):
 
 
 def test_positives_only_dataset_is_a_clear_error(tmp_path):
-    plain = build_dataset(_config(name="plain", n_train=2, n_val=1, n_test=1, num_negatives=0,
-                                  retrieval_candidates=0), out_dir=tmp_path / "p", workers=1, progress=False)
+    plain = build_dataset(
+        _config(name="plain", n_train=2, n_val=1, n_test=1, num_negatives=0, retrieval_candidates=0),
+        out_dir=tmp_path / "p",
+        workers=1,
+        progress=False,
+    )
     with pytest.raises(ValueError, match="built without negatives"):
         HardNegativeDataset(plain, "train")
 

@@ -34,7 +34,9 @@ def test_course_runs_in_order_records_times_and_resumes(lessons, tmp_path, capsy
     record = json.loads((tmp_path / "results" / "smoke" / "course.json").read_text())
     assert record["profile"] == "smoke" and "commit" in record
     assert {k: v["status"] for k, v in record["metrics"].items() if k != "total_seconds"} == {
-        "00_a.ipynb": "ok", "01_b.ipynb": "ok"}
+        "00_a.ipynb": "ok",
+        "01_b.ipynb": "ok",
+    }
     assert (out / "course_state.json").exists()  # the resume state lives beside the executed copies
 
     # a lesson whose code changed runs again; an unchanged one is skipped, and so is one whose prose changed
@@ -60,8 +62,16 @@ def test_a_committed_timing_record_never_skips_a_lesson(lessons, tmp_path, capsy
     record = tmp_path / "results" / "smoke" / "course.json"
     record.parent.mkdir(parents=True)
     claim = {"status": "ok", "seconds": 1.0}
-    record.write_text(json.dumps({"profile": "smoke", "metrics": {
-        name: {**claim, "code_sha256": code_sha256(lessons / name)} for name in ("00_a.ipynb", "01_b.ipynb")}}))
+    record.write_text(
+        json.dumps(
+            {
+                "profile": "smoke",
+                "metrics": {
+                    name: {**claim, "code_sha256": code_sha256(lessons / name)} for name in ("00_a.ipynb", "01_b.ipynb")
+                },
+            }
+        )
+    )
     run_course("smoke", out_dir=tmp_path / "executed", notebook_dir=lessons)
     log = capsys.readouterr().out
     assert "00_a.ipynb: ok" in log and "01_b.ipynb: ok" in log and "skipped" not in log

@@ -14,8 +14,15 @@ import pytest
 from PIL import Image
 
 from mmgeo_utils import dataset as ds
-from mmgeo_utils.dataset import (DatasetConfig, build_dataset, check_dataset, file_hashes, load_image,
-                                 load_split, sample_seeds)
+from mmgeo_utils.dataset import (
+    DatasetConfig,
+    build_dataset,
+    check_dataset,
+    file_hashes,
+    load_image,
+    load_split,
+    sample_seeds,
+)
 from mmgeo_utils.repro import REPO_ROOT
 
 TINY = DatasetConfig(name="tiny", image_size=48, n_train=5, n_val=2, n_test=2, seed=7)
@@ -60,8 +67,13 @@ def _manifest_without_provenance(root: Path) -> dict:
 def test_config_key_tracks_content_not_name():
     same = DatasetConfig(**{**TINY.to_dict(), "name": "other", "families": tuple(TINY.families)})
     assert same.key() == TINY.key()
-    for change in ({"seed": 8}, {"image_size": 64}, {"n_val": 3}, {"generator_version": "x"},
-                   {"families": tuple(TINY.families[:1])}):
+    for change in (
+        {"seed": 8},
+        {"image_size": 64},
+        {"n_val": 3},
+        {"generator_version": "x"},
+        {"families": tuple(TINY.families[:1])},
+    ):
         other = DatasetConfig(**{**TINY.to_dict(), "families": tuple(TINY.families), **change})
         assert other.key() != TINY.key(), change
     assert DatasetConfig.from_dict(TINY.to_dict()) == TINY
@@ -104,8 +116,18 @@ def test_imagefolder_layout_and_rows(reference):
         assert len(rows) == TINY.size(split)
         assert [r["index"] for r in rows] == list(range(len(rows)))
         for r in rows:
-            assert {"file_name", "id", "split", "family", "seed", "scene", "caption", "caption_facts",
-                    "qa", "style"} <= set(r)
+            assert {
+                "file_name",
+                "id",
+                "split",
+                "family",
+                "seed",
+                "scene",
+                "caption",
+                "caption_facts",
+                "qa",
+                "style",
+            } <= set(r)
             assert r["split"] == split and r["family"] in TINY.families and r["caption"]
             assert (root / split / r["file_name"]).exists()  # relative to the split folder
             img = load_image(root, r)
@@ -250,8 +272,11 @@ def test_rebuilding_with_a_smaller_config_removes_leftovers(tmp_path):
     with pytest.raises(FileExistsError, match="holds the dataset of another config"):  # never replaced silently
         build(root, small)
     build(root, small, overwrite=True)
-    assert sorted(p.name for p in (root / "train").iterdir()) == ["metadata.jsonl", "train-000000.png",
-                                                                  "train-000001.png"]
+    assert sorted(p.name for p in (root / "train").iterdir()) == [
+        "metadata.jsonl",
+        "train-000000.png",
+        "train-000001.png",
+    ]
     assert check_dataset(root, small, verify="full") is None
 
 
@@ -279,8 +304,14 @@ def test_load_split_errors(reference, tmp_path):
 
 
 def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmgeo_utils", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mmgeo_utils", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def test_cli_data_build(tmp_path):
@@ -296,12 +327,16 @@ def test_cli_data_build(tmp_path):
 
 
 def test_cli_bench_diagrams_prints_json_last(tmp_path):
-    proc = _run_cli("bench", "diagrams", "--profile", "smoke", "--n", "20",
-                    env={"MMGEO_RESULTS_DIR": str(tmp_path)})
+    proc = _run_cli("bench", "diagrams", "--profile", "smoke", "--n", "20", env={"MMGEO_RESULTS_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"diagrams_per_s_per_core", "diagrams_per_s_total", "image_size", "render_only_per_s_per_core",
-            "details"} <= set(result)
+    assert {
+        "diagrams_per_s_per_core",
+        "diagrams_per_s_total",
+        "image_size",
+        "render_only_per_s_per_core",
+        "details",
+    } <= set(result)
     assert result["image_size"] == 128 and result["n_per_core"] == 20
     assert result["diagrams_per_s_per_core"] > 0 and result["diagrams_per_s_total"] > 0
     # not the default measurement: its own file, never the one the README cites

@@ -5,8 +5,20 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgeo_utils.evaluate import (SplitItems, drop_indistinguishable, encode_texts, eval_transform, evaluate_clip,
-                                  fine_grained_scores, headline, i2t_choices, i2t_fine_hits, retrieval_scores, split_items, tidy_table)
+from mmgeo_utils.evaluate import (
+    SplitItems,
+    drop_indistinguishable,
+    encode_texts,
+    eval_transform,
+    evaluate_clip,
+    fine_grained_scores,
+    headline,
+    i2t_choices,
+    i2t_fine_hits,
+    retrieval_scores,
+    split_items,
+    tidy_table,
+)
 from mmgeo_utils.models import create_clip, get_tokenizer
 
 
@@ -82,7 +94,8 @@ def test_evaluate_clip_on_the_smoke_split(smoke_data):
     # every rule negative of the split is accounted for: scored, dropped, or beyond the first of its type
     rn = result["rule_negatives"]
     assert rn["scored"] + rn["dropped"] + rn["unscored_beyond_first_of_type"] == sum(
-        len(r["text_negatives"]) for r in split_items(smoke_data, "test").rows)
+        len(r["text_negatives"]) for r in split_items(smoke_data, "test").rows
+    )
     assert result["negatives_dropped_truncated"]["all"] >= 0 and "all" in result["negatives_dropped_identical"]
     h = headline(result)
     assert 0 <= h["i2t_fine"] <= 1
@@ -95,8 +108,9 @@ def test_evaluate_clip_on_the_smoke_split(smoke_data):
 def test_a_split_without_negatives_is_an_error(tmp_path):
     from mmgeo_utils.dataset import DatasetConfig, build_dataset
 
-    root = build_dataset(DatasetConfig(n_train=2, n_val=0, n_test=2, image_size=64), out_dir=tmp_path / "d",
-                         workers=1, progress=False)
+    root = build_dataset(
+        DatasetConfig(n_train=2, n_val=0, n_test=2, image_size=64), out_dir=tmp_path / "d", workers=1, progress=False
+    )
     with pytest.raises(ValueError, match="without hard negatives"):
         split_items(root, "test")
 
@@ -124,7 +138,9 @@ def test_a_model_with_nan_weights_is_refused(smoke_data):
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(float("nan"))
-    with pytest.raises(ValueError, match=r"embeddings contain NaN/inf.*checkpoint is broken \(did training diverge\?\)"):
+    with pytest.raises(
+        ValueError, match=r"embeddings contain NaN/inf.*checkpoint is broken \(did training diverge\?\)"
+    ):
         evaluate_clip(model, get_tokenizer("mmgeo-resnet-tiny"), smoke_data, image_size=64, variants=("clean",))
 
 

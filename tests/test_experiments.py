@@ -8,8 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmgeo_utils.experiments import (aggregate, comparison_configs, comparison_table, evaluate_run, merge_comparisons,
-                                     run_comparison)
+from mmgeo_utils.experiments import (
+    aggregate,
+    comparison_configs,
+    comparison_table,
+    evaluate_run,
+    merge_comparisons,
+    run_comparison,
+)
 from mmgeo_utils.train import train
 
 
@@ -30,8 +36,19 @@ def test_relative_cost_counts_tower_inputs_so_mmclip_starts_first():
 
 
 def test_aggregate_gives_mean_and_sample_std():
-    entry = lambda v: {"i2t_fine": v, "t2i_fine": v, "i2t_with_retrieval": v, "i2t_r1": v, "t2i_r1": v,  # noqa: E731
-                       "i2t_r5": v, "t2i_r5": v, "i2t_fine_by_type": {"label": v}, "t2i_fine_by_type": {"relabel": v}}
+    def entry(v):
+        return {
+            "i2t_fine": v,
+            "t2i_fine": v,
+            "i2t_with_retrieval": v,
+            "i2t_r1": v,
+            "t2i_r1": v,
+            "i2t_r5": v,
+            "t2i_r5": v,
+            "i2t_fine_by_type": {"label": v},
+            "t2i_fine_by_type": {"relabel": v},
+        }
+
     out = aggregate([entry(0.2), entry(0.4)])
     assert out["i2t_fine"]["mean"] == pytest.approx(0.3) and out["i2t_fine"]["std"] == pytest.approx(0.1414, abs=1e-4)
     assert out["i2t_fine_by_type"]["label"]["n"] == 2
@@ -39,8 +56,9 @@ def test_aggregate_gives_mean_and_sample_std():
 
 def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MMGEO_DATA_DIR", str(smoke_data.parent))
-    monkeypatch.setattr("mmgeo_utils.experiments.evaluate_run",
-                        lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw))
+    monkeypatch.setattr(
+        "mmgeo_utils.experiments.evaluate_run", lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw)
+    )
     # two runs at a time in their own processes, one thread each
     record = run_comparison("smoke", seeds=(0, 1), runs_dir=tmp_path / "runs", progress=False, jobs=2, threads=1)
     saved = json.loads((tmp_path / "results" / "smoke" / "clip_vs_mmclip.json").read_text())
@@ -50,7 +68,8 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
         assert [e["seed"] for e in record[name]] == [0, 1]
         # started longest first, returned in the order asked: each entry is its own seed's run
         assert [e["run"] for e in record[name]] == [
-            str(tmp_path / "runs" / comparison_configs("smoke", s, threads=1)[name].run_name()) for s in (0, 1)]
+            str(tmp_path / "runs" / comparison_configs("smoke", s, threads=1)[name].run_name()) for s in (0, 1)
+        ]
         for entry in record[name]:
             assert {"i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1", "i2t_fine_by_type", "t2i_fine_by_type"} <= set(entry)
     table = comparison_table(record)
@@ -159,10 +178,14 @@ def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_f
     assert variant["clip"] == course["clip"] and variant["mmclip"].loss == "negclip"
     assert variant["mmclip"].negatives == course["mmclip"].negatives == MMCLIP_RECIPE["negatives"]
     assert comparison_name(None) == comparison_name(dict(MMCLIP_RECIPE)) == "clip_vs_mmclip"
-    assert comparison_name({"loss": "negclip", "negatives": ("image", "rule")}) == \
-        "clip_vs_mmclip_loss-negclip_negatives-image+rule"
-    assert comparison_name({"loss": "negclip", "num_negatives": MMCLIP_RECIPE["num_negatives"]}) == \
-        "clip_vs_mmclip_loss-negclip"  # unchanged keys stay out of the name
+    assert (
+        comparison_name({"loss": "negclip", "negatives": ("image", "rule")})
+        == "clip_vs_mmclip_loss-negclip_negatives-image+rule"
+    )
+    assert (
+        comparison_name({"loss": "negclip", "num_negatives": MMCLIP_RECIPE["num_negatives"]})
+        == "clip_vs_mmclip_loss-negclip"
+    )  # unchanged keys stay out of the name
     other_weight = 0.5 if MMCLIP_RECIPE["hard_weight"] != 0.5 else 1.0
     assert comparison_configs("cpu", 1, recipe={"hard_weight": other_weight})["mmclip"].hard_weight == other_weight
     assert comparison_name({"hard_weight": other_weight}) == f"clip_vs_mmclip_hard_weight-{other_weight}"
@@ -185,7 +208,8 @@ def _scores(loss, seed, i2t_fine, retrieval, **config):
     from mmgeo_utils.experiments import HEADLINE
 
     cfg = comparison_configs("cpu", seed, recipe=None if loss == "clip" else {"loss": loss})[
-        "clip" if loss == "clip" else "mmclip"]
+        "clip" if loss == "clip" else "mmclip"
+    ]
     cfg = cfg.__class__(**{**cfg.to_dict(), "negatives": tuple(cfg.negatives), "loss": loss, **config}).resolved()
     return {"config": cfg.to_dict(), **{k: retrieval for k in HEADLINE}, "i2t_fine": i2t_fine}
 
@@ -235,15 +259,33 @@ def test_default_jobs_fill_the_cores_at_the_runs_thread_count(monkeypatch):
 
 def _record(seeds, *, lr=5e-4, clip=0.2, commit="abc"):
     """A results-file record as write_results writes it, with made-up numbers per seed."""
+
     def entry(seed, v):
-        return {"seed": seed, **{k: v + seed / 100 for k in ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "i2t_r1",
-                                                             "t2i_r1", "i2t_r5", "t2i_r5")},
-                "i2t_fine_by_type": {"label": v}, "t2i_fine_by_type": {"relabel": v}}
+        return {
+            "seed": seed,
+            **{
+                k: v + seed / 100
+                for k in ("i2t_fine", "t2i_fine", "i2t_with_retrieval", "i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")
+            },
+            "i2t_fine_by_type": {"label": v},
+            "t2i_fine_by_type": {"relabel": v},
+        }
+
     cfg = {"loss": "clip", "steps": 500, "lr": lr, "seed": None, "eval_every": 100, "hard_weight": 1.0}
-    return {"name": "clip_vs_mmclip", "profile": "cpu", "commit": commit, "device": "cpu:2 cores", "created": "t",
-            "metrics": {"clip": [entry(s, clip) for s in seeds], "mmclip": [entry(s, 0.35) for s in seeds],
-                        "chance": {"i2t_fine": 0.23}, "recipe": {"clip": cfg, "mmclip": {**cfg, "loss": "mmclip"}},
-                        "seeds": list(seeds)}}
+    return {
+        "name": "clip_vs_mmclip",
+        "profile": "cpu",
+        "commit": commit,
+        "device": "cpu:2 cores",
+        "created": "t",
+        "metrics": {
+            "clip": [entry(s, clip) for s in seeds],
+            "mmclip": [entry(s, 0.35) for s in seeds],
+            "chance": {"i2t_fine": 0.23},
+            "recipe": {"clip": cfg, "mmclip": {**cfg, "loss": "mmclip"}},
+            "seeds": list(seeds),
+        },
+    }
 
 
 def test_merging_comparisons_unites_seeds_and_refuses_records_that_measured_something_else():

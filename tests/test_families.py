@@ -12,14 +12,32 @@ import re
 
 import numpy as np
 import pytest
+from scene_cache import scene_json, scene_of
 
 from mmgeo_utils.facts import check_fact
-from mmgeo_utils.families import (FAMILIES, MIN_ANGLE_DEG, MIN_FACTS, MIN_SIDE_FRAC, drawn_sides, generate_scene,
-                                  sample_scene)
+from mmgeo_utils.families import (
+    FAMILIES,
+    MIN_ANGLE_DEG,
+    MIN_FACTS,
+    MIN_SIDE_FRAC,
+    drawn_sides,
+    generate_scene,
+    sample_scene,
+)
 from mmgeo_utils.layout import label_clearances, place_labels, scene_extent
-from mmgeo_utils.scene import (AngleMark, Circle, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
-                               RightAngleMark, Scene, Segment, validate_scene)
-from scene_cache import scene_json, scene_of
+from mmgeo_utils.scene import (
+    AngleMark,
+    Circle,
+    EqualTicks,
+    Fact,
+    LengthLabel,
+    ParallelArrows,
+    Polygon,
+    RightAngleMark,
+    Scene,
+    Segment,
+    validate_scene,
+)
 
 SEEDS = range(20)
 ANGLE_TOL = 0.5  # degrees
@@ -97,18 +115,30 @@ def verify(scene: Scene, f: Fact) -> bool:
         return close(length(S, a[0], a[1]), radius_at(S, a[0]))
     if k == "diameter":
         r = radius_at(S, a[2])
-        return close(length(S, a[0], a[1]), 2 * r) and close(length(S, a[0], a[2]), r) and close(length(S, a[1], a[2]), r)
+        return (
+            close(length(S, a[0], a[1]), 2 * r) and close(length(S, a[0], a[2]), r) and close(length(S, a[1], a[2]), r)
+        )
     if k == "tangent":  # tangent ⟂ radius at a point of the circle
-        return close(length(S, a[2], a[1]), radius_at(S, a[2])) and abs(line_angle(S, a[0], a[1], a[2], a[1]) - 90) <= ANGLE_TOL
+        return (
+            close(length(S, a[2], a[1]), radius_at(S, a[2]))
+            and abs(line_angle(S, a[0], a[1], a[2], a[1]) - 90) <= ANGLE_TOL
+        )
     if k == "secant":
-        return close(length(S, a[2], a[1]), radius_at(S, a[2])) and dist_to_line(S, a[2], a[0], a[1]) < radius_at(S, a[2]) * (1 - REL)
+        return close(length(S, a[2], a[1]), radius_at(S, a[2])) and dist_to_line(S, a[2], a[0], a[1]) < radius_at(
+            S, a[2]
+        ) * (1 - REL)
     if k == "altitude":
-        return dist_to_line(S, a[1], a[2], a[3]) <= REL * length(S, a[2], a[3]) and abs(line_angle(S, a[0], a[1], a[2], a[3]) - 90) <= ANGLE_TOL
+        return (
+            dist_to_line(S, a[1], a[2], a[3]) <= REL * length(S, a[2], a[3])
+            and abs(line_angle(S, a[0], a[1], a[2], a[3]) - 90) <= ANGLE_TOL
+        )
     if k == "median":
         return verify(S, Fact("midpoint", (a[1], a[2], a[3])))
     if k == "bisector":
-        return abs(angle(S, a[2], a[0], a[1]) - angle(S, a[1], a[0], a[3])) <= ANGLE_TOL and \
-            abs(angle(S, a[2], a[0], a[1]) + angle(S, a[1], a[0], a[3]) - angle(S, a[2], a[0], a[3])) <= ANGLE_TOL
+        return (
+            abs(angle(S, a[2], a[0], a[1]) - angle(S, a[1], a[0], a[3])) <= ANGLE_TOL
+            and abs(angle(S, a[2], a[0], a[1]) + angle(S, a[1], a[0], a[3]) - angle(S, a[2], a[0], a[3])) <= ANGLE_TOL
+        )
     if k == "intersection":
         scale = scene_extent(S)
         return dist_to_line(S, a[0], a[1], a[2]) <= REL * scale and dist_to_line(S, a[0], a[3], a[4]) <= REL * scale
@@ -130,14 +160,27 @@ def verify_shape(S: Scene, vs, name: str) -> bool:
     right = [abs(x - 90) <= ANGLE_TOL for x in angs]
     if n == 3:
         eq = sum(close(L[i], L[j]) for i in range(3) for j in range(i + 1, 3))
-        expect = ("equilateral triangle" if eq == 3 else "isosceles right triangle" if eq and any(right)
-                  else "right triangle" if any(right) else "isosceles triangle" if eq else "triangle")
+        expect = (
+            "equilateral triangle"
+            if eq == 3
+            else "isosceles right triangle"
+            if eq and any(right)
+            else "right triangle"
+            if any(right)
+            else "isosceles triangle"
+            if eq
+            else "triangle"
+        )
         return name == expect
     par1 = line_angle(S, vs[0], vs[1], vs[3], vs[2]) <= ANGLE_TOL
     par2 = line_angle(S, vs[1], vs[2], vs[0], vs[3]) <= ANGLE_TOL
     if par1 and par2:
-        expect = {(True, True): "square", (True, False): "rectangle", (False, True): "rhombus",
-                  (False, False): "parallelogram"}[(right[0], close(L[0], L[1]))]
+        expect = {
+            (True, True): "square",
+            (True, False): "rectangle",
+            (False, True): "rhombus",
+            (False, False): "parallelogram",
+        }[(right[0], close(L[0], L[1]))]
     elif par1 or par2:
         legs = (L[1], L[3]) if par1 else (L[0], L[2])
         expect = "isosceles trapezoid" if close(*legs) else "trapezoid"
@@ -151,8 +194,16 @@ def verify_shape(S: Scene, vs, name: str) -> bool:
 
 def test_enough_families():
     assert len(FAMILIES) >= 8
-    for name in ("right_triangle_altitude", "isosceles_median", "angle_bisector", "parallel_transversal",
-                 "thales_circle", "tangent_external", "quadrilateral_diagonals", "similar_triangles"):
+    for name in (
+        "right_triangle_altitude",
+        "isosceles_median",
+        "angle_bisector",
+        "parallel_transversal",
+        "thales_circle",
+        "tangent_external",
+        "quadrilateral_diagonals",
+        "similar_triangles",
+    ):
         assert name in FAMILIES
 
 
@@ -194,13 +245,21 @@ def test_marks_match_facts(family, seed):
         if isinstance(e, AngleMark) and e.label:
             value = float(e.label.rstrip("°"))
             assert abs(angle(scene, e.a, e.vertex, e.b) - value) <= ANGLE_TOL, f"angle mark {e}"
-            assert any(f.kind == "angle" and f.args[1] == e.vertex and {f.args[0], f.args[2]} == {e.a, e.b}
-                       and float(f.value) == value for f in facts), f"labelled angle {e} has no fact"
+            assert any(
+                f.kind == "angle"
+                and f.args[1] == e.vertex
+                and {f.args[0], f.args[2]} == {e.a, e.b}
+                and float(f.value) == value
+                for f in facts
+            ), f"labelled angle {e} has no fact"
         if isinstance(e, LengthLabel):
-            assert any(f.kind == "length" and set(f.args) == {e.a, e.b} and str(f.value) == e.text
-                       for f in facts), f"length label {e} has no fact"
-    for cls, same in ((EqualTicks, lambda s, t: close(length(scene, *s), length(scene, *t))),
-                      (ParallelArrows, lambda s, t: line_angle(scene, *s, *t) <= ANGLE_TOL)):
+            assert any(f.kind == "length" and set(f.args) == {e.a, e.b} and str(f.value) == e.text for f in facts), (
+                f"length label {e} has no fact"
+            )
+    for cls, same in (
+        (EqualTicks, lambda s, t: close(length(scene, *s), length(scene, *t))),
+        (ParallelArrows, lambda s, t: line_angle(scene, *s, *t) <= ANGLE_TOL),
+    ):
         groups: dict[int, list[tuple[str, str]]] = {}
         for e in els:
             if isinstance(e, cls):
@@ -231,14 +290,18 @@ def test_marks_match_facts(family, seed):
         if f.kind in ("altitude", "tangent"):
             assert right_mark_at(a[1]), f"{f} has no right-angle mark at {a[1]}"
         if f.kind == "perpendicular":
-            assert any(isinstance(e, RightAngleMark) and between(scene, e.vertex, *a[:2]) and
-                       between(scene, e.vertex, *a[2:]) for e in els), f"{f} has no right-angle mark"
+            assert any(
+                isinstance(e, RightAngleMark) and between(scene, e.vertex, *a[:2]) and between(scene, e.vertex, *a[2:])
+                for e in els
+            ), f"{f} has no right-angle mark"
         if f.kind in ("altitude", "median"):
-            assert any(isinstance(e, Segment) and e.dashed and {e.a, e.b} == set(a[:2]) for e in els), \
+            assert any(isinstance(e, Segment) and e.dashed and {e.a, e.b} == set(a[:2]) for e in els), (
                 f"auxiliary {f.kind} {a[0]}{a[1]} should be dashed"
+            )
         if f.kind == "tangent":
-            assert any(isinstance(e, Segment) and e.dashed and {e.a, e.b} == {a[1], a[2]} for e in els), \
+            assert any(isinstance(e, Segment) and e.dashed and {e.a, e.b} == {a[1], a[2]} for e in els), (
                 "the radius to a tangent point should be dashed"
+            )
     polygons = [e.vertices for e in els if isinstance(e, Polygon)]
     shapes = {frozenset(f.args) for f in facts if f.kind == "shape"}
     assert shapes, "every scene names a polygon"
@@ -250,8 +313,9 @@ def test_marks_match_facts(family, seed):
 def test_figure_is_legible(family, seed):
     scene = scene_of(family, seed)
     ext = scene_extent(scene)
-    for vs in [e.vertices for e in scene.elements if isinstance(e, Polygon)] + \
-              [f.args for f in scene.facts if f.kind == "shape"]:
+    for vs in [e.vertices for e in scene.elements if isinstance(e, Polygon)] + [
+        f.args for f in scene.facts if f.kind == "shape"
+    ]:
         n = len(vs)
         for i in range(n):
             assert angle(scene, vs[i - 1], vs[i], vs[(i + 1) % n]) >= MIN_ANGLE_DEG - 1e-6, f"sliver {''.join(vs)}"
@@ -294,16 +358,19 @@ def test_letters_and_optional_facts_vary(family):
 
 
 def test_quadrilateral_family_covers_every_type():
-    names = {f.value for s in range(60) for f in generate_scene("quadrilateral_diagonals", s).facts
-             if f.kind == "shape"}
+    names = {
+        f.value for s in range(60) for f in generate_scene("quadrilateral_diagonals", s).facts if f.kind == "shape"
+    }
     assert {"parallelogram", "rectangle", "rhombus", "square", "trapezoid", "isosceles trapezoid"} <= names
 
 
 def test_sample_scene_is_deterministic_and_mixes_families():
     assert sample_scene(5).to_json() == sample_scene(5).to_json()
     assert len({sample_scene(s).family for s in range(30)}) >= 6
-    assert {sample_scene(s, ["thales_circle", "midsegment"]).family for s in range(10)} == \
-        {"thales_circle", "midsegment"}
+    assert {sample_scene(s, ["thales_circle", "midsegment"]).family for s in range(10)} == {
+        "thales_circle",
+        "midsegment",
+    }
 
 
 def test_unknown_family_lists_valid_ones():
@@ -347,7 +414,7 @@ def _value_disc_centre(scene: Scene) -> tuple[float, float]:
     """Where the (only) angle value of ``scene`` will be written."""
     from mmgeo_utils.layout import annotation_discs
 
-    (_, centre, _), = annotation_discs(scene)
+    ((_, centre, _),) = annotation_discs(scene)
     return tuple(float(x) for x in centre)
 
 
@@ -371,15 +438,18 @@ ILLEGIBLE = {
     "point A nearly touches the circle at O": lambda: _with(_triangle(O=(4.0, 3.0)), Circle("O", 5.2)),
     "marked angle BAC is too small": lambda: _with(
         Scene("hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (8.0, 2.68)}, [Polygon(("A", "B", "C"))], []),
-        AngleMark("A", "B", "C")),
+        AngleMark("A", "B", "C"),
+    ),
     "marked angle BAC looks like a right angle": lambda: _with(
         Scene("hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (0.35, 10.0)}, [Polygon(("A", "B", "C"))], []),
-        AngleMark("A", "B", "C", "88°")),
+        AngleMark("A", "B", "C", "88°"),
+    ),
     "annotation '69°' would cover point D": _value_covering_a_point,
     "annotation '69°' would be crossed by AD": _value_crossed_by_a_segment,
     "annotations '69°' and '69°' would overlap": lambda: _with(_value_scene(), AngleMark("A", "C", "B", "69°")),
     "polygon ABC has an angle under 20.0°": lambda: Scene(
-        "hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (8.0, 2.68)}, [Polygon(("A", "B", "C"))], []),
+        "hand", {"A": (0.0, 0.0), "B": (10.0, 0.0), "C": (8.0, 2.68)}, [Polygon(("A", "B", "C"))], []
+    ),
 }
 
 
@@ -404,7 +474,7 @@ def test_check_legible_names_the_first_problem(problem):
 
 def test_best_candidate_is_the_lexicographic_maximum():
     """The vectorised choice equals ``max`` over the keys the placement is defined by (ties included)."""
-    from mmgeo_utils.layout import N_DIRECTIONS, OFFSET_STEPS, _DIRS, _RING_DIR_INDEX, _RING_INDEX, _best_candidate
+    from mmgeo_utils.layout import _DIRS, _RING_DIR_INDEX, _RING_INDEX, N_DIRECTIONS, OFFSET_STEPS, _best_candidate
 
     rng = np.random.default_rng(0)
     n = N_DIRECTIONS * len(OFFSET_STEPS)
@@ -415,8 +485,10 @@ def test_best_candidate_is_the_lexicographic_maximum():
         out = _unit(rng.choice([0.0, 1.0, -1.0], 2))  # axis and diagonal directions: outward ties
         cap, extent = 0.25, float(rng.uniform(5, 15))
         outward = np.round((_DIRS @ out) * extent / extent, 9)[_RING_DIR_INDEX]
-        keys = [(bool(h > 0 and s > 0), bool(h > 0), -int(i) if h > 0 else float(h), float(min(h, s, cap)), float(o))
-                for h, s, i, o in zip(hard, soft, _RING_INDEX, outward)]
+        keys = [
+            (bool(h > 0 and s > 0), bool(h > 0), -int(i) if h > 0 else float(h), float(min(h, s, cap)), float(o))
+            for h, s, i, o in zip(hard, soft, _RING_INDEX, outward)
+        ]
         assert _best_candidate(hard, soft, out, cap, extent) == max(range(n), key=keys.__getitem__), case
 
 

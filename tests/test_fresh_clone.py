@@ -32,12 +32,24 @@ def test_fresh_copy_runs_every_lesson_on_smoke(tmp_path):
     # what an earlier course run commits: timings that claim every lesson was done from this source
     record = repo / "results" / "smoke" / "course.json"
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"profile": "smoke", "metrics": {
-        p.name: {"status": "ok", "seconds": 1.0, "code_sha256": code_sha256(p)} for p in lessons}}))
+    record.write_text(
+        json.dumps(
+            {
+                "profile": "smoke",
+                "metrics": {p.name: {"status": "ok", "seconds": 1.0, "code_sha256": code_sha256(p)} for p in lessons},
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMGEO_")}
     env.update(PYTHONPATH=str(repo), MMGEO_DATA_DIR=str(tmp_path / "data"), MMGEO_RUNS_DIR=str(tmp_path / "runs"))
-    out = subprocess.run([sys.executable, "-m", "mmgeo_utils", "course", "--profile", "smoke"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-m", "mmgeo_utils", "course", "--profile", "smoke"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for p in lessons:
         assert f"{p.name}: ok" in out.stdout, out.stdout

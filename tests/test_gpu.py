@@ -21,8 +21,9 @@ def _fake_nvidia_smi(tmp_path, monkeypatch, listing: str | None):
     if listing is None:
         exe.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     else:
-        exe.write_text(f"#!/bin/sh\nif [ \"$1\" = \"\" ]; then cat <<'X'\n{SMI_HEADER}\nX\n"
-                       f"else printf '%s\\n' '{listing}'; fi\n")
+        exe.write_text(
+            f"#!/bin/sh\nif [ \"$1\" = \"\" ]; then cat <<'X'\n{SMI_HEADER}\nX\nelse printf '%s\\n' '{listing}'; fi\n"
+        )
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -59,7 +60,9 @@ def test_torchs_own_warning_is_the_reason_given(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", "13.0")
 
     def unavailable_with_a_reason():
-        warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old\n (found version 11040).")
+        warnings.warn(
+            "CUDA initialization: The NVIDIA driver on your system is too old\n (found version 11040).", stacklevel=2
+        )
         return False
 
     monkeypatch.setattr(torch.cuda, "is_available", unavailable_with_a_reason)
@@ -91,8 +94,18 @@ def test_a_usable_gpu_is_used(monkeypatch):
     assert gpu.cuda_available() is True and profiles.default_profile_name() == "gpu"
 
 
-@pytest.mark.parametrize("cuda, tag", [("11.4", "cu118"), ("12.2", "cu121"), ("12.4", "cu124"), ("12.7", "cu126"),
-                                       ("13.1", "cu130"), (None, "cu126"), ("10.2", "cu118")])
+@pytest.mark.parametrize(
+    "cuda, tag",
+    [
+        ("11.4", "cu118"),
+        ("12.2", "cu121"),
+        ("12.4", "cu124"),
+        ("12.7", "cu126"),
+        ("13.1", "cu130"),
+        (None, "cu126"),
+        ("10.2", "cu118"),
+    ],
+)
 def test_wheel_index_for_a_driver(cuda, tag):
     assert gpu.wheel_tag_for(cuda) == tag
 

@@ -17,7 +17,10 @@ def hf(smoke_data):
 def test_every_split_loads_with_its_rows(hf, smoke_data):
     config = DatasetConfig.from_profile("smoke")
     assert {name: len(split) for name, split in hf.items()} == {
-        "train": config.size("train"), "validation": config.size("val"), "test": config.size("test")}
+        "train": config.size("train"),
+        "validation": config.size("val"),
+        "test": config.size("test"),
+    }
 
 
 def test_a_row_matches_what_load_split_reads(hf, smoke_data):
@@ -32,8 +35,12 @@ def test_a_row_matches_what_load_split_reads(hf, smoke_data):
 
 
 def test_values_keep_one_type_and_read_back_as_written():
-    for fact in (Fact("length", ("A", "B"), 90), Fact("length", ("A", "B"), 4.5),
-                 Fact("shape", ("A", "B", "C", "D"), "square"), Fact("parallel", ("A", "B", "C", "D"))):
+    for fact in (
+        Fact("length", ("A", "B"), 90),
+        Fact("length", ("A", "B"), 4.5),
+        Fact("shape", ("A", "B", "C", "D"), "square"),
+        Fact("parallel", ("A", "B", "C", "D")),
+    ):
         value = fact.value
         d = fact.to_dict()
         assert d["value"] is None or isinstance(d["value"], float)

@@ -28,10 +28,12 @@ def unit(*shape, seed=0, dtype=torch.float32, requires_grad=False):
 
 def batch(b=4, d=16, kt=3, ki=2, seed=0, dtype=torch.float32, requires_grad=False):
     """Images, texts, text negatives (B, Kt, D) and image negatives (B, Ki, D), all unit-norm."""
-    return (unit(b, d, seed=seed, dtype=dtype, requires_grad=requires_grad),
-            unit(b, d, seed=seed + 1, dtype=dtype, requires_grad=requires_grad),
-            unit(b, kt, d, seed=seed + 2, dtype=dtype, requires_grad=requires_grad),
-            unit(b, ki, d, seed=seed + 3, dtype=dtype, requires_grad=requires_grad))
+    return (
+        unit(b, d, seed=seed, dtype=dtype, requires_grad=requires_grad),
+        unit(b, d, seed=seed + 1, dtype=dtype, requires_grad=requires_grad),
+        unit(b, kt, d, seed=seed + 2, dtype=dtype, requires_grad=requires_grad),
+        unit(b, ki, d, seed=seed + 3, dtype=dtype, requires_grad=requires_grad),
+    )
 
 
 def sigmoid(x):
@@ -39,6 +41,7 @@ def sigmoid(x):
 
 
 # ---------------------------------------------------------------- CLIP and open_clip's ClipLoss
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("b", [1, 2, 8, 33])
@@ -68,6 +71,7 @@ def test_clip_loss_of_uniform_logits_is_log_batch():
 
 # ---------------------------------------------------------------- in-batch + hard negatives
 
+
 def test_hard_negative_loss_without_negatives_is_clip_loss_exactly():
     img, txt, _, _ = batch()
     assert torch.equal(hard_negative_clip_loss(img, txt, 14.3), clip_loss(img, txt, 14.3))
@@ -76,9 +80,16 @@ def test_hard_negative_loss_without_negatives_is_clip_loss_exactly():
 @pytest.mark.parametrize("share", [False, True])
 def test_fully_masked_negatives_reduce_to_clip_loss(share):
     img, txt, tneg, ineg = batch(dtype=torch.float64)
-    loss = hard_negative_clip_loss(img, txt, 20.0, ineg, tneg, share_negatives=share,
-                                   text_negative_mask=torch.zeros(4, 3, dtype=torch.bool),
-                                   image_negative_mask=torch.zeros(4, 2, dtype=torch.bool))
+    loss = hard_negative_clip_loss(
+        img,
+        txt,
+        20.0,
+        ineg,
+        tneg,
+        share_negatives=share,
+        text_negative_mask=torch.zeros(4, 3, dtype=torch.bool),
+        image_negative_mask=torch.zeros(4, 2, dtype=torch.bool),
+    )
     torch.testing.assert_close(loss, clip_loss(img, txt, 20.0), rtol=0, atol=1e-12)
 
 
@@ -108,19 +119,23 @@ def test_own_negatives_are_per_sample_and_shared_negatives_are_extra_columns():
     b, k, d = tneg.shape
     # own: image i sees texts 0..B-1 and only its own negatives
     own = hard_negative_clip_loss(img, txt, 5.0, None, tneg)
-    i2t = torch.stack([F.cross_entropy(5.0 * torch.cat([txt, tneg[i]]) @ img[i], torch.tensor(i))
-                       for i in range(b)]).mean()
+    i2t = torch.stack(
+        [F.cross_entropy(5.0 * torch.cat([txt, tneg[i]]) @ img[i], torch.tensor(i)) for i in range(b)]
+    ).mean()
     torch.testing.assert_close(own, (i2t + F.cross_entropy(5.0 * txt @ img.T, torch.arange(b))) / 2)
     # shared: the NegCLIP / CE-CLIP layout, negatives appended to the text batch
     shared = hard_negative_clip_loss(img, txt, 5.0, ineg, tneg, share_negatives=True)
     all_txt, all_img = torch.cat([txt, tneg.reshape(b * k, d)]), torch.cat([img, ineg.reshape(-1, d)])
-    ref = (F.cross_entropy(5.0 * img @ all_txt.T, torch.arange(b))
-           + F.cross_entropy(5.0 * txt @ all_img.T, torch.arange(b))) / 2
+    ref = (
+        F.cross_entropy(5.0 * img @ all_txt.T, torch.arange(b))
+        + F.cross_entropy(5.0 * txt @ all_img.T, torch.arange(b))
+    ) / 2
     torch.testing.assert_close(shared, ref)
     assert shared > own  # other samples' negatives add terms to the denominator too
 
 
 # ---------------------------------------------------------------- per-anchor (MMCLIP)
+
 
 def test_per_anchor_softmax_against_hand_computed_value():
     anchor = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -133,13 +148,15 @@ def test_per_anchor_softmax_against_hand_computed_value():
     loss = per_anchor_hard_negative_loss(anchor, positive, negatives, scale)
     assert loss.item() == pytest.approx((l0 + l1) / 2, abs=1e-6)
     # a bias shifts every logit: the softmax form does not change
-    assert per_anchor_hard_negative_loss(anchor, positive, negatives, scale, logit_bias=-3.0).item() \
-        == pytest.approx(loss.item(), abs=1e-6)
+    assert per_anchor_hard_negative_loss(anchor, positive, negatives, scale, logit_bias=-3.0).item() == pytest.approx(
+        loss.item(), abs=1e-6
+    )
     # masking sample 1's second negative leaves it with s- = (1.2,) only; sample 0 all masked -> 0
     mask = torch.tensor([[False, False], [True, False]])
     l1_masked = -math.log(math.exp(1.6) / (math.exp(1.6) + math.exp(1.2)))
-    assert per_anchor_hard_negative_loss(anchor, positive, negatives, scale, negative_mask=mask).item() \
-        == pytest.approx(l1_masked / 2, abs=1e-6)
+    assert per_anchor_hard_negative_loss(
+        anchor, positive, negatives, scale, negative_mask=mask
+    ).item() == pytest.approx(l1_masked / 2, abs=1e-6)
 
 
 def test_per_anchor_sigmoid_against_hand_computed_value():
@@ -153,8 +170,9 @@ def test_per_anchor_sigmoid_against_hand_computed_value():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     mask = torch.tensor([[True, False, True]])
     expected_masked = -math.log(sigmoid(2)) - sum(math.log(sigmoid(-z)) for z in (4, -14))
-    assert per_anchor_hard_negative_loss(anchor, positive, negatives, scale, form="sigmoid", logit_bias=bias,
-                                         negative_mask=mask).item() == pytest.approx(expected_masked, rel=1e-6)
+    assert per_anchor_hard_negative_loss(
+        anchor, positive, negatives, scale, form="sigmoid", logit_bias=bias, negative_mask=mask
+    ).item() == pytest.approx(expected_masked, rel=1e-6)
 
 
 def test_per_anchor_ignores_other_batch_items():
@@ -175,8 +193,7 @@ def test_analytic_gradient_weights_equal_autograd():
     g = torch.Generator().manual_seed(0)
     pos = (torch.randn(6, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
     neg = (torch.randn(6, 5, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
-    per_sample = F.cross_entropy(torch.cat([pos[:, None], neg], 1), torch.zeros(6, dtype=torch.long),
-                                 reduction="sum")
+    per_sample = F.cross_entropy(torch.cat([pos[:, None], neg], 1), torch.zeros(6, dtype=torch.long), reduction="sum")
     per_sample.backward()
     w = per_anchor_gradient_weights(pos.detach(), neg.detach())
     torch.testing.assert_close(w.positive, pos.grad)
@@ -197,6 +214,7 @@ def test_gradient_weights_accept_floats_and_do_not_overflow():
 
 # ---------------------------------------------------------------- CE-CLIP: IMC and CMR
 
+
 def test_imc_against_hand_computed_value():
     img = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     txt = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -213,11 +231,11 @@ def test_imc_against_hand_computed_value():
 
 
 def test_cmr_threshold_is_the_clamped_mean_gap():
-    pos = torch.tensor([3.0, 5.0], requires_grad=True)                       # mean 4
+    pos = torch.tensor([3.0, 5.0], requires_grad=True)  # mean 4
     neg = torch.tensor([[1.0, 6.0, -20.0, 0.0], [2.0, 5.0, -30.0, 9.0]])
     mask = torch.tensor([[True, True, True, False], [True, True, True, False]])
     theta = cmr_threshold(pos, neg, mask)
-    assert theta.tolist() == pytest.approx([4 - 1.5, 0.0, 10.0, 0.0])         # gap, clamp 0, clamp 10, no valid
+    assert theta.tolist() == pytest.approx([4 - 1.5, 0.0, 10.0, 0.0])  # gap, clamp 0, clamp 10, no valid
     assert not theta.requires_grad
     assert cmr_threshold(pos, neg, mask, upper=20.0).tolist()[2] == pytest.approx(20.0)
     prev = torch.tensor([0.0, 0.0, 0.0, 7.0])
@@ -241,11 +259,13 @@ def test_cmr_loss_against_hand_computed_value():
     assert cmr_loss(img, txt, tneg, 1.0, theta).item() == pytest.approx(sum(map(sum, hinges)) / 4, abs=1e-6)
     mask = torch.tensor([[True, False], [True, True]])
     assert cmr_loss(img, txt, tneg, 1.0, theta, negative_mask=mask).item() == pytest.approx(
-        (hinges[0][0] + hinges[1][0] + hinges[1][1]) / 3, abs=1e-6)
+        (hinges[0][0] + hinges[1][0] + hinges[1][1]) / 3, abs=1e-6
+    )
     assert cmr_loss(img, txt, tneg, 1.0, theta, negative_mask=torch.zeros(2, 2, dtype=torch.bool)).item() == 0
 
 
 # ---------------------------------------------------------------- the combined objective
+
 
 def test_combined_loss_is_the_weighted_sum_and_keeps_thresholds():
     img, txt, tneg, ineg = batch(b=8, kt=3)
@@ -254,7 +274,7 @@ def test_combined_loss_is_the_weighted_sum_and_keeps_thresholds():
     assert set(out) == {"loss", "contrastive_loss", "imc_loss", "cmr_loss", "cmr_thresholds"}
     torch.testing.assert_close(out["loss"], out["contrastive_loss"] + 0.3 * out["imc_loss"] + 0.2 * out["cmr_loss"])
     torch.testing.assert_close(out["contrastive_loss"], hard_negative_clip_loss(img, txt, 14.3, ineg, tneg))
-    assert out["cmr_thresholds"].tolist() == [0.0, 0.0, 0.0]               # the curriculum starts at 0
+    assert out["cmr_thresholds"].tolist() == [0.0, 0.0, 0.0]  # the curriculum starts at 0
     pos = 14.3 * (img * txt).sum(1)
     neg = 14.3 * torch.einsum("bd,bkd->bk", img, tneg)
     torch.testing.assert_close(crit.cmr_thresholds, cmr_threshold(pos, neg))  # updated after the step
@@ -274,13 +294,16 @@ def test_combined_per_anchor_mode_is_the_mmclip_loss():
     img, txt, tneg, ineg = batch()
     crit = HardNegativeLoss(contrastive="per_anchor", imc_weight=0, cmr_weight=0, image_negative_form="sigmoid")
     out = crit(img, txt, 10.0, text_negative_features=tneg, image_negative_features=ineg, logit_bias=-2.0)
-    expected = (per_anchor_hard_negative_loss(img, txt, tneg, 10.0)
-                + per_anchor_hard_negative_loss(txt, img, ineg, 10.0, form="sigmoid", logit_bias=-2.0)) / 2
+    expected = (
+        per_anchor_hard_negative_loss(img, txt, tneg, 10.0)
+        + per_anchor_hard_negative_loss(txt, img, ineg, 10.0, form="sigmoid", logit_bias=-2.0)
+    ) / 2
     torch.testing.assert_close(out["loss"], expected)
     assert set(out) == {"loss", "contrastive_loss"}
 
 
 # ---------------------------------------------------------------- gradients
+
 
 def test_gradcheck_every_loss():
     img, txt, tneg, ineg = batch(b=3, d=5, kt=2, ki=2, dtype=torch.float64, requires_grad=True)
@@ -290,35 +313,58 @@ def test_gradcheck_every_loss():
     imask = torch.tensor([[True, True], [False, True], [True, False]])
     checks = {
         "clip": (lambda i, t, s: clip_loss(i, t, s), (img, txt, scale)),
-        "hard_negative": (lambda i, t, tn, inn, s: hard_negative_clip_loss(
-            i, t, s, inn, tn, text_negative_mask=tmask, image_negative_mask=imask), (img, txt, tneg, ineg, scale)),
-        "hard_negative_shared": (lambda i, t, tn, inn, s: hard_negative_clip_loss(
-            i, t, s, inn, tn, text_negative_mask=tmask, share_negatives=True), (img, txt, tneg, ineg, scale)),
-        "per_anchor_softmax": (lambda i, t, tn, s: per_anchor_hard_negative_loss(
-            i, t, tn, s, negative_mask=tmask), (img, txt, tneg, scale)),
-        "per_anchor_sigmoid": (lambda t, i, inn, s, b: per_anchor_hard_negative_loss(
-            t, i, inn, s, form="sigmoid", logit_bias=b, negative_mask=imask), (txt, img, ineg, scale, bias)),
+        "hard_negative": (
+            lambda i, t, tn, inn, s: hard_negative_clip_loss(
+                i, t, s, inn, tn, text_negative_mask=tmask, image_negative_mask=imask
+            ),
+            (img, txt, tneg, ineg, scale),
+        ),
+        "hard_negative_shared": (
+            lambda i, t, tn, inn, s: hard_negative_clip_loss(
+                i, t, s, inn, tn, text_negative_mask=tmask, share_negatives=True
+            ),
+            (img, txt, tneg, ineg, scale),
+        ),
+        "per_anchor_softmax": (
+            lambda i, t, tn, s: per_anchor_hard_negative_loss(i, t, tn, s, negative_mask=tmask),
+            (img, txt, tneg, scale),
+        ),
+        "per_anchor_sigmoid": (
+            lambda t, i, inn, s, b: per_anchor_hard_negative_loss(
+                t, i, inn, s, form="sigmoid", logit_bias=b, negative_mask=imask
+            ),
+            (txt, img, ineg, scale, bias),
+        ),
         "imc": (lambda i, t, tn, s: imc_loss(i, t, tn, s, negative_mask=tmask), (img, txt, tneg, scale)),
-        "cmr": (lambda i, t, tn, s: cmr_loss(i, t, tn, s, torch.tensor([0.3, 0.7], dtype=torch.float64),
-                                             negative_mask=tmask), (img, txt, tneg, scale)),
+        "cmr": (
+            lambda i, t, tn, s: cmr_loss(
+                i, t, tn, s, torch.tensor([0.3, 0.7], dtype=torch.float64), negative_mask=tmask
+            ),
+            (img, txt, tneg, scale),
+        ),
     }
     crit = HardNegativeLoss().eval()
     crit.cmr_thresholds = torch.tensor([0.2, 0.4], dtype=torch.float64)
-    checks["combined"] = (lambda i, t, tn, inn, s: crit(i, t, s, text_negative_features=tn,
-                                                        image_negative_features=inn,
-                                                        text_negative_mask=tmask)["loss"],
-                          (img, txt, tneg, ineg, scale))
+    checks["combined"] = (
+        lambda i, t, tn, inn, s: crit(
+            i, t, s, text_negative_features=tn, image_negative_features=inn, text_negative_mask=tmask
+        )["loss"],
+        (img, txt, tneg, ineg, scale),
+    )
     for name, (fn, inputs) in checks.items():
         assert gradcheck(fn, inputs, eps=1e-6, atol=1e-5), name
 
 
 # ---------------------------------------------------------------- errors that name the problem
 
+
 def test_errors_name_the_problem():
     img, txt, tneg, ineg = batch(b=4, d=16, kt=3)
     with pytest.raises(ValueError, match=r"text_negative_features must be \(B, K, D\) = \(4, K, 16\), got \(4, 3, 8\)"):
         hard_negative_clip_loss(img, txt, 1.0, None, tneg[..., :8])
-    with pytest.raises(ValueError, match=r"image_negative_features must be \(B, K, D\) = \(4, K, 16\), got \(3, 2, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"image_negative_features must be \(B, K, D\) = \(4, K, 16\), got \(3, 2, 16\)"
+    ):
         hard_negative_clip_loss(img, txt, 1.0, ineg[:3], None)
     with pytest.raises(ValueError, match=r"image_features and text_features must have the same"):
         clip_loss(img, txt[:3], 1.0)

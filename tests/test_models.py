@@ -3,13 +3,21 @@
 import pytest
 import torch
 
-from mmgeo_utils.models import (count_parameters, create_clip, dense_image_features, get_tokenizer, shipped_models,
-                                spell_point_names)
+from mmgeo_utils.models import (
+    count_parameters,
+    create_clip,
+    dense_image_features,
+    get_tokenizer,
+    shipped_models,
+    spell_point_names,
+)
 
 
 def test_point_names_are_spelled_and_words_are_left_alone():
-    assert spell_point_names("Here triangle ORS, with OM ⟂ RS; ∠ABC = 40° and A lies on ⊙O.") == \
-        "Here triangle O R S, with O M ⟂ R S; ∠A B C = 40° and A lies on ⊙O."
+    assert (
+        spell_point_names("Here triangle ORS, with OM ⟂ RS; ∠ABC = 40° and A lies on ⊙O.")
+        == "Here triangle O R S, with O M ⟂ R S; ∠A B C = 40° and A lies on ⊙O."
+    )
     assert spell_point_names("In the diagram, Moreover The") == "In the diagram, Moreover The"
 
 
@@ -65,8 +73,9 @@ def test_paper_context_holds_its_captions():
         seeds = sample_seeds(config, "test", i)
         scene = make_scene(config, seeds)
         caption = describe(scene, seeds.caption)
-        texts = [caption.text] + [t.text for t in make_text_negatives(scene, caption, 3, seeds.text_negatives,
-                                                                       caption_seed=seeds.caption)[0]]
+        texts = [caption.text] + [
+            t.text for t in make_text_negatives(scene, caption, 3, seeds.text_negatives, caption_seed=seeds.caption)[0]
+        ]
         lengths += [len(bpe.encode(spell_point_names(t))) + 2 for t in texts]  # + start and end tokens
     assert max(lengths) <= paper.context_length
     assert sum(n > 77 for n in lengths) > 0  # ... and OpenAI's 77 would cut some (why paper sets a context)
@@ -104,8 +113,11 @@ def test_openai_weights_get_quickgelu_and_missing_weights_fail_early(monkeypatch
         raise FileNotFoundError("Failed to download file: no connection")
 
     monkeypatch.setattr(oc_pretrained, "download_pretrained", offline)
-    with pytest.raises(FileNotFoundError, match=r"ViT-B-32-quickgelu / 'openai' are not on this machine.*"
-                                                r"timm/vit_base_patch32_clip_224.openai.*--pretrained WEIGHTS"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"ViT-B-32-quickgelu / 'openai' are not on this machine.*"
+        r"timm/vit_base_patch32_clip_224.openai.*--pretrained WEIGHTS",
+    ):
         models.find_pretrained("ViT-B-32-quickgelu", "openai")
     with pytest.raises(FileNotFoundError, match="pretrained checkpoint .*nowhere.safetensors not found"):
         models.create_clip("mmgeo-resnet-tiny", tmp_path / "nowhere.safetensors")
@@ -126,6 +138,7 @@ def test_vit_dense_features_are_the_last_blocks_patch_tokens_through_a_public_ap
         t = v.transformer(v.ln_pre(t))
         by_hand = t[:, 1:].transpose(1, 2).reshape(2, -1, *v.grid_size)
         assert torch.allclose(dense_image_features(model, x), by_hand, atol=1e-5)
-    floor = next(line for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-                 if line.startswith("open_clip_torch"))
+    floor = next(
+        line for line in (REPO_ROOT / "requirements.txt").read_text().splitlines() if line.startswith("open_clip_torch")
+    )
     assert floor.split(">=")[1].split()[0] == "2.32"  # the first release with forward_intermediates

@@ -12,16 +12,36 @@ import functools
 
 import numpy as np
 import pytest
+from scene_cache import scene_of
 
 from mmgeo_utils.facts import check_fact
 from mmgeo_utils.families import FAMILIES
-from mmgeo_utils.perturb import (ANNOTATION_ONLY, CATEGORIES, PERTURBATIONS, ImageNegative, NotApplicable,
-                                 _rename_scene, apply_perturbation, make_image_negatives, mark_supporters,
-                                 rename_fact, verify_negative)
+from mmgeo_utils.perturb import (
+    ANNOTATION_ONLY,
+    CATEGORIES,
+    PERTURBATIONS,
+    ImageNegative,
+    NotApplicable,
+    _rename_scene,
+    apply_perturbation,
+    make_image_negatives,
+    mark_supporters,
+    rename_fact,
+    verify_negative,
+)
 from mmgeo_utils.render import default_style, render
-from mmgeo_utils.scene import (AngleMark, Circle, EqualTicks, Fact, LengthLabel, ParallelArrows, Polygon,
-                               RightAngleMark, Scene, fact_set)
-from scene_cache import scene_of
+from mmgeo_utils.scene import (
+    AngleMark,
+    Circle,
+    EqualTicks,
+    Fact,
+    LengthLabel,
+    ParallelArrows,
+    Polygon,
+    RightAngleMark,
+    Scene,
+    fact_set,
+)
 
 SEEDS = range(8)  # per family: enough for every applicable type to show up (searched in a fixed order)
 # Never applicable to the current families, for a documented reason (see the module docstring);
@@ -30,14 +50,13 @@ BLOCKED = {"similar_congruent", "tangent_to_secant"}
 MARKS = (RightAngleMark, AngleMark, EqualTicks, ParallelArrows, LengthLabel)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def applicable(name: str) -> tuple[tuple[str, int], ...]:
     """(family, seed) pairs where ``name`` gives a negative, searched in a fixed order."""
     out = []
     for seed in SEEDS:
         for family in FAMILIES:
-            if isinstance(apply_perturbation(scene_of(family, seed), name, np.random.default_rng(seed)),
-                          ImageNegative):
+            if isinstance(apply_perturbation(scene_of(family, seed), name, np.random.default_rng(seed)), ImageNegative):
                 out.append((family, seed))
     return tuple(out)
 
@@ -114,8 +133,7 @@ def test_annotation_only_negatives_keep_the_geometry(name):
                 assert check_fact(neg.scene, f)
 
 
-MARKED_KINDS = {"length", "angle", "parallel", "equal_length", "midpoint", "median", "altitude", "tangent",
-                "bisector"}
+MARKED_KINDS = {"length", "angle", "parallel", "equal_length", "midpoint", "median", "altitude", "tangent", "bisector"}
 
 
 def test_marks_follow_facts():
@@ -175,8 +193,9 @@ def test_a_symmetric_relabel_is_rejected():
     pos = _square()
     a, b, c, d = next(f.args for f in pos.facts if f.kind == "shape")
     rot = {a: c, c: a, b: d, d: b}
-    fake = ImageNegative(_rename_scene(pos, rot), "relabel", (), (), neg_caption(pos), False, default_style(),
-                         renaming=rot)
+    fake = ImageNegative(
+        _rename_scene(pos, rot), "relabel", (), (), neg_caption(pos), False, default_style(), renaming=rot
+    )
     with pytest.raises(ValueError, match="same figure|onto itself"):
         verify_negative(pos, fake)
 
@@ -233,8 +252,11 @@ def test_verify_rejects_an_unchanged_picture():
 
 
 def test_not_applicable_says_why():
-    chord = next(scene_of("chord_perpendicular", s) for s in SEEDS
-                 if any(f.kind == "midpoint" for f in scene_of("chord_perpendicular", s).facts))
+    chord = next(
+        scene_of("chord_perpendicular", s)
+        for s in SEEDS
+        if any(f.kind == "midpoint" for f in scene_of("chord_perpendicular", s).facts)
+    )
     out = apply_perturbation(chord, "move_midpoint", np.random.default_rng(0))
     assert isinstance(out, NotApplicable) and "perpendicular" in out.reason, out
     out = apply_perturbation(scene_of("right_triangle_altitude", 0), "diameter_to_chord", np.random.default_rng(0))
@@ -260,8 +282,11 @@ def test_blocked_types_are_not_applicable_on_the_families():
 def _strip(scene: Scene, kinds: set[str]) -> Scene:
     """The scene with the facts of ``kinds`` (and the marks that show only them) removed."""
     s = scene.copy()
-    keep = [el for el, sup in zip(s.elements, mark_supporters(s))
-            if not (isinstance(el, MARKS) and sup and all(f.kind in kinds for f in sup))]
+    keep = [
+        el
+        for el, sup in zip(s.elements, mark_supporters(s))
+        if not (isinstance(el, MARKS) and sup and all(f.kind in kinds for f in sup))
+    ]
     s.elements = keep
     s.facts = [f for f in s.facts if f.kind not in kinds]
     return s
@@ -282,11 +307,25 @@ def test_tangent_to_secant_applies_when_the_tangent_is_free():
 def _two_triangles(kind: str) -> Scene:
     """△ABC and a separate △DEF at half size (similar) or full size (congruent)."""
     s = 1.0 if kind == "congruent" else 0.5
-    pts = {"A": (0.0, 0.0), "B": (4.0, 0.0), "C": (1.0, 3.0),
-           "D": (6.0, 0.0), "E": (6.0 + 4 * s, 0.0), "F": (6.0 + 1 * s, 3 * s)}
-    return Scene("constructed", pts, [Polygon(("A", "B", "C")), Polygon(("D", "E", "F"))],
-                 [Fact("shape", ("A", "B", "C"), "triangle"), Fact("shape", ("D", "E", "F"), "triangle"),
-                  Fact(kind, ("A", "B", "C", "D", "E", "F"))], label_offsets={})
+    pts = {
+        "A": (0.0, 0.0),
+        "B": (4.0, 0.0),
+        "C": (1.0, 3.0),
+        "D": (6.0, 0.0),
+        "E": (6.0 + 4 * s, 0.0),
+        "F": (6.0 + 1 * s, 3 * s),
+    }
+    return Scene(
+        "constructed",
+        pts,
+        [Polygon(("A", "B", "C")), Polygon(("D", "E", "F"))],
+        [
+            Fact("shape", ("A", "B", "C"), "triangle"),
+            Fact("shape", ("D", "E", "F"), "triangle"),
+            Fact(kind, ("A", "B", "C", "D", "E", "F")),
+        ],
+        label_offsets={},
+    )
 
 
 def test_congruent_to_similar_applies_to_separate_triangles():
@@ -364,7 +403,7 @@ def test_negatives_are_drawn_in_the_positive_frame():
     import numpy as np
 
     from mmgeo_utils.families import FAMILIES, generate_scene
-    from mmgeo_utils.perturb import NotApplicable, PERTURBATIONS, apply_perturbation
+    from mmgeo_utils.perturb import PERTURBATIONS, NotApplicable, apply_perturbation
     from mmgeo_utils.render import render, sample_style
 
     checked = 0
@@ -379,8 +418,9 @@ def test_negatives_are_drawn_in_the_positive_frame():
             if isinstance(neg, NotApplicable):
                 continue
             neg_px = render(neg.scene, style, frame_of=scene).pixel_points
-            still = [k for k in scene.points if k in neg.scene.points
-                     and np.allclose(scene.points[k], neg.scene.points[k])]
+            still = [
+                k for k in scene.points if k in neg.scene.points and np.allclose(scene.points[k], neg.scene.points[k])
+            ]
             assert still, (family, name)
             for k in still:
                 assert np.allclose(pos_px[k], neg_px[k], atol=1e-6), (family, name, k)

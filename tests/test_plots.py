@@ -15,8 +15,9 @@ def test_same_figure_keeps_its_bytes_and_a_changed_one_is_rewritten(tmp_path, mo
     path = save_fig(_figure(1), "line", profile="smoke", root=tmp_path)
     first = path.read_bytes()
     # another provenance (as after a new commit) with the same pixels: the file is untouched
-    monkeypatch.setattr("mmgeo_utils.plots.provenance", lambda p, s: {"profile": "smoke", "commit": "other",
-                                                                       "device": "elsewhere"})
+    monkeypatch.setattr(
+        "mmgeo_utils.plots.provenance", lambda p, s: {"profile": "smoke", "commit": "other", "device": "elsewhere"}
+    )
     assert save_fig(_figure(1), "line", profile="smoke", root=tmp_path).read_bytes() == first
     assert save_fig(_figure(2), "line", profile="smoke", root=tmp_path).read_bytes() != first
 

@@ -62,8 +62,7 @@ def test_seed_everything_repeats_python_numpy_torch():
 
 
 def test_write_results_records_provenance(tmp_path):
-    path = repro.write_results("probe", {"acc": 0.5}, profile="smoke", seed=3, wall_time_s=1.23456,
-                               root=tmp_path)
+    path = repro.write_results("probe", {"acc": 0.5}, profile="smoke", seed=3, wall_time_s=1.23456, root=tmp_path)
     assert path == tmp_path / "smoke" / "probe.json"
     rec = json.loads(path.read_text())
     for key in ("profile", "seed", "commit", "device", "wall_time_s", "versions"):

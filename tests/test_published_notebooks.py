@@ -22,7 +22,8 @@ def test_published_copy_is_current_or_marked_stale(copy):
     current = lesson.exists() and code_sha256(nbformat.read(lesson, as_version=4)) == stamp["code_sha256"]
     assert current or stamp.get("stale"), (
         f"{copy.name} changed since it was published: rerun it on {stamp['profile']} and "
-        "`python tools/publish_notebooks.py`, or `python tools/publish_notebooks.py --mark-stale`")
+        "`python tools/publish_notebooks.py`, or `python tools/publish_notebooks.py --mark-stale`"
+    )
     assert nb.cells[0].source.startswith(BANNER_MARK) and ("Stale" in nb.cells[0].source) == bool(stamp.get("stale"))
 
 

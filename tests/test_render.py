@@ -14,10 +14,31 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.geometry import angle_at, foot_of_perpendicular, line_angle_between, polar
-from mmgeo_utils.render import (DiagramRenderer, RenderStyle, boxes_overlap, default_style,
-                                overlapping_labels, render, render_scene, sample_style)
-from mmgeo_utils.scene import (AngleMark, Arc, Circle, EqualTicks, Fact, LengthLabel, Line,
-                               ParallelArrows, Polygon, Ray, RightAngleMark, Scene, Segment)
+from mmgeo_utils.render import (
+    DiagramRenderer,
+    RenderStyle,
+    boxes_overlap,
+    default_style,
+    overlapping_labels,
+    render,
+    render_scene,
+    sample_style,
+)
+from mmgeo_utils.scene import (
+    AngleMark,
+    Arc,
+    Circle,
+    EqualTicks,
+    Fact,
+    LengthLabel,
+    Line,
+    ParallelArrows,
+    Polygon,
+    Ray,
+    RightAngleMark,
+    Scene,
+    Segment,
+)
 
 # ----------------------------------------------------------------------------- hand-made scenes
 
@@ -28,11 +49,21 @@ def right_triangle_with_altitude() -> Scene:
     return Scene(
         "hand_right_triangle_altitude",
         {"A": a, "B": b, "C": c, "D": d},
-        [Polygon(("A", "B", "C")), Segment("A", "D", dashed=True), RightAngleMark("A", "B", "C"),
-         RightAngleMark("D", "A", "B"), AngleMark("B", "A", "C", label="37°"),
-         LengthLabel("A", "B", "4"), LengthLabel("A", "C", "3")],
-        [Fact("angle", ("B", "A", "C"), 90), Fact("altitude", ("A", "D", "B", "C")),
-         Fact("length", ("A", "B"), 4), Fact("length", ("A", "C"), 3)],
+        [
+            Polygon(("A", "B", "C")),
+            Segment("A", "D", dashed=True),
+            RightAngleMark("A", "B", "C"),
+            RightAngleMark("D", "A", "B"),
+            AngleMark("B", "A", "C", label="37°"),
+            LengthLabel("A", "B", "4"),
+            LengthLabel("A", "C", "3"),
+        ],
+        [
+            Fact("angle", ("B", "A", "C"), 90),
+            Fact("altitude", ("A", "D", "B", "C")),
+            Fact("length", ("A", "B"), 4),
+            Fact("length", ("A", "C"), 3),
+        ],
     )
 
 
@@ -54,9 +85,17 @@ def parallel_lines_with_midpoint() -> Scene:
     return Scene(
         "hand_parallel",
         pts,
-        [Segment("A", "B"), Segment("C", "D"), ParallelArrows("A", "B", 2), ParallelArrows("C", "D", 2),
-         Segment("A", "C"), Ray("B", "D"), EqualTicks("A", "M", 1), EqualTicks("M", "B", 1),
-         Arc("A", 1.0, 0.0, 36.0)],
+        [
+            Segment("A", "B"),
+            Segment("C", "D"),
+            ParallelArrows("A", "B", 2),
+            ParallelArrows("C", "D", 2),
+            Segment("A", "C"),
+            Ray("B", "D"),
+            EqualTicks("A", "M", 1),
+            EqualTicks("M", "B", 1),
+            Arc("A", 1.0, 0.0, 36.0),
+        ],
         [Fact("parallel", ("A", "B", "C", "D")), Fact("midpoint", ("M", "A", "B"))],
     )
 
@@ -87,8 +126,9 @@ def check_rendered_geometry(scene: Scene, result) -> None:
             # the square itself: a right corner, its sides along the two arms
             p0, corner, p2 = drawn[f"right_angle:{el.a}{el.vertex}{el.b}"]
             assert abs(angle_at(corner, p0, p2) - 90.0) <= 1.0, f"the square at {el.vertex} is not square"
-            assert angle_at(v, p0, _px(result, el.a)) <= 1.0 and angle_at(v, p2, _px(result, el.b)) <= 1.0, \
+            assert angle_at(v, p0, _px(result, el.a)) <= 1.0 and angle_at(v, p2, _px(result, el.b)) <= 1.0, (
                 f"the square at {el.vertex} does not sit on the arms"
+            )
     arrows: dict[int, list[ParallelArrows]] = {}
     for el in scene.elements:
         if isinstance(el, ParallelArrows):
@@ -96,9 +136,12 @@ def check_rendered_geometry(scene: Scene, result) -> None:
     for group in arrows.values():
         first = group[0]
         for other in group[1:]:
-            ang = line_angle_between(_px(result, first.a), _px(result, first.b),
-                                     _px(result, other.a), _px(result, other.b))
-            assert ang <= 1.0, f"segments {first.a}{first.b} and {other.a}{other.b} marked parallel differ by {ang:.2f}°"
+            ang = line_angle_between(
+                _px(result, first.a), _px(result, first.b), _px(result, other.a), _px(result, other.b)
+            )
+            assert ang <= 1.0, (
+                f"segments {first.a}{first.b} and {other.a}{other.b} marked parallel differ by {ang:.2f}°"
+            )
     for f in scene.facts:
         a = f.args
         if f.kind == "tangent":  # line P–T is perpendicular to radius O–T
@@ -119,7 +162,7 @@ def _darkness(img: np.ndarray, xy: np.ndarray, radius: int = 1) -> float:
     """How dark the image is around a pixel position (0 white, 1 black), the darkest nearby pixel."""
     x, y = int(math.floor(xy[0])), int(math.floor(xy[1]))
     h, w = img.shape
-    patch = img[max(0, y - radius):min(h, y + radius + 1), max(0, x - radius):min(w, x + radius + 1)]
+    patch = img[max(0, y - radius) : min(h, y + radius + 1), max(0, x - radius) : min(w, x + radius + 1)]
     return float(1.0 - patch.min() / 255.0)
 
 
@@ -243,7 +286,7 @@ def test_label_offsets_are_used_when_placed():
     scene.label_offsets = {name: (0.0, -0.5) for name in scene.points}  # every letter below its point
     placed = render(scene, default_style())
     for name in scene.points:
-        (x0, y0, x1, y1), p = placed.label_boxes[name], placed.pixel_points[name]
+        (_, y0, _, _), p = placed.label_boxes[name], placed.pixel_points[name]
         assert y0 > p[1] - 1, f"label {name} should sit below its point"
     assert base.image.tobytes() != placed.image.tobytes()
 

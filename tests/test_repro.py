@@ -28,8 +28,14 @@ def test_cpu_model_is_never_empty():
 def test_rewritten_outputs_do_not_make_the_commit_dirty(tmp_path):
     import subprocess
 
-    git = lambda *a: subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *a], cwd=tmp_path,  # noqa: E731
-                                    check=True, capture_output=True)
+    def git(*a):
+        return subprocess.run(
+            ["git", "-c", "user.email=t@t", "-c", "user.name=t", *a],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
+
     git("init", "-q")
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "r.json").write_text("{}")

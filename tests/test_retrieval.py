@@ -56,8 +56,9 @@ def test_local_directory_loads_the_same_model(minilm, tmp_path):
     local = load_sentence_encoder(str(tmp_path / "enc"), device="cpu")
     assert local is not minilm
     texts = ["M is the midpoint of AB", "OA is a radius of circle O"]
-    assert np.array_equal(embed_captions(texts, minilm, show_progress=False),
-                          embed_captions(texts, local, show_progress=False))
+    assert np.array_equal(
+        embed_captions(texts, minilm, show_progress=False), embed_captions(texts, local, show_progress=False)
+    )
 
 
 def test_unknown_hub_name_offline_is_a_clear_error(monkeypatch):
@@ -130,8 +131,7 @@ def test_topk_with_groups_equals_brute_force(chunk_size):
     assert np.array_equal(idx, ref_idx)
     assert not np.any(groups[idx] == groups[:, None])
     # string labels work the same way as integers
-    idx_s, _ = topk_neighbours(emb, 6, chunk_size=chunk_size, groups=[f"scene{g}" for g in groups],
-                               device="cpu")
+    idx_s, _ = topk_neighbours(emb, 6, chunk_size=chunk_size, groups=[f"scene{g}" for g in groups], device="cpu")
     assert np.array_equal(idx_s, idx)
 
 
@@ -216,8 +216,13 @@ def mining_corpus():
         "Square  ABCD with AB = 4 and AB parallel to CD. ",
     ]
     facts = [f_sq, f_rect, f_sq, f_tri, f_sq]
-    scenes = [_scene(square, f_sq), _scene(rect, f_rect), _scene(square, f_sq),
-              _scene(tri, f_tri), _scene(square, f_sq)]
+    scenes = [
+        _scene(square, f_sq),
+        _scene(rect, f_rect),
+        _scene(square, f_sq),
+        _scene(tri, f_tri),
+        _scene(square, f_sq),
+    ]
     # caption 0 on axis 0; the others at decreasing cosines to it, each on its own axis
     cos = {4: 0.99, 2: 0.9, 1: 0.8, 3: 0.7}
     emb = np.zeros((5, 6), dtype=np.float32)
@@ -229,12 +234,23 @@ def mining_corpus():
 
 def test_mining_rejects_true_captions_and_accepts_false_ones(checker):
     captions, facts, scenes, emb = mining_corpus()
-    res = mine_retrieval_negatives(captions, facts, scenes, num_candidates=4, num_negatives=2,
-                                   embeddings=emb, fact_checker=checker, show_progress=False)
+    res = mine_retrieval_negatives(
+        captions,
+        facts,
+        scenes,
+        num_candidates=4,
+        num_negatives=2,
+        embeddings=emb,
+        fact_checker=checker,
+        show_progress=False,
+    )
     assert res.candidates[0].tolist() == [4, 2, 1, 3]
     assert [STATUS_NAMES[s] for s in res.status[0]] == [
-        "rejected_duplicate_text", "rejected_true_of_image",
-        "accepted_fact_false", "accepted_names_missing_point"]
+        "rejected_duplicate_text",
+        "rejected_true_of_image",
+        "accepted_fact_false",
+        "accepted_names_missing_point",
+    ]
     assert res.negatives_of(0) == [1, 3]
     np.testing.assert_allclose(res.similarities[0], [0.8, 0.7], atol=1e-6)
     assert res.shortfall[0] == 0
@@ -245,7 +261,8 @@ def test_mining_rejects_true_captions_and_accepts_false_ones(checker):
         for j in res.negatives_of(i):
             have = set(scenes[i].points)
             assert any(p not in have for f in facts[j] for p in f.args) or not all(
-                checker(scenes[i], f) for f in facts[j])
+                checker(scenes[i], f) for f in facts[j]
+            )
     # every candidate has exactly one recorded fate
     totals = res.totals()
     assert sum(totals[name] for name in STATUS_NAMES) == res.status.size
@@ -255,8 +272,16 @@ def test_mining_rejects_true_captions_and_accepts_false_ones(checker):
 
 def test_mining_records_shortfall_instead_of_faking(checker):
     captions, facts, scenes, emb = mining_corpus()
-    res = mine_retrieval_negatives(captions, facts, scenes, num_candidates=4, num_negatives=3,
-                                   embeddings=emb, fact_checker=checker, show_progress=False)
+    res = mine_retrieval_negatives(
+        captions,
+        facts,
+        scenes,
+        num_candidates=4,
+        num_negatives=3,
+        embeddings=emb,
+        fact_checker=checker,
+        show_progress=False,
+    )
     assert res.negatives[0].tolist() == [1, 3, -1] and np.isnan(res.similarities[0, 2])
     assert res.shortfall[0] == 1
     # the rectangle (1) has the square's three captions true of it (AB = 4, AB ∥ CD hold there
@@ -270,9 +295,19 @@ def test_mining_records_shortfall_instead_of_faking(checker):
 
 def test_mining_with_real_encoder_is_deterministic(minilm, checker):
     captions, facts, scenes, _ = mining_corpus()
-    runs = [mine_retrieval_negatives(captions, facts, scenes, encoder=minilm, num_candidates=4,
-                                     num_negatives=2, fact_checker=checker, show_progress=False)
-            for _ in range(2)]
+    runs = [
+        mine_retrieval_negatives(
+            captions,
+            facts,
+            scenes,
+            encoder=minilm,
+            num_candidates=4,
+            num_negatives=2,
+            fact_checker=checker,
+            show_progress=False,
+        )
+        for _ in range(2)
+    ]
     assert np.array_equal(runs[0].negatives, runs[1].negatives)
     assert np.array_equal(runs[0].status, runs[1].status)
     res = runs[0]
@@ -287,18 +322,28 @@ def test_mining_input_errors():
     with pytest.raises(ValueError, match="one entry per caption"):
         mine_retrieval_negatives(captions, facts[:4], scenes, embeddings=emb, fact_checker=toy_check_fact)
     with pytest.raises(ValueError, match="at least num_negatives"):
-        mine_retrieval_negatives(captions, facts, scenes, num_candidates=2, num_negatives=3,
-                                 embeddings=emb, fact_checker=toy_check_fact)
+        mine_retrieval_negatives(
+            captions, facts, scenes, num_candidates=2, num_negatives=3, embeddings=emb, fact_checker=toy_check_fact
+        )
     with pytest.warns(UserWarning, match="only 4 other captions"):
-        res = mine_retrieval_negatives(captions, facts, scenes, num_candidates=8, num_negatives=2,
-                                       embeddings=emb, fact_checker=toy_check_fact, show_progress=False)
+        res = mine_retrieval_negatives(
+            captions,
+            facts,
+            scenes,
+            num_candidates=8,
+            num_negatives=2,
+            embeddings=emb,
+            fact_checker=toy_check_fact,
+            show_progress=False,
+        )
     assert res.num_candidates == 4
 
 
 def test_bench_retrieval_reports_measured_numbers(minilm):
     texts = [f"Circle O has radius {r} and chord AB = {r + 1}." for r in range(40)]
-    out = bench_retrieval(n=600, dim=32, k=10, chunk_size=128, encode_n=40, encoder=minilm,
-                          captions=texts, device="cpu")
+    out = bench_retrieval(
+        n=600, dim=32, k=10, chunk_size=128, encode_n=40, encoder=minilm, captions=texts, device="cpu"
+    )
     assert out["n"] == 600 and out["k"] == 10 and out["topk_seconds"] > 0
     assert out["peak_bytes_estimate"] >= 600 * 32 * 4 + 128 * 600 * 4
     assert out["encode_n"] == 40 and out["encode_captions_per_s"] > 0
@@ -319,15 +364,17 @@ def test_mining_course_captions_end_to_end(minilm):
             cap = describe(scene, seed=1000 * variant + s)
             scenes.append(scene), captions.append(cap.text), facts.append(cap.facts), owner.append(s)
     emb = embed_captions(captions, minilm, show_progress=False)
-    res = mine_retrieval_negatives(captions, facts, scenes, embeddings=emb, num_candidates=12,
-                                   num_negatives=3, show_progress=False)
+    res = mine_retrieval_negatives(
+        captions, facts, scenes, embeddings=emb, num_candidates=12, num_negatives=3, show_progress=False
+    )
     owner = np.asarray(owner)
     for i in range(len(captions)):
         for j in res.negatives_of(i):
             assert owner[j] != owner[i]
             have = set(scenes[i].points)
             assert any(p not in have for f in facts[j] for p in f.args) or not all(
-                check_fact(scenes[i], f) for f in facts[j])
+                check_fact(scenes[i], f) for f in facts[j]
+            )
         for c, j in enumerate(res.candidates[i]):  # a sibling caption, when examined, is rejected
             if owner[j] == owner[i] and STATUS_NAMES[res.status[i, c]] != "unexamined":
                 assert STATUS_NAMES[res.status[i, c]] in ("rejected_true_of_image", "rejected_duplicate_text")
@@ -335,6 +382,7 @@ def test_mining_course_captions_end_to_end(minilm):
     assert totals["rejected_true_of_image"] >= 1  # siblings are each other's nearest captions
     assert totals["accepted"] + totals["shortfall_total"] == 3 * len(captions)
     # keeping scenes' captions apart with groups removes the siblings from the candidates
-    grouped = mine_retrieval_negatives(captions, facts, scenes, embeddings=emb, num_candidates=12,
-                                       num_negatives=3, groups=owner, show_progress=False)
+    grouped = mine_retrieval_negatives(
+        captions, facts, scenes, embeddings=emb, num_candidates=12, num_negatives=3, groups=owner, show_progress=False
+    )
     assert not np.any(owner[grouped.candidates] == owner[:, None])

@@ -14,8 +14,7 @@ import pytest
 
 from mmgeo_utils.facts import check_fact, check_scene_facts, shape_name
 from mmgeo_utils.geometry import angle_bisector_point, foot_of_perpendicular, midpoint
-from mmgeo_utils.scene import (FACT_KINDS, SHAPE_NAMES, Circle, Fact, Polygon, Scene, Segment, fact_set,
-                               validate_scene)
+from mmgeo_utils.scene import FACT_KINDS, SHAPE_NAMES, Circle, Fact, Polygon, Scene, Segment, fact_set, validate_scene
 
 # ----------------------------------------------------------------------------- a scene with everything
 
@@ -31,43 +30,65 @@ def reference_scene() -> Scene:
     m = midpoint(b, c)
     tangent_dir = np.array([-(a - m)[1], (a - m)[0]])  # perpendicular to the radius MA
     pts = {
-        "A": a, "B": b, "C": c, "M": m, "E": midpoint(a, b), "F": midpoint(a, c),
-        "H": foot_of_perpendicular(a, b, c), "D": angle_bisector_point(a, b, c),
+        "A": a,
+        "B": b,
+        "C": c,
+        "M": m,
+        "E": midpoint(a, b),
+        "F": midpoint(a, c),
+        "H": foot_of_perpendicular(a, b, c),
+        "D": angle_bisector_point(a, b, c),
         "P": a + tangent_dir / np.linalg.norm(tangent_dir) * 2.0,
     }
-    return Scene("hand", {k: tuple(map(float, v)) for k, v in pts.items()},
-                 [Polygon(("A", "B", "C")), Circle("M", 2.5), Segment("A", "H"), Segment("E", "F")], [])
+    return Scene(
+        "hand",
+        {k: tuple(map(float, v)) for k, v in pts.items()},
+        [Polygon(("A", "B", "C")), Circle("M", 2.5), Segment("A", "H"), Segment("E", "F")],
+        [],
+    )
 
 
 TRUE_AND_FALSE: dict[str, tuple[Fact, list[Fact]]] = {
     "length": (Fact("length", ("A", "B"), 4), [Fact("length", ("A", "B"), 5), Fact("length", ("B", "C"), 4)]),
-    "angle": (Fact("angle", ("B", "A", "C"), 90), [Fact("angle", ("A", "B", "C"), 40),
-                                                   Fact("angle", ("B", "A", "C"), 89)]),
+    "angle": (
+        Fact("angle", ("B", "A", "C"), 90),
+        [Fact("angle", ("A", "B", "C"), 40), Fact("angle", ("B", "A", "C"), 89)],
+    ),
     "perpendicular": (Fact("perpendicular", ("A", "B", "A", "C")), [Fact("perpendicular", ("A", "B", "B", "C"))]),
-    "parallel": (Fact("parallel", ("E", "F", "B", "C")), [Fact("parallel", ("A", "B", "B", "C")),
-                                                          Fact("parallel", ("A", "B", "A", "E"))]),  # same line
+    "parallel": (
+        Fact("parallel", ("E", "F", "B", "C")),
+        [Fact("parallel", ("A", "B", "B", "C")), Fact("parallel", ("A", "B", "A", "E"))],
+    ),  # same line
     "equal_length": (Fact("equal_length", ("M", "B", "M", "C")), [Fact("equal_length", ("A", "B", "A", "C"))]),
     "midpoint": (Fact("midpoint", ("M", "B", "C")), [Fact("midpoint", ("H", "B", "C"))]),
     "on_segment": (Fact("on_segment", ("H", "B", "C")), [Fact("on_segment", ("E", "B", "C"))]),
-    "on_circle": (Fact("on_circle", ("A", "M")), [Fact("on_circle", ("E", "M")),
-                                                  Fact("on_circle", ("A", "B"))]),  # no circle at B
+    "on_circle": (
+        Fact("on_circle", ("A", "M")),
+        [Fact("on_circle", ("E", "M")), Fact("on_circle", ("A", "B"))],
+    ),  # no circle at B
     "diameter": (Fact("diameter", ("B", "C", "M")), [Fact("diameter", ("A", "B", "M"))]),
     "radius": (Fact("radius", ("M", "A")), [Fact("radius", ("M", "E"))]),
-    "tangent": (Fact("tangent", ("P", "A", "M")), [Fact("tangent", ("B", "A", "M")),
-                                                   Fact("tangent", ("P", "E", "M"))]),
+    "tangent": (Fact("tangent", ("P", "A", "M")), [Fact("tangent", ("B", "A", "M")), Fact("tangent", ("P", "E", "M"))]),
     "secant": (Fact("secant", ("H", "B", "M")), [Fact("secant", ("P", "A", "M"))]),  # a tangent is no secant
     "altitude": (Fact("altitude", ("A", "H", "B", "C")), [Fact("altitude", ("A", "M", "B", "C"))]),
     "median": (Fact("median", ("A", "M", "B", "C")), [Fact("median", ("A", "H", "B", "C"))]),
     "bisector": (Fact("bisector", ("A", "D", "B", "C")), [Fact("bisector", ("A", "M", "B", "C"))]),
-    "intersection": (Fact("intersection", ("M", "B", "C", "A", "M")),
-                     [Fact("intersection", ("E", "B", "C", "A", "M")),
-                      Fact("intersection", ("M", "E", "F", "B", "C"))]),  # parallel lines never meet
-    "shape": (Fact("shape", ("A", "B", "C"), "right triangle"),
-              [Fact("shape", ("A", "B", "C"), "triangle"), Fact("shape", ("A", "B", "C"), "isosceles right triangle")]),
-    "similar": (Fact("similar", ("A", "B", "C", "H", "A", "C")), [Fact("similar", ("A", "B", "C", "A", "B", "M")),
-                                                                  Fact("similar", ("A", "B", "C", "H", "C", "A"))]),
-    "congruent": (Fact("congruent", ("A", "E", "F", "E", "B", "M")), [Fact("congruent", ("A", "B", "C", "A", "E", "F")),
-                                                                      Fact("congruent", ("A", "E", "F", "E", "M", "B"))]),
+    "intersection": (
+        Fact("intersection", ("M", "B", "C", "A", "M")),
+        [Fact("intersection", ("E", "B", "C", "A", "M")), Fact("intersection", ("M", "E", "F", "B", "C"))],
+    ),  # parallel lines never meet
+    "shape": (
+        Fact("shape", ("A", "B", "C"), "right triangle"),
+        [Fact("shape", ("A", "B", "C"), "triangle"), Fact("shape", ("A", "B", "C"), "isosceles right triangle")],
+    ),
+    "similar": (
+        Fact("similar", ("A", "B", "C", "H", "A", "C")),
+        [Fact("similar", ("A", "B", "C", "A", "B", "M")), Fact("similar", ("A", "B", "C", "H", "C", "A"))],
+    ),
+    "congruent": (
+        Fact("congruent", ("A", "E", "F", "E", "B", "M")),
+        [Fact("congruent", ("A", "B", "C", "A", "E", "F")), Fact("congruent", ("A", "E", "F", "E", "M", "B"))],
+    ),
 }
 
 
@@ -87,9 +108,13 @@ def test_check_fact_true_and_false(kind):
 def test_check_fact_is_invariant_under_argument_order():
     """Facts are canonicalised for comparison; the checker must agree on equivalent forms."""
     scene = reference_scene()
-    for f in (Fact("parallel", ("C", "B", "F", "E")), Fact("length", ("B", "A"), 4),
-              Fact("angle", ("C", "A", "B"), 90), Fact("shape", ("C", "B", "A"), "right triangle"),
-              Fact("similar", ("B", "A", "C", "A", "H", "C"))):
+    for f in (
+        Fact("parallel", ("C", "B", "F", "E")),
+        Fact("length", ("B", "A"), 4),
+        Fact("angle", ("C", "A", "B"), 90),
+        Fact("shape", ("C", "B", "A"), "right triangle"),
+        Fact("similar", ("B", "A", "C", "A", "H", "C")),
+    ):
         assert check_fact(scene, f)
         assert check_fact(scene, f.canonical())
 
@@ -145,16 +170,25 @@ def test_shape_name_is_the_most_specific(name):
     assert shape_name(pts[1:] + pts[:1]) == name  # nor the starting vertex
 
 
-@pytest.mark.parametrize("specific,general", [("square", "rectangle"), ("square", "rhombus"),
-                                              ("rectangle", "parallelogram"), ("rhombus", "parallelogram"),
-                                              ("equilateral triangle", "isosceles triangle"),
-                                              ("isosceles right triangle", "right triangle"),
-                                              ("isosceles trapezoid", "trapezoid"), ("right triangle", "triangle")])
+@pytest.mark.parametrize(
+    "specific,general",
+    [
+        ("square", "rectangle"),
+        ("square", "rhombus"),
+        ("rectangle", "parallelogram"),
+        ("rhombus", "parallelogram"),
+        ("equilateral triangle", "isosceles triangle"),
+        ("isosceles right triangle", "right triangle"),
+        ("isosceles trapezoid", "trapezoid"),
+        ("right triangle", "triangle"),
+    ],
+)
 def test_a_shape_fact_with_a_less_specific_name_is_false(specific, general):
     """The documented choice: a square is not stated as 'rectangle', so that swap is a hard negative."""
     names = [chr(ord("A") + i) for i in range(len(SHAPES[specific]))]
-    scene = Scene("shapes", {n: tuple(map(float, p)) for n, p in zip(names, SHAPES[specific])},
-                  [Polygon(tuple(names))], [])
+    scene = Scene(
+        "shapes", {n: tuple(map(float, p)) for n, p in zip(names, SHAPES[specific])}, [Polygon(tuple(names))], []
+    )
     assert check_fact(scene, Fact("shape", tuple(names), specific))
     assert not check_fact(scene, Fact("shape", tuple(names), general))
 
@@ -178,13 +212,16 @@ def test_fact_canonical_forms_compare_equal():
     assert fact_set([Fact("angle", ("A", "B", "C"), 40)]) != fact_set([Fact("angle", ("A", "B", "C"), 41)])
 
 
-@pytest.mark.parametrize("kind,args,value,match", [
-    ("no_such_kind", ("A", "B"), None, "unknown fact kind"),
-    ("length", ("A",), 3, "takes 2 points"),
-    ("length", ("A", "B"), None, "numeric value"),
-    ("shape", ("A", "B", "C"), "hexagon", "unknown shape"),
-    ("parallel", ("A", "B", "C", "D"), 3, "takes no value"),
-])
+@pytest.mark.parametrize(
+    "kind,args,value,match",
+    [
+        ("no_such_kind", ("A", "B"), None, "unknown fact kind"),
+        ("length", ("A",), 3, "takes 2 points"),
+        ("length", ("A", "B"), None, "numeric value"),
+        ("shape", ("A", "B", "C"), "hexagon", "unknown shape"),
+        ("parallel", ("A", "B", "C", "D"), 3, "takes no value"),
+    ],
+)
 def test_malformed_facts_are_rejected(kind, args, value, match):
     with pytest.raises(ValueError, match=match):
         Fact(kind, args, value)

@@ -8,20 +8,28 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from scene_cache import scene_of
 
 from mmgeo_utils.captions import Caption, describe
 from mmgeo_utils.facts import check_fact
 from mmgeo_utils.families import FAMILIES, format_number
 from mmgeo_utils.scene import Fact, Scene, fact_set
-from mmgeo_utils.textneg import (ERROR_TYPES, ChangedSpan, TextNegative, changed_spans, edit_candidates,
-                                 make_text_negatives, slot_by_type, verify_text_negative)
-from scene_cache import scene_of
+from mmgeo_utils.textneg import (
+    ERROR_TYPES,
+    ChangedSpan,
+    TextNegative,
+    changed_spans,
+    edit_candidates,
+    make_text_negatives,
+    slot_by_type,
+    verify_text_negative,
+)
 
 SEEDS = range(3)
 CASES = [(f, s) for f in FAMILIES for s in SEEDS]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def negatives(family: str, seed: int, k: int = 8) -> tuple[list[TextNegative], Counter]:
     scene = scene_of(family, seed)
     return make_text_negatives(scene, describe(scene, seed), k, seed=seed, caption_seed=seed)
@@ -65,8 +73,9 @@ def test_cyclic_and_reversed_names_are_never_label_candidates():
     cands = edit_candidates(shape, scene, "label", np.random.default_rng(0))
     assert cands and not any(c.key() in same for c in cands)
     seg = next(f for f in scene.facts if f.kind == "length")
-    assert all(c.args != tuple(reversed(seg.args))
-               for c in edit_candidates(seg, scene, "label", np.random.default_rng(0)))
+    assert all(
+        c.args != tuple(reversed(seg.args)) for c in edit_candidates(seg, scene, "label", np.random.default_rng(0))
+    )
 
 
 def test_all_four_error_types_are_produced_across_families():
@@ -75,8 +84,13 @@ def test_all_four_error_types_are_produced_across_families():
 
 
 def test_relation_edits_include_the_drastic_flip_that_images_avoid():
-    flips = [e for f, s in CASES for n in negatives(f, s)[0] for e in n.edits
-             if (e.before.kind, e.after.kind) == ("parallel", "perpendicular")]
+    flips = [
+        e
+        for f, s in CASES
+        for n in negatives(f, s)[0]
+        for e in n.edits
+        if (e.before.kind, e.after.kind) == ("parallel", "perpendicular")
+    ]
     assert flips
 
 
@@ -133,11 +147,12 @@ def test_only_the_edited_phrases_change():
                 if 90 in (e.before.value, e.after.value):
                     continue  # "is a right angle" → "measures 70 degrees" rephrases the fact
                 spans = changed_spans(cap.text, n.text)
-                assert [(s.before, s.after) for s in spans] == [(format_number(e.before.value),
-                                                                 format_number(e.after.value))], n.text
+                assert [(s.before, s.after) for s in spans] == [
+                    (format_number(e.before.value), format_number(e.after.value))
+                ], n.text
                 checked += 1
             for s in changed_spans(cap.text, n.text):  # spans index the texts they quote
-                assert cap.text[s.pos_start:s.pos_end] == s.before and n.text[s.neg_start:s.neg_end] == s.after
+                assert cap.text[s.pos_start : s.pos_end] == s.before and n.text[s.neg_start : s.neg_end] == s.after
     assert checked >= 3
 
 

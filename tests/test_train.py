@@ -16,28 +16,30 @@ from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, load_co
 
 
 def _cfg(**kw):
-    return TrainConfig(**{"profile": "smoke", "steps": 4, "eval_every": 2, "checkpoint_every": 2,
-                          "workers": 0, **kw})
+    return TrainConfig(**{"profile": "smoke", "steps": 4, "eval_every": 2, "checkpoint_every": 2, "workers": 0, **kw})
 
 
 # ----------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"loss": "triplet"}, "unknown loss 'triplet'"),
-    ({"negatives": ("image", "paraphrase")}, "unknown negative source"),
-    ({"batching": "sorted"}, "unknown batching 'sorted'"),
-    ({"loss": "mmclip", "negatives": ()}, "needs at least one negative source"),
-    ({"loss": "mmclip+imc_cmr", "negatives": ("image",)}, "needs text negatives"),
-    ({"precision": "fp8"}, "unknown precision"),
-    ({"steps": 0}, "steps must be a positive integer"),
-    ({"threads": 0}, "threads must be a positive integer"),
-    ({"profile": "laptop"}, "unknown profile"),
-    ({"loss": "negclip", "hard_weight": 0.5}, "has no such sum"),
-    ({"loss": "mmclip", "hard_weight": 0}, "hard_weight must be a positive number"),
-    ({"temperature": 0.005}, r"temperature must lie in \[0.01, 1\]"),
-    ({"temperature": 0.03, "init": "runs/cpu/clip-s0"}, "--init and --pretrained load their own"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"loss": "triplet"}, "unknown loss 'triplet'"),
+        ({"negatives": ("image", "paraphrase")}, "unknown negative source"),
+        ({"batching": "sorted"}, "unknown batching 'sorted'"),
+        ({"loss": "mmclip", "negatives": ()}, "needs at least one negative source"),
+        ({"loss": "mmclip+imc_cmr", "negatives": ("image",)}, "needs text negatives"),
+        ({"precision": "fp8"}, "unknown precision"),
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"threads": 0}, "threads must be a positive integer"),
+        ({"profile": "laptop"}, "unknown profile"),
+        ({"loss": "negclip", "hard_weight": 0.5}, "has no such sum"),
+        ({"loss": "mmclip", "hard_weight": 0}, "hard_weight must be a positive number"),
+        ({"temperature": 0.005}, r"temperature must lie in \[0.01, 1\]"),
+        ({"temperature": 0.03, "init": "runs/cpu/clip-s0"}, "--init and --pretrained load their own"),
+    ],
+)
 def test_bad_config_names_the_problem(kw, words):
     with pytest.raises(ValueError, match=words):
         TrainConfig(**kw)
@@ -49,15 +51,19 @@ def test_images_per_step_counts_image_negatives():
     text_only = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule", "retrieval"), images_per_step=64)
     assert clip.positives_per_step == 64 and mm.positives_per_step == 16 and text_only.positives_per_step == 64
     with pytest.raises(ValueError, match="at least 2"):
-        TrainConfig(profile="cpu", loss="mmclip", negatives=("image",), num_negatives=40,
-                    images_per_step=64).positives_per_step
+        _ = TrainConfig(
+            profile="cpu", loss="mmclip", negatives=("image",), num_negatives=40, images_per_step=64
+        ).positives_per_step
 
 
-@pytest.mark.parametrize("native, emulated, expected", [
-    (True, True, torch.bfloat16),    # Ampere and newer: bf16
-    (False, True, torch.float16),    # a T4: bf16 only by emulation, so fp16 with the grad scaler
-    (False, False, torch.float16),
-])
+@pytest.mark.parametrize(
+    "native, emulated, expected",
+    [
+        (True, True, torch.bfloat16),  # Ampere and newer: bf16
+        (False, True, torch.float16),  # a T4: bf16 only by emulation, so fp16 with the grad scaler
+        (False, False, torch.float16),
+    ],
+)
 def test_auto_precision_uses_bf16_only_where_native(monkeypatch, native, emulated, expected):
     from mmgeo_utils import train as train_mod
 
@@ -115,7 +121,7 @@ def test_hard_batches_group_retrieval_neighbours(smoke_data):
     assert sorted(order.tolist()) == list(range(len(rows)))
 
     def neighbour_pairs(order):
-        batches = [set(order[i:i + 8].tolist()) for i in range(0, len(order) - 7, 8)]
+        batches = [set(order[i : i + 8].tolist()) for i in range(0, len(order) - 7, 8)]
         return sum(j in b for b in batches for i in b for j in nbrs[i])
 
     rand = np.mean([neighbour_pairs(np.random.default_rng(s).permutation(len(rows))) for s in range(20)])
@@ -128,9 +134,15 @@ def test_hard_batches_group_retrieval_neighbours(smoke_data):
 def _features(b=6, k=3, d=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     f = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
-    return dict(image=f(b, d), text=f(b, d), logit_scale=torch.tensor(10.0), image_negatives=f(b, k, d),
-                image_negative_mask=torch.ones(b, k, dtype=torch.bool), text_negatives=f(b, k, d),
-                text_negative_mask=torch.ones(b, k, dtype=torch.bool))
+    return dict(
+        image=f(b, d),
+        text=f(b, d),
+        logit_scale=torch.tensor(10.0),
+        image_negatives=f(b, k, d),
+        image_negative_mask=torch.ones(b, k, dtype=torch.bool),
+        text_negatives=f(b, k, d),
+        text_negative_mask=torch.ones(b, k, dtype=torch.bool),
+    )
 
 
 def test_clip_objective_agrees_with_open_clip():
@@ -145,13 +157,17 @@ def test_clip_objective_agrees_with_open_clip():
 def test_mmclip_is_in_batch_clip_plus_the_per_anchor_loss():
     f = _features()
     out = ContrastiveObjective("mmclip")(**f)
-    per_anchor = (per_anchor_hard_negative_loss(f["image"], f["text"], f["text_negatives"], f["logit_scale"])
-                  + per_anchor_hard_negative_loss(f["text"], f["image"], f["image_negatives"], f["logit_scale"])) / 2
+    per_anchor = (
+        per_anchor_hard_negative_loss(f["image"], f["text"], f["text_negatives"], f["logit_scale"])
+        + per_anchor_hard_negative_loss(f["text"], f["image"], f["image_negatives"], f["logit_scale"])
+    ) / 2
     assert torch.allclose(out["loss"], clip_loss(f["image"], f["text"], f["logit_scale"]) + per_anchor, atol=1e-6)
     full = ContrastiveObjective("mmclip+imc_cmr")(**f)
     assert full["loss"] > out["loss"] and {"imc_loss", "cmr_loss"} <= set(full)
     half = ContrastiveObjective("mmclip", hard_weight=0.5)(**f)
-    assert torch.allclose(half["loss"], clip_loss(f["image"], f["text"], f["logit_scale"]) + 0.5 * per_anchor, atol=1e-6)
+    assert torch.allclose(
+        half["loss"], clip_loss(f["image"], f["text"], f["logit_scale"]) + 0.5 * per_anchor, atol=1e-6
+    )
 
 
 def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_path):
@@ -159,11 +175,17 @@ def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_pa
 
     cfg = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
     assert cfg.run_name() == "mmclip-rule-k1-w0.5-random-s0"
-    assert TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "hard_weight": 1}).run_name() == "mmclip-rule-k1-random-s0"
+    assert (
+        TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "hard_weight": 1}).run_name()
+        == "mmclip-rule-k1-random-s0"
+    )
     # sizes and optimiser settings away from the profile's name themselves; the defaults do not
-    assert TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "steps": 500, "lr": 5e-4}).run_name() == cfg.run_name()
-    longer = TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "steps": 1000, "lr": 1e-3, "images_per_step": 128,
-                            "data_seed": 1})
+    assert (
+        TrainConfig(**{**cfg.to_dict(), "negatives": ("rule",), "steps": 500, "lr": 5e-4}).run_name() == cfg.run_name()
+    )
+    longer = TrainConfig(
+        **{**cfg.to_dict(), "negatives": ("rule",), "steps": 1000, "lr": 1e-3, "images_per_step": 128, "data_seed": 1}
+    )
     assert longer.run_name() == "mmclip-rule-k1-w0.5-random-1000steps-b128-lr0.001-data1-s0"
     assert recipe_of(longer.resolved().to_dict()) == "mmclip-rule-k1-w0.5-random-1000steps-b128-lr0.001-data1"
     old = {k: v for k, v in cfg.resolved().to_dict().items() if k != "hard_weight"}  # a run from before the knob
@@ -185,8 +207,12 @@ def test_a_temperature_names_its_run_and_older_configs_read_as_open_clips(tmp_pa
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_loss_trains_and_logs(loss, smoke_data, tmp_path):
-    result = train(_cfg(loss=loss, steps=2, negatives=("image", "rule", "retrieval") if loss != "clip" else ()),
-                   out_dir=tmp_path / loss, data_root=smoke_data, progress=False)
+    result = train(
+        _cfg(loss=loss, steps=2, negatives=("image", "rule", "retrieval") if loss != "clip" else ()),
+        out_dir=tmp_path / loss,
+        data_root=smoke_data,
+        progress=False,
+    )
     log = (result.run_dir / "train_log.csv").read_text().splitlines()
     assert log[0].startswith("step,loss") and len(log) == 3  # header, step 1, step 2
     evals = (result.run_dir / "eval_log.csv").read_text().splitlines()
@@ -197,8 +223,9 @@ def test_every_loss_trains_and_logs(loss, smoke_data, tmp_path):
 
 
 def test_a_run_starts_at_its_temperature_and_still_learns_it(smoke_data, tmp_path):
-    result = train(_cfg(loss="clip", steps=2, temperature=0.02), out_dir=tmp_path / "t", data_root=smoke_data,
-                   progress=False)
+    result = train(
+        _cfg(loss="clip", steps=2, temperature=0.02), out_dir=tmp_path / "t", data_root=smoke_data, progress=False
+    )
     first = float(read_csv(result.run_dir / "train_log.csv")["logit_scale"].iloc[0])
     assert first == pytest.approx(50.0, rel=1e-3)  # one warm-up step has barely moved it from 1 / 0.02
     final = float(load_file(result.run_dir / "model.safetensors")["logit_scale"].exp())
@@ -207,8 +234,9 @@ def test_a_run_starts_at_its_temperature_and_still_learns_it(smoke_data, tmp_pat
 
 
 def test_hard_batching_trains(smoke_data, tmp_path):
-    result = train(_cfg(loss="negclip", batching="hard", steps=2), out_dir=tmp_path / "hard",
-                   data_root=smoke_data, progress=False)
+    result = train(
+        _cfg(loss="negclip", batching="hard", steps=2), out_dir=tmp_path / "hard", data_root=smoke_data, progress=False
+    )
     assert result.steps_done == 2
 
 
@@ -243,8 +271,13 @@ def test_runs_are_never_overwritten_and_resume_checks_the_config(smoke_data, tmp
     again = train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False, resume=True)
     assert again.steps_done == 2  # a finished run is reused, not retrained
     with pytest.raises(CheckpointError, match="lr"):
-        train(_cfg(loss="clip", negatives=(), steps=2, lr=1e-3), out_dir=tmp_path / "r", data_root=smoke_data,
-              progress=False, resume=True)
+        train(
+            _cfg(loss="clip", negatives=(), steps=2, lr=1e-3),
+            out_dir=tmp_path / "r",
+            data_root=smoke_data,
+            progress=False,
+            resume=True,
+        )
 
 
 def test_a_run_trains_on_its_thread_count_records_it_and_restores_the_process(smoke_data, tmp_path):
@@ -252,13 +285,23 @@ def test_a_run_trains_on_its_thread_count_records_it_and_restores_the_process(sm
     before, seen = torch.get_num_threads(), []
     wanted = 1 if before != 1 else 2
     cfg = _cfg(loss="clip", negatives=(), steps=2, threads=wanted)
-    train(cfg, out_dir=tmp_path / "t", data_root=smoke_data, progress=False,
-          callbacks=[lambda step, record: seen.append(torch.get_num_threads())])
+    train(
+        cfg,
+        out_dir=tmp_path / "t",
+        data_root=smoke_data,
+        progress=False,
+        callbacks=[lambda step, record: seen.append(torch.get_num_threads())],
+    )
     assert seen == [wanted, wanted] and torch.get_num_threads() == before
     assert json.loads((tmp_path / "t" / "config.json").read_text())["threads"] == wanted
     with pytest.raises(CheckpointError, match="threads"):  # another count would train another model
-        train(_cfg(loss="clip", negatives=(), steps=2, threads=wanted + 1), out_dir=tmp_path / "t",
-              data_root=smoke_data, progress=False, resume=True)
+        train(
+            _cfg(loss="clip", negatives=(), steps=2, threads=wanted + 1),
+            out_dir=tmp_path / "t",
+            data_root=smoke_data,
+            progress=False,
+            resume=True,
+        )
 
 
 def test_a_corrupt_checkpoint_is_named(smoke_data, tmp_path):
@@ -287,18 +330,27 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
 def test_two_stage_init_starts_from_the_first_stage(smoke_data, tmp_path):
     from mmgeo_utils.train import load_init
 
-    first = train(_cfg(loss="clip", negatives=(), steps=2), out_dir=tmp_path / "s1", data_root=smoke_data,
-                  progress=False)
+    first = train(
+        _cfg(loss="clip", negatives=(), steps=2), out_dir=tmp_path / "s1", data_root=smoke_data, progress=False
+    )
     model = create_clip("mmgeo-resnet-tiny", image_size=64)
     load_init(model, first.run_dir)
     saved = load_file(str(first.model_path))
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
-    second = train(_cfg(loss="mmclip", steps=1, init=str(first.run_dir), negatives=("rule",)),
-                   out_dir=tmp_path / "s2", data_root=smoke_data, progress=False)
+    second = train(
+        _cfg(loss="mmclip", steps=1, init=str(first.run_dir), negatives=("rule",)),
+        out_dir=tmp_path / "s2",
+        data_root=smoke_data,
+        progress=False,
+    )
     assert second.steps_done == 1 and "-init-" in second.config.run_name()
     with pytest.raises(FileNotFoundError, match="--init checkpoint"):
-        train(_cfg(loss="clip", negatives=(), init=str(tmp_path / "nope")), out_dir=tmp_path / "s3",
-              data_root=smoke_data, progress=False)
+        train(
+            _cfg(loss="clip", negatives=(), init=str(tmp_path / "nope")),
+            out_dir=tmp_path / "s3",
+            data_root=smoke_data,
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------------------- faults (issue 20)
@@ -327,6 +379,7 @@ def _interrupt_in_forward_of_step(monkeypatch, at, interrupt):
         if len(calls) == at:
             interrupt()
         return forward(self, *args, **kwargs)
+
     monkeypatch.setattr(ContrastiveObjective, "forward", wrapped)
 
 
@@ -341,10 +394,12 @@ def _ctrl_c():
     os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.mark.parametrize("interrupt, resumes_from", [(_raise, 2), (_ctrl_c, 3)],
-                         ids=["raised-inside-step-3", "ctrl-c-inside-step-3"])
-def test_an_interrupt_inside_a_step_resumes_bit_exact(interrupt, resumes_from, uninterrupted, smoke_data, tmp_path,
-                                                      monkeypatch):
+@pytest.mark.parametrize(
+    "interrupt, resumes_from", [(_raise, 2), (_ctrl_c, 3)], ids=["raised-inside-step-3", "ctrl-c-inside-step-3"]
+)
+def test_an_interrupt_inside_a_step_resumes_bit_exact(
+    interrupt, resumes_from, uninterrupted, smoke_data, tmp_path, monkeypatch
+):
     """Issue 20: the checkpoint written on Ctrl-C named step n after step n+1 had partly run (BatchNorm 21 vs 20).
 
     A KeyboardInterrupt raised inside a step saves nothing for it (resume starts at the periodic
@@ -385,6 +440,7 @@ def test_a_non_finite_loss_stops_training_before_a_model_is_written(smoke_data, 
         if len(calls) == 2:
             out["loss"] = out["loss"] * float("nan")
         return out
+
     monkeypatch.setattr(ContrastiveObjective, "forward", nan_at_step_2)
     cfg = _cfg(loss="clip", negatives=(), steps=3, checkpoint_every=1)
     with pytest.raises(TrainingDiverged, match=r"the loss is nan at step 2; .*lr 0.0005, hard_weight 1"):
@@ -395,9 +451,12 @@ def test_a_non_finite_loss_stops_training_before_a_model_is_written(smoke_data, 
 
 
 def test_lr_and_weight_must_be_finite():
-    for kw, words in (({"lr": float("inf")}, "lr must be a positive number"), ({"lr": 0}, "lr must be a positive"),
-                      ({"hard_weight": float("inf")}, "hard_weight must be a positive number"),
-                      ({"seed": -5}, "seed must be a non-negative integer")):
+    for kw, words in (
+        ({"lr": float("inf")}, "lr must be a positive number"),
+        ({"lr": 0}, "lr must be a positive"),
+        ({"hard_weight": float("inf")}, "hard_weight must be a positive number"),
+        ({"seed": -5}, "seed must be a non-negative integer"),
+    ):
         with pytest.raises(ValueError, match=words):
             TrainConfig(**kw)
 
@@ -430,10 +489,18 @@ def test_pretrained_weights_fine_tune_at_a_small_rate_with_warm_up():
 def test_grad_checkpointing_saves_memory_without_changing_the_step(smoke_data, tmp_path):
     """Activation checkpointing (open_clip's set_grad_checkpointing) recomputes, it does not approximate:
     the same weights after two steps; it may be switched on or off when a run resumes."""
-    plain = train(_cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small"), out_dir=tmp_path / "a",
-                  data_root=smoke_data, progress=False)
-    ckpt = train(_cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small", grad_checkpointing=True),
-                 out_dir=tmp_path / "b", data_root=smoke_data, progress=False)
+    plain = train(
+        _cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small"),
+        out_dir=tmp_path / "a",
+        data_root=smoke_data,
+        progress=False,
+    )
+    ckpt = train(
+        _cfg(loss="clip", negatives=(), steps=2, model="mmgeo-vit-small", grad_checkpointing=True),
+        out_dir=tmp_path / "b",
+        data_root=smoke_data,
+        progress=False,
+    )
     a, b = load_file(str(plain.model_path)), load_file(str(ckpt.model_path))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
@@ -449,7 +516,7 @@ def test_loader_workers_fit_the_machine_on_cuda(smoke_data, monkeypatch):
     data = HardNegativeDataset(smoke_data, "train", cfg.negative_config())
     tok = get_tokenizer(cfg.model)
     for cores, expected in ((2, 1), (16, 8)):
-        monkeypatch.setattr(evaluate, "usable_cores", lambda: cores)
+        monkeypatch.setattr(evaluate, "usable_cores", lambda cores=cores: cores)
         loader = make_loader(data, tok, cfg, device_type="cuda")
         assert loader.num_workers == expected and loader.pin_memory
     assert make_loader(data, tok, cfg, device_type="cpu").num_workers == 1

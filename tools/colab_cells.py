@@ -31,7 +31,7 @@ def badge(notebook: Path) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/{BADGE_MARK})]({url})"
 
 
-INSTALL_CELL = f'''{INSTALL_MARK} fetch the course and install its package, keeping Colab's own torch. Elsewhere a no-op.
+INSTALL_CELL = f"""{INSTALL_MARK} fetch the course and install its package, keeping Colab's own torch. Elsewhere a no-op.
 import sys
 
 if "google.colab" in sys.modules:
@@ -43,7 +43,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", "/content/mmgeo"], check=True)
     sys.path.insert(0, "/content/mmgeo")  # this kernel started before the install
     os.chdir("/content/mmgeo/notebooks")
-    os.environ.setdefault("MMGEO_PROFILE", "colab")  # sized for a T4 and 2 vCPUs'''
+    os.environ.setdefault("MMGEO_PROFILE", "colab")  # sized for a T4 and 2 vCPUs"""
 
 
 def apply(path: Path) -> bool:

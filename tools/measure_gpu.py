@@ -40,8 +40,14 @@ def main() -> None:
     profile = get_profile(args.profile)
     device = detect_device()
 
-    config = dataclasses.replace(DatasetConfig.from_profile(profile), name=f"{profile.name}-measure",
-                                 n_train=args.n_train, n_val=args.n_eval, n_test=args.n_eval, retrieval_candidates=0)
+    config = dataclasses.replace(
+        DatasetConfig.from_profile(profile),
+        name=f"{profile.name}-measure",
+        n_train=args.n_train,
+        n_val=args.n_eval,
+        n_test=args.n_eval,
+        retrieval_candidates=0,
+    )
     t0 = time.perf_counter()
     root = build_dataset(config, progress=False)  # data/<name>-<key>, beside the profile's own
     build_s = time.perf_counter() - t0
@@ -59,12 +65,23 @@ def main() -> None:
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None
     evaluation = evaluate_run(result, data_root=root, device=device)  # the test benchmark, cached in the run
     gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    path = write_results("measure_gpu", {
-        "gpu": gpu, "data": {**config.to_dict(), "build_s": round(build_s, 1), "root": str(Path(root).name)},
-        "bench_train": {k: v for k, v in bench.items() if k != "results_file"},
-        "short_run": {"config": result.config.to_dict(), "summary": result.summary, "peak_memory_gib": peak,
-                      "test": headline(evaluation), "test_n": evaluation["i2t_fine"]["all"]["n"]},
-    }, profile=profile, wall_time_s=time.perf_counter() - t0)
+    path = write_results(
+        "measure_gpu",
+        {
+            "gpu": gpu,
+            "data": {**config.to_dict(), "build_s": round(build_s, 1), "root": str(Path(root).name)},
+            "bench_train": {k: v for k, v in bench.items() if k != "results_file"},
+            "short_run": {
+                "config": result.config.to_dict(),
+                "summary": result.summary,
+                "peak_memory_gib": peak,
+                "test": headline(evaluation),
+                "test_n": evaluation["i2t_fine"]["all"]["n"],
+            },
+        },
+        profile=profile,
+        wall_time_s=time.perf_counter() - t0,
+    )
     print(f"short run: {result.summary.get('images_per_s', float('nan')):.0f} images/s, peak {peak} GiB -> {path}")
 
 

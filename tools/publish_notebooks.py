@@ -36,12 +36,16 @@ BANNER_MARK = "<!-- mmgeo:published -->"
 
 def _banner(lesson: str, stamp: dict) -> str:
     minutes = stamp["seconds"] / 60
-    text = (f"{BANNER_MARK}\n> **Executed on the `{stamp['profile']}` profile** by `make course` at commit "
-            f"`{stamp['commit'][:12]}` on {stamp['device']}, in {minutes:.1f} min. The lesson itself, with the "
-            f"outputs of a quick smoke run, is [`notebooks/{lesson}`](../../../notebooks/{lesson}).")
+    text = (
+        f"{BANNER_MARK}\n> **Executed on the `{stamp['profile']}` profile** by `make course` at commit "
+        f"`{stamp['commit'][:12]}` on {stamp['device']}, in {minutes:.1f} min. The lesson itself, with the "
+        f"outputs of a quick smoke run, is [`notebooks/{lesson}`](../../../notebooks/{lesson})."
+    )
     if stamp.get("stale"):
-        text += ("\n>\n> ⚠️ **Stale:** the lesson's code has changed since this run; the figures and numbers below "
-                 "are those of the commit above.")
+        text += (
+            "\n>\n> ⚠️ **Stale:** the lesson's code has changed since this run; the figures and numbers below "
+            "are those of the commit above."
+        )
     return text
 
 
@@ -57,8 +61,9 @@ def publish(profile: str) -> list[Path]:
     executed = ROOT / "results" / profile / "notebooks"
     state_path = executed / "course_state.json"
     if not state_path.exists():
-        raise SystemExit(f"no course run of {profile!r} here ({state_path} is missing): run `mmgeo course --profile "
-                         f"{profile}` first")
+        raise SystemExit(
+            f"no course run of {profile!r} here ({state_path} is missing): run `mmgeo course --profile {profile}` first"
+        )
     state = json.loads(state_path.read_text())
     record = json.loads((ROOT / "results" / profile / "course.json").read_text())
     out_dir = PUBLISHED / profile
@@ -72,11 +77,19 @@ def publish(profile: str) -> list[Path]:
             continue
         nb = nbformat.read(src, as_version=4)
         if code_sha256(nb) != code_sha256(nbformat.read(lesson, as_version=4)):
-            raise SystemExit(f"{lesson.name}: the executed copy's code differs from the lesson's; rerun it "
-                             f"(mmgeo course --profile {profile} --only {lesson.name[:2]})")
+            raise SystemExit(
+                f"{lesson.name}: the executed copy's code differs from the lesson's; rerun it "
+                f"(mmgeo course --profile {profile} --only {lesson.name[:2]})"
+            )
         strip_widget_state(nb)
-        stamp = {"profile": profile, "commit": entry["commit"], "device": record["device"],
-                 "seconds": entry["seconds"], "code_sha256": code_sha256(nb), "stale": False}
+        stamp = {
+            "profile": profile,
+            "commit": entry["commit"],
+            "device": record["device"],
+            "seconds": entry["seconds"],
+            "code_sha256": code_sha256(nb),
+            "stale": False,
+        }
         nb.metadata["mmgeo"] = stamp
         _set_banner(nb, lesson.name, stamp)
         dst = out_dir / lesson.name

@@ -37,8 +37,9 @@ def strip_widget_state(nb) -> None:
 def refresh(path: Path, timeout: int = 600) -> float:
     nb = nbformat.read(path, as_version=4)
     os.environ["MMGEO_PROFILE"] = "smoke"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     t0 = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - t0
@@ -52,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", type=Path)
     args = ap.parse_args(argv)
-    paths = args.notebooks or (sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-                               + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_solutions.ipynb")))
+    paths = args.notebooks or (
+        sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        + sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_solutions.ipynb"))
+    )
     for p in paths:
         print(f"{p.name}: {refresh(p):.1f} s on smoke", flush=True)
     return 0
