@@ -7,12 +7,13 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from mmgeo_utils.checkpoint import CheckpointError
 from mmgeo_utils.dataset import load_split
 from mmgeo_utils.lmm import data as D
-from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, normalize
+from mmgeo_utils.lmm.balance import QA_VERSION, balance_yes_no, balanced_questions, balanced_rows
+from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
 from mmgeo_utils.lmm.language_model import build_lm, load_lm
 from mmgeo_utils.lmm.projector import Projector
 from mmgeo_utils.lmm.tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
@@ -181,10 +182,12 @@ with torch.no_grad():
     x = visual.layer3(visual.layer2(visual.layer1(visual.stem(image))))
     grid, pooled = x.flatten(2).transpose(1, 2), visual.attnpool(visual.layer4(x))
     g, cg, cp = grid.shape[1], grid.shape[2], pooled.shape[1]
-    tokens = torch.cat([torch.cat([grid, grid.new_zeros(1, g, cp)], -1), torch.cat([pooled.new_zeros(1, 1, cg), pooled[:, None]], -1)], 1)
+    tokens = torch.cat([torch.cat([grid, grid.new_zeros(1, g, cp)], -1),
+                        torch.cat([pooled.new_zeros(1, 1, cg), pooled[:, None]], -1)], 1)
     h = torch.nn.functional.gelu(tokens @ proj["linear_1.weight"].T + proj["linear_1.bias"])
     image_embeds = h @ proj["linear_2.weight"].T + proj["linear_2.bias"]
-    ids = [tok.bos_token_id] + tok("<image>\nQuestion: Is AB parallel to CD?\nAnswer:", add_special_tokens=False)["input_ids"]
+    prompt = "<image>\nQuestion: Is AB parallel to CD?\nAnswer:"
+    ids = [tok.bos_token_id] + tok(prompt, add_special_tokens=False)["input_ids"]
     i = ids.index(meta["image_token_id"])
     ids = ids[:i] + [meta["image_token_id"]] * meta["image_tokens"] + ids[i + 1:]
     ids = torch.tensor([ids])
@@ -220,7 +223,87 @@ def test_the_lm_can_come_from_a_local_folder(smoke_data, tmp_path, tok):
     assert out["lm"]["steps"] == 0 and out["sft"]["steps"] == 4
     assert isinstance(load_lm(stage_dir(cfg, "lm") / "lm"), torch.nn.Module)
     r = evaluate_lmm(stage_dir(cfg, "sft") / "model", smoke_data, limit=6)
-    assert r["n"] == 6 and 0 <= r["overall"] <= 1
+    assert r["n"] <= 6 and 0 <= r["overall"] <= 1
+    # the whole test split: yes/no balanced per relation, so the yes/no majority baseline is 50 %
+    r = evaluate_lmm(stage_dir(cfg, "sft") / "model", smoke_data)
+    assert r["by_kind"]["yes_no"]["majority_baseline"] == 0.5
+    assert r["by_kind"]["yes_no"]["majority_answer"] in ("yes", "no")
+    assert r["yes_no_by_relation"] and all(v["yes_share"] == 0.5 for v in r["yes_no_by_relation"].values())
+    assert r["yes_no_selection"]["n_dropped"] > 0  # smoke's test split has one-answer relations (midpoint)
+    assert r["n"] == len(balanced_questions(load_split(smoke_data, "test"))[0])
+
+
+# ----------------------------------------------------------------------------- yes/no balance
+
+
+def _yes_no_counts(qas):
+    out = {}
+    for q in qas:
+        if q["kind"] == "yes_no":
+            c = out.setdefault(q["fact"]["kind"], {"yes": 0, "no": 0})
+            c[normalize(q["answer"], "yes_no")] += 1
+    return out
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_yes_no_is_balanced_per_relation_and_one_answer_relations_are_dropped(smoke_data, split):
+    rows = load_split(smoke_data, split)
+    before = _yes_no_counts([q for r in rows for q in r["qa"]])
+    kept, sel = balanced_rows(rows, seed=0)
+    after = _yes_no_counts([q for r in kept for q in r["qa"]])
+    for rel, c in after.items():
+        assert c["yes"] / (c["yes"] + c["no"]) == 0.5, (rel, c)
+    for rel, c in before.items():  # min(n_yes, n_no) of each kept; a one-answer relation is gone, and counted
+        k = min(c["yes"], c["no"])
+        assert sel.relations[rel] == {"yes": c["yes"], "no": c["no"], "kept": k,
+                                      "dropped": c["yes"] + c["no"] - 2 * k}
+        assert (rel in after) == (k > 0) and (rel in sel.dropped_relations) == (k == 0)
+    assert {"midpoint", "similar"} & set(sel.dropped_relations)  # make_qa asks them only with "yes"
+    # the other kinds are untouched, and each row keeps its questions' order
+    for r, k in zip(rows, kept, strict=True):
+        assert [q for q in r["qa"] if q["kind"] != "yes_no"] == [q for q in k["qa"] if q["kind"] != "yes_no"]
+        assert [q for q in r["qa"] if q in k["qa"]] == k["qa"] and k["id"] == r["id"]
+
+
+def test_yes_no_selection_is_deterministic_idempotent_and_seeded(smoke_data):
+    qas = [q for r in load_split(smoke_data, "train") for q in r["qa"]]
+    a, b = balance_yes_no(qas, seed=0), balance_yes_no(qas, seed=0)
+    assert a == b
+    assert balance_yes_no([qas[i] for i in a.keep], seed=5).keep == tuple(range(len(a.keep)))  # balanced stays
+    others = [balance_yes_no(qas, seed=s).keep for s in range(1, 6)]
+    assert any(o != a.keep for o in others) and all(len(o) == len(a.keep) for o in others)
+    table = a.table()
+    assert [t["relation"] for t in table] == sorted(a.relations)
+    assert all(t["n yes"] == t["n no"] for t in table)
+    assert {t["why dropped"] for t in table if t["n yes"] == 0} <= {"only 'yes'", "only 'no'"}
+
+
+def test_the_limited_evaluation_set_is_balanced_and_the_majority_comes_from_balanced_training():
+    def qa(rel, ans, kind="yes_no"):
+        return {"kind": kind, "answer": ans, "question": f"{rel}?", "fact": {"kind": rel, "args": ["A", "B"]}}
+
+    rows = [{"qa": [qa("parallel", "yes"), qa("parallel", "no"), qa("midpoint", "yes")]},
+            {"qa": [qa("on_circle", "yes"), qa("on_circle", "no"), qa("parallel", "yes"), qa("length", "5", "length")]},
+            {"qa": [qa("parallel", "no")]}]
+    qs, sel = balanced_questions(rows, limit=6)  # the first 6 questions, then the selection
+    assert [(i, j) for i, j, _ in qs] in ([(0, 0), (0, 1), (1, 0), (1, 1)], [(0, 1), (1, 0), (1, 1), (1, 2)])
+    assert sel.relations["parallel"] == {"yes": 2, "no": 1, "kept": 1, "dropped": 1}
+    assert sel.dropped_relations == {"midpoint": 1}
+    assert len(balanced_questions(rows)[0]) == 7  # no limit: parallel 2 + 2, on_circle 1 + 1, length
+    # 3 "yes" and 2 "no" as stored; balanced, the tie goes to the first answer met, and no relation decides it
+    assert majority_answers(rows)["yes_no"] in ("yes", "no") and majority_answers(rows)["length"] == "5"
+    assert majority_answers([{"qa": [qa("midpoint", "yes")] * 5 + [qa("parallel", "no")] * 2 +
+                                    [qa("parallel", "yes")]}])["yes_no"] == "no"
+
+
+def test_lmm_stages_train_on_balanced_questions_in_their_own_folders(smoke_data):
+    cfg = _cfg()
+    out = train_lmm(cfg, "lm", data_root=smoke_data)["lm"]
+    assert f"-qa{QA_VERSION}-" in stage_dir(cfg, "lm").name
+    assert out["yes_no_selection"]["qa_version"] == QA_VERSION
+    rows = load_split(smoke_data, "train")[:16]
+    assert out["yes_no_selection"]["relations"] == balanced_rows(rows)[1].relations
+    assert json.loads((stage_dir(cfg, "lm") / "config.json").read_text())["qa_version"] == QA_VERSION
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -333,9 +416,10 @@ def test_a_vit_tower_gives_its_patch_tokens_and_refuses_resnet_grids():
         VisionTower(resnet.visual, "patches", "resnet")
 
 
-def test_a_typed_build_fact_reads_with_its_shape_name():
-    from mmgeo_utils.lmm.evaluate import _one_value
-
-    typed = {"kind": "shape", "args": ["A", "B", "C"], "value": None, "value_text": "right triangle"}
-    assert _one_value(typed)["value"] == "right triangle"
-    assert _one_value({"kind": "length", "args": ["A", "B"], "value": 5.0})["value"] == 5.0
+def test_a_typed_build_fact_reads_with_its_shape_name(smoke_data):
+    row = load_split(smoke_data, "test")[0]
+    assert isinstance(row["scene"], dict)  # load_split decodes the typed rows: no JSON strings left to parse
+    shape = {"kind": "shape", "args": ["A", "B", "C"], "value": None, "value_text": "right triangle"}
+    scene = Scene.from_dict(row["scene"])
+    claim, _ = claimed_fact({"kind": "shape", "question": "?", "fact": shape, "_scene": scene}, "right triangle")
+    assert "right triangle" in claim

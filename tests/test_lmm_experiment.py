@@ -31,7 +31,7 @@ def test_lmm_comparison_writes_four_conditions_with_baselines_and_intervals(smok
     record = run_lmm_comparison("smoke", seeds=[0], data_root=smoke_data, limit=12, **SMALL)
     saved = json.loads((tmp_path / "results" / "smoke" / "lmm_comparison.json").read_text())["metrics"]
     assert set(saved["conditions"]) == {"blind", "random", "clip", "mmclip"} and saved["seeds"] == [0]
-    for cond, r in saved["conditions"].items():
+    for r in saved["conditions"].values():
         assert [s["seed"] for s in r["seeds"]] == [0] and 0 <= r["overall"]["mean"] <= 1
         assert set(r["by_kind"]) <= {"length", "angle", "yes_no", "which", "shape"}
     assert saved["conditions"]["clip"]["seeds"][0]["vision"].endswith(comparison_configs("smoke", 0)["clip"].run_name())

@@ -13,6 +13,7 @@ module                         part
                                or a hub model / local folder on ``paper``
 ``vision_language_model``      the wrapper: splice image tokens into ``inputs_embeds``; save/load
 ``data``                       each stage's token sequences and labels; the feature cache
+``balance``                    yes/no questions balanced per relation (the wording gives nothing away)
 ``train``                      the stages ``lm`` → ``align`` → ``sft``, resumable
 ``evaluate``                   greedy decoding, exact match per question kind, facts re-checked
 =============================  ==============================================================

@@ -9,7 +9,6 @@ cost: one condition's stages 1-2 and its evaluation, stage 0 once per seed, and 
 
 from __future__ import annotations
 
-import os
 import resource
 import tempfile
 import time
@@ -60,9 +59,9 @@ def bench_lmm(profile: Profile | str | None = None, *, steps: int = 5, vision: s
         out["lm_parameters"] = summaries["lm"].get("lm_parameters")
         out["sft_trainable_parameters"] = summaries["sft"].get("trainable_parameters")
         t0 = time.perf_counter()
-        evaluate_lmm(stage_dir(cfg, "sft") / "model", root, limit=questions, train_rows=rows,
-                     cache_dir=lmm_root(p.name) / "features")
-        out["eval_questions_per_s"] = questions / (time.perf_counter() - t0)
+        scored = evaluate_lmm(stage_dir(cfg, "sft") / "model", root, limit=questions, train_rows=rows,
+                              cache_dir=lmm_root(p.name) / "features")["n"]  # fewer: yes/no balanced
+        out["eval_questions_per_s"] = scored / (time.perf_counter() - t0)
     out["peak_memory_mib"] = _peak_memory_mib()
     per_step = {k: out[k]["s_per_step"] for k in ("lm", "align", "sft") if k in out}
     feature_s = (sizes.train_scenes + _test_scenes(p, sizes)) / out.get("features_images_per_s", float("inf"))

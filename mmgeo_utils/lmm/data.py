@@ -23,14 +23,14 @@ cpu profile's 6,000 × 37 tokens (the LMM computes in float32).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from .vision_language_model import IGNORE_INDEX, expand_image_tokens
 from .tokenizer import IMAGE_TOKEN
+from .vision_language_model import IGNORE_INDEX, expand_image_tokens
 
 ALIGN_PROMPT = "Describe the figure."
 QUESTION_KINDS = ("length", "angle", "yes_no", "which", "shape")
@@ -89,7 +89,7 @@ def encode(tokenizer, prompt: str, target: str, *, n_image_tokens: int, context_
 
 def lm_examples(tokenizer, rows: Sequence[dict], context_length: int) -> list[Example]:
     out = []
-    for i, text in enumerate(corpus(rows)):
+    for text in corpus(rows):
         ids, labels = encode(tokenizer, "", text, n_image_tokens=0, context_length=context_length, truncate=True)
         out.append(Example(ids, [IGNORE_INDEX] + labels[1:], -1))
     return out

@@ -14,24 +14,28 @@ the tower differs. :func:`run_lmm_comparison` writes ``results/<profile>/lmm_com
 condition a list of seeds with overall and per-kind accuracy, their mean ± std, each kind's
 majority baseline, and the paired bootstrap 95 % interval of MMCLIP − CLIP over test questions
 (:func:`paired_bootstrap`: per question, the accuracy averaged over seeds; questions resampled).
+The test questions are yes/no balanced per relation (:mod:`~mmgeo_utils.lmm.balance`);
+``yes_no_selection`` says what that left out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from .evaluate import evaluate_lmm, write_eval
-from .train import LMMConfig, stage_dir, train_lmm
+from .train import LMMConfig, lmm_root, stage_dir, train_lmm
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
 EVAL_FILE = "test_eval.json"
-EVAL_VERSION = 2  # what a cached score holds; a newer version scores again (2: yes/no per relation)
+EVAL_VERSION = 3  # what a cached score holds; a newer version scores again (2: yes/no per relation,
+# 3: yes/no balanced per relation in the scored questions and the majority baselines, lmm.balance)
 
 
 def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
@@ -62,7 +66,7 @@ def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = 
         if cached.get("key") == key:
             return cached
     result = evaluate_lmm(stage_dir(cfg, "sft") / "model", root, limit=limit,
-                          cache_dir=stage_dir(cfg, "lm").parent / "features")
+                          cache_dir=lmm_root(cfg.profile) / "features")
     result["key"] = key
     write_eval(result, path)
     return result
@@ -118,10 +122,9 @@ def run_lmm_comparison(profile: Profile | str | None = None, seeds: Sequence[int
                 raise FileNotFoundError(f"the {name} encoder of seed {seed} is not trained: {run} has no "
                                         "model.safetensors (mmgeo experiment clip-vs-mmclip trains it)")
             towers[(name, seed)] = run
-    root, train_rows = dataset_rows(LMMConfig(profile=p.name, **{k: v for k, v in overrides.items()
+    root, _ = dataset_rows(LMMConfig(profile=p.name, **{k: v for k, v in overrides.items()
                                                                  if k in ("data_seed",)}), "train", data_root)
     per: dict[str, list[dict]] = {c: [] for c in conditions}
-    hits: dict[str, dict[tuple, bool]] = {c: {} for c in conditions}
     with Timer() as t:
         for seed in seeds:
             for cond in conditions:
@@ -129,7 +132,8 @@ def run_lmm_comparison(profile: Profile | str | None = None, seeds: Sequence[int
                 summaries = train_lmm(cfg, data_root=root)
                 r = evaluate_condition(cfg, root, limit=limit)
                 per[cond].append({"seed": seed, "vision": cfg.vision, "run": str(stage_dir(cfg, "sft")),
-                                  "overall": r["overall"], "by_kind": {k: v["accuracy"] for k, v in r["by_kind"].items()},
+                                  "overall": r["overall"],
+                                  "by_kind": {k: v["accuracy"] for k, v in r["by_kind"].items()},
                                   "claims_that_hold": r["claims_that_hold"],
                                   "train_wall_time_s": sum(s.get("wall_time_s") or 0 for k, s in summaries.items()
                                                            if k != "lm"),
@@ -137,9 +141,11 @@ def run_lmm_comparison(profile: Profile | str | None = None, seeds: Sequence[int
                 majority = {k: v["majority_baseline"] for k, v in r["by_kind"].items()}
                 majority_answers = {k: v["majority_answer"] for k, v in r["by_kind"].items()}
                 overall_majority = r["overall_majority_baseline"]
+                test_selection = r["yes_no_selection"]
     record: dict[str, Any] = {"seeds": seeds, "conditions": {}, "majority_baseline": majority,
                               "majority_answer": majority_answers, "overall_majority_baseline": overall_majority,
-                              "n_questions": len(per[conditions[0]][0]["correct"])}
+                              "n_questions": len(per[conditions[0]][0]["correct"]),
+                              "yes_no_selection": test_selection}
     for cond, entries in per.items():
         kinds = sorted(set().union(*(e["by_kind"] for e in entries)))
         record["conditions"][cond] = {

@@ -14,8 +14,8 @@ The result is a ``PreTrainedTokenizerFast`` saved with ``save_pretrained``, so
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -25,7 +25,8 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS, IMAGE_TOKEN]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path | str | None = None) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int,
+                    out_dir: Path | str | None = None) -> PreTrainedTokenizerFast:
     """A byte-level BPE of ``vocab_size`` entries over ``texts``; saved to ``out_dir`` when given."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.Sequence([

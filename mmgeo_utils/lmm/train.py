@@ -13,8 +13,9 @@ stage      data                                  trains                         
                                                  the whole LM)
 =========  ====================================  ===============================  =========================
 
-Runs live under ``runs/<profile>/lmm/``: ``lm-s<seed>/`` (stage 0, shared by every tower of that
-seed: blind, random, CLIP and MMCLIP differ from stage 1 on), then
+Runs live under ``runs/<profile>/lmm/``: ``lm-qa2-s<seed>/`` (stage 0, shared by every tower of that
+seed: blind, random, CLIP and MMCLIP differ from stage 1 on; ``qa2``: the questions' version,
+:data:`~mmgeo_utils.lmm.balance.QA_VERSION`), then
 ``<tower>-<grid>-s<seed>/align/`` and ``.../sft-lora<r>/`` (or ``sft-full/``), the last one a
 complete LMM (:func:`~mmgeo_utils.lmm.vision_language_model.save_lmm`). The blind LMM has no
 projector, so its ``align`` stage is empty and its sft trains LoRA alone.
@@ -24,6 +25,11 @@ Every stage uses :func:`_fit`: batches are a pure function of (seed, step)
 hold weights, AdamW, scheduler and RNG state (:mod:`mmgeo_utils.checkpoint`), so ``resume=True``
 ends at the same weights, bit for bit, as an uninterrupted run. A finished stage is reused, never
 retrained; a stage folder trained with another config refuses ``--resume`` and names the difference.
+
+Every stage reads the training scenes' questions with yes/no balanced per relation
+(:func:`~mmgeo_utils.lmm.balance.balanced_rows`, seeded by ``data_seed``): stage 0's text and stage
+2's answers alike, so no stage teaches that a relation's wording predicts its answer. The lm and sft
+summaries record what the selection left out (``yes_no_selection``).
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +50,7 @@ from ..checkpoint import CheckpointError, load_training_state, save_training_sta
 from ..profiles import LMMSizes, get_lmm_sizes, get_profile
 from ..repro import atomic_write_text, cpu_threads, provenance, seed_everything
 from . import data as D
+from .balance import QA_VERSION, YesNoSelection, balanced_rows
 from .language_model import build_lm, load_lm, quiet
 from .projector import Projector
 from .tokenizer import image_token_id, load_tokenizer, train_tokenizer
@@ -91,7 +99,7 @@ class LMMConfig:
     def sizes(self) -> LMMSizes:
         return get_lmm_sizes(self.profile)
 
-    def resolved(self) -> "LMMConfig":
+    def resolved(self) -> LMMConfig:
         s = self.sizes
         return dataclasses.replace(
             self, lora_r=None if self.full else (self.lora_r or s.lora_r), lm=self.lm or s.lm,
@@ -115,7 +123,7 @@ class LMMConfig:
     def stage_config(self, stage: str) -> dict[str, Any]:
         """What a stage's result depends on: compared on ``--resume``."""
         c = self.resolved()
-        common = {"profile": c.profile, "seed": c.seed, "data_seed": c.data_seed, "lm": c.lm,
+        common = {"profile": c.profile, "seed": c.seed, "data_seed": c.data_seed, "qa_version": QA_VERSION, "lm": c.lm,
                   "train_scenes": c.train_scenes, "batch_size": c.batch_size, "lm_steps": c.lm_steps}
         if stage == "lm":
             return common
@@ -137,12 +145,13 @@ def stage_dir(cfg: LMMConfig, stage: str) -> Path:
     size = "".join(f"-{k}{v}" for k, v, d in (("steps", c.lm_steps, s.lm_steps), ("n", c.train_scenes, s.train_scenes),
                                                ("b", c.batch_size, s.batch_size), ("data", c.data_seed, 0))
                    if v != d and not (k == "n" and v == get_profile(c.profile).n_train and d > v))
-    lm_name = f"lm{size}-s{c.seed}" if not c.lm else f"hub-{Path(c.lm).name}{size}-s{c.seed}"
+    qa = f"-qa{QA_VERSION}"  # another selection of questions trains other weights: another folder
+    lm_name = f"lm{size}{qa}-s{c.seed}" if not c.lm else f"hub-{Path(c.lm).name}{size}{qa}-s{c.seed}"
     if stage == "lm":
         return lmm_root(c.profile) / lm_name
     grid = "" if c.blind else f"-{c.token_grid}"
-    extra = "".join(f"-{k}{v}" for k, v, d in (("align", c.align_steps, s.align_steps), ("sft", c.sft_steps, s.sft_steps))
-                    if v != d)
+    extra = "".join(f"-{k}{v}" for k, v, d in (("align", c.align_steps, s.align_steps),
+                                               ("sft", c.sft_steps, s.sft_steps)) if v != d)
     cond = lmm_root(c.profile) / lm_name / f"{cfg.tower_name()}{grid}{extra}"
     return cond / ("align" if stage == "align" else ("sft-full" if c.full else f"sft-lora{c.lora_r}"))
 
@@ -191,7 +200,8 @@ def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Exampl
                                world_size=info.world_size)
     train_model: nn.Module = model
     if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if dev.type == "cuda" else None)
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if dev.type == "cuda" else None)
     logf = CsvLog(run_dir / LOG_FILE, ("step", "loss", "lr", "samples_per_s", "tokens_per_s", "elapsed_s"),
                   keep_until=start if start else None) if info.is_main else None
 
@@ -284,7 +294,14 @@ def _is_main() -> bool:
 
 
 def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None) -> tuple[Path, list[dict]]:
-    """The dataset folder and the split's rows (train: the first ``train_scenes``)."""
+    """The dataset folder and the split's rows (train: the first ``train_scenes``), yes/no balanced."""
+    root, rows, _ = selected_rows(cfg, split, data_root)
+    return root, rows
+
+
+def selected_rows(cfg: LMMConfig, split: str,
+                  data_root: Path | str | None = None) -> tuple[Path, list[dict], YesNoSelection]:
+    """:func:`dataset_rows` and the yes/no selection that cut its questions (what was dropped, per relation)."""
     from ..dataset import DatasetConfig, build_dataset, load_split
 
     # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
@@ -292,7 +309,8 @@ def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None
     config = DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed, negatives=False)
     root = Path(data_root) if data_root else build_dataset(config, progress=False)
     rows = load_split(root, split)
-    return root, rows[:cfg.resolved().train_scenes] if split == "train" else rows
+    rows, selection = balanced_rows(rows[:cfg.resolved().train_scenes] if split == "train" else rows, cfg.data_seed)
+    return root, rows, selection
 
 
 # ----------------------------------------------------------------------------- the stages
@@ -305,7 +323,7 @@ def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | st
     run_dir, done = _begin(cfg, "lm", resume)
     if done is not None:
         return done
-    root, rows = dataset_rows(c, "train", data_root)
+    root, rows, selection = selected_rows(c, "train", data_root)
     if c.lm:  # a hub LM or local folder: no pre-training, its own tokenizer
         tok = load_tokenizer(c.lm)
         lm = load_lm(c.lm, tok)
@@ -330,7 +348,8 @@ def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | st
     if _is_main():
         with quiet():
             lm.save_pretrained(str(run_dir / "lm"))
-    return _finish(run_dir, cfg, summary, lm_parameters=_count(lm), vocab_size=len(tok))
+    return _finish(run_dir, cfg, summary, lm_parameters=_count(lm), vocab_size=len(tok),
+                   yes_no_selection=selection.to_dict())
 
 
 def _count(m: nn.Module, trainable: bool = False) -> int:
@@ -423,7 +442,7 @@ def train_sft_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | s
     run_dir, done = _begin(cfg, "sft", resume)
     if done is not None:
         return done
-    root, rows = dataset_rows(c, "train", data_root)
+    root, rows, selection = selected_rows(c, "train", data_root)
     tower, feats, (n_tok, width), hit = _tower_and_features(c, root, rows)
     tok = load_tokenizer(stage_dir(cfg, "lm") / "tokenizer")
     seed_everything(c.seed)
@@ -437,6 +456,7 @@ def train_sft_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | s
     if _is_main():
         save_lmm(model.cpu(), run_dir / "model", tok, info)
     return _finish(run_dir, cfg, summary, feature_cache_hit=hit, image_tokens=n_tok,
+                   yes_no_selection=selection.to_dict(),
                    trainable_parameters=len(params) and sum(p.numel() for p in params),
                    total_parameters=sum(p.numel() for p in model.lm.parameters()) +
                    (sum(p.numel() for p in model.projector.parameters()) if model.projector else 0))
