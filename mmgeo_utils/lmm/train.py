@@ -55,7 +55,7 @@ from .language_model import build_lm, load_lm, quiet
 from .projector import Projector
 from .tokenizer import image_token_id, load_tokenizer, train_tokenizer
 from .vision_language_model import GeometryLMM, save_lmm
-from .vision_tower import TOKEN_GRIDS, load_vision_tower, resolve_run, token_shape
+from .vision_tower import TOKEN_GRIDS, check_vision, load_vision_tower, resolve_run, token_shape
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +479,8 @@ def train_lmm(cfg: LMMConfig, stage: str = "all", *, resume: bool = False, data_
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}, all")
     fns = {"lm": train_lm_stage, "align": train_align_stage, "sft": train_sft_stage}
     todo = STAGES if stage == "all" else (stage,)
+    if todo != ("lm",):
+        check_vision(cfg.vision, cfg.profile)  # an unknown run or one of another image size: before stage 0 trains
     out = {}
     with cpu_threads(cfg.resolved().threads):
         for s in todo:

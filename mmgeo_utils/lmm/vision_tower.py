@@ -143,12 +143,24 @@ def load_vision_tower(vision: str, profile: Profile | str | None = None, *, toke
         torch.set_rng_state(gen_state)
         name = f"random-{p.clip_model}-s{seed}"
     else:
-        run = resolve_run(vision, p)
-        cfg = load_config(run)
-        run_size = get_profile(cfg.profile).image_size
-        if run_size != p.image_size:
-            raise ValueError(f"vision run {run} was trained on {run_size} px diagrams (profile {cfg.profile}); "
-                             f"profile {p.name} renders {p.image_size} px: train an encoder on {p.name}")
-        model = create_clip(cfg.model, run / MODEL_FILE, image_size=p.image_size)  # type: ignore[arg-type]
+        run = check_vision(vision, p)
+        model = create_clip(load_config(run).model, run / MODEL_FILE, image_size=p.image_size)  # type: ignore[arg-type]
         name = run.name
     return VisionTower(model.visual, token_grid or default_token_grid(p, model.visual), name)
+
+
+def check_vision(vision: str, profile: Profile | str | None = None) -> Path | None:
+    """The run folder ``--vision`` names (``None`` for ``none`` / ``random``), refused when unknown, unfinished or
+    trained at another image size than the profile's; reads no weights, so a command checks it before training."""
+    from ..train import load_config
+
+    if vision in ("none", "random"):
+        return None
+    p = get_profile(profile)
+    run = resolve_run(vision, p)
+    cfg = load_config(run)
+    run_size = get_profile(cfg.profile).image_size
+    if run_size != p.image_size:
+        raise ValueError(f"vision run {run} was trained on {run_size} px diagrams (profile {cfg.profile}); "
+                         f"profile {p.name} renders {p.image_size} px: train an encoder on {p.name}")
+    return run
