@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.cli import main
+from mmgeo_utils.dataset import load_split
 from mmgeo_utils.experiments import comparison_configs
+from mmgeo_utils.lmm.balance import balanced_questions
 from mmgeo_utils.lmm.experiment import comparison_table, paired_bootstrap, run_lmm_comparison
 from mmgeo_utils.train import train
 
@@ -38,7 +40,10 @@ def test_lmm_comparison_writes_four_conditions_with_baselines_and_intervals(smok
     assert set(saved["majority_baseline"]) == set(saved["conditions"]["blind"]["by_kind"])
     assert {"mmclip_minus_clip", "clip_minus_blind"} <= set(saved["paired_bootstrap"])
     b = saved["paired_bootstrap"]["mmclip_minus_clip"]
-    assert b["low"] <= b["mean"] <= b["high"] and b["n_questions"] == 12
+    # the first 12 test questions, yes/no balanced per relation (the one-answer ones left out, and counted)
+    scored, selection = balanced_questions(load_split(smoke_data, "test"), 12)
+    assert b["low"] <= b["mean"] <= b["high"] and b["n_questions"] == len(scored) < 12
+    assert saved["yes_no_selection"]["relations"] == selection.relations
     assert "majority answer" in comparison_table(record).index
     again = run_lmm_comparison("smoke", seeds=[0], data_root=smoke_data, limit=12, write=False, **SMALL)
     assert again["conditions"] == record["conditions"]  # trained runs and scores are reused, not redone
@@ -57,7 +62,7 @@ def test_cli_trains_scores_and_names_bad_input(smoke_data, capsys):
     assert main(["train-lmm", *args]) == 0
     assert main(["eval-lmm", *args, "--limit", "8"]) == 0
     out = capsys.readouterr().out
-    assert "overall" in out and "majority" in out
+    assert "overall" in out and "majority" in out and "yes/no questions left out to balance them" in out
     assert main(["train-lmm", "--profile", "smoke", "--vision", "clip-nowhere", "--data", str(smoke_data)]) == 2
     assert "unknown vision run 'clip-nowhere'" in capsys.readouterr().err
     assert main(["eval-lmm", "--profile", "smoke", "--vision", "random", "--data", str(smoke_data)]) == 2
