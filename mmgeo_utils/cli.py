@@ -611,9 +611,18 @@ def cmd_eval_lmm(args: argparse.Namespace) -> int:
             f"{kind:8s} {k['n']:5d} {100 * k['accuracy']:11.1f}% {100 * k['majority_baseline']:8.1f}%  {k['majority_answer']}"
         )
     print(f"{'overall':8s} {r['n']:5d} {100 * r['overall']:11.1f}% {100 * r['overall_majority_baseline']:8.1f}%")
-    print("yes/no per relation (a 'yes' share far from 50 % lets the question's wording give the answer away):")
+    print("yes/no per relation (balanced: a 'yes' share of 50 %, so the wording cannot give the answer away):")
     for rel, k in r["yes_no_by_relation"].items():
         print(f"  {rel:14s} {k['n']:5d} {100 * k['accuracy']:6.1f}%  yes share {100 * k['yes_share']:5.1f}%")
+    dropped = r["yes_no_selection"]["dropped_relations"]
+    print(
+        f"yes/no questions left out to balance them: {r['yes_no_selection']['n_dropped']}"
+        + (
+            f"; relations with one answer only, dropped: {', '.join(f'{k} ({v})' for k, v in dropped.items())}"
+            if dropped
+            else ""
+        )
+    )
     held = r["claims_that_hold"]
     print(
         f"answers whose asserted fact holds on the scene: {'n/a' if held is None else f'{100 * held:.1f}%'} "

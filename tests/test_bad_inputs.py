@@ -181,6 +181,60 @@ def _nan_loss(monkeypatch):
     monkeypatch.setattr(ContrastiveObjective, "forward", nan_forward)
 
 
+def _lmm_args(data, *extra):
+    return [
+        "train-lmm",
+        "--profile",
+        "smoke",
+        "--data",
+        str(data),
+        "--lm-steps",
+        "1",
+        "--align-steps",
+        "1",
+        "--sft-steps",
+        "1",
+        "--train-scenes",
+        "8",
+        *extra,
+    ]
+
+
+def _fake_clip_run(tmp_path, profile, finished=True):
+    """A folder that looks like a train-clip run of ``profile`` (config only; an empty model file when finished)."""
+    folder = tmp_path / f"{profile}-clip-run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(TrainConfig(profile=profile, loss="clip").resolved().to_dict()))
+    if finished:
+        (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+def _tiny_lm(folder, with_lm=True):
+    """A local LM folder in save_pretrained's format (a BPE, and a smoke-sized Qwen2 unless ``with_lm`` is False)."""
+    from mmgeo_utils.lmm.language_model import build_lm
+    from mmgeo_utils.lmm.tokenizer import train_tokenizer
+    from mmgeo_utils.profiles import get_lmm_sizes
+
+    tok = train_tokenizer(["Triangle ABC has AB = 5.", "Question: Is AB parallel to CD?\nAnswer: no"] * 4, 300, folder)
+    if with_lm:
+        build_lm(get_lmm_sizes("smoke"), tok).save_pretrained(str(folder))
+    return folder
+
+
+def _lmm_context(monkeypatch, n):
+    import dataclasses
+
+    from mmgeo_utils import profiles
+
+    monkeypatch.setitem(profiles.LMM_SIZES, "smoke", dataclasses.replace(profiles.LMM_SIZES["smoke"], context_length=n))
+
+
+def _lmm_stage_with(data, tmp_path, lm_folder):
+    """Stage lm of a blind LMM on the local LM ``lm_folder`` (its run folder is named after the folder's name)."""
+    assert main(_lmm_args(data, "--vision", "none", "--stage", "lm", "--lm", str(lm_folder))) == 0
+
+
 # ----------------------------------------------------------------------------- the table
 
 # (id, argv from (data, tmp_path, monkeypatch), words the one-line message must contain)
@@ -481,6 +535,45 @@ CASES = [
         "resume-on-other-data",
         lambda d, t, m: (_interrupted_run(d, t), _train_args(_other_seed_dataset(t), t / "run", "--resume"))[1],
         ["cannot resume", "trained on other data", "seed 0", "seed 1"],
+    ),
+    # lesson 06's LMM (issue 24): checked before any stage trains where it can be
+    (
+        "lmm-unknown-vision-run",
+        lambda d, t, m: _lmm_args(d, "--vision", "clip-nowhere"),
+        ["unknown vision run 'clip-nowhere'", "give a run of mmgeo train-clip"],
+    ),
+    (
+        "lmm-vision-run-of-another-image-size",
+        lambda d, t, m: _lmm_args(d, "--vision", str(_fake_clip_run(t, "cpu"))),
+        ["trained on 96 px diagrams", "profile smoke renders 64 px", "train an encoder on smoke"],
+    ),
+    (
+        "lmm-unfinished-vision-run",
+        lambda d, t, m: _lmm_args(d, "--vision", str(_fake_clip_run(t, "smoke", False))),
+        ["is not a finished training run", "model.safetensors", "--resume"],
+    ),
+    (
+        "lmm-missing-tokenizer-folder",
+        lambda d, t, m: _lmm_args(d, "--vision", "none", "--lm", str(t / "nowhere")),
+        ["tokenizer folder", "nowhere", "not found"],
+    ),
+    (
+        "lmm-lm-folder-without-an-lm",
+        lambda d, t, m: _lmm_args(d, "--vision", "none", "--lm", str(_tiny_lm(t / "tokenizer-only", with_lm=False))),
+        ["LM folder", "tokenizer-only", "holds no config.json"],
+    ),
+    (
+        "lmm-question-longer-than-the-context",
+        lambda d, t, m: (_lmm_context(m, 12), _lmm_args(d, "--vision", "none"))[1],
+        ["question", "needs", "the context holds 12", "shorten the question or raise context_length"],
+    ),
+    (
+        "lmm-resume-with-another-config",
+        lambda d, t, m: (
+            _lmm_stage_with(d, t, _tiny_lm(t / "a" / "tiny-lm")),
+            _lmm_args(d, "--vision", "none", "--stage", "lm", "--resume", "--lm", str(_tiny_lm(t / "b" / "tiny-lm"))),
+        )[1],
+        ["cannot resume", "config differs in lm", "a/tiny-lm", "b/tiny-lm"],
     ),
     # faults while running
     (

@@ -7,12 +7,13 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from mmgeo_utils.checkpoint import CheckpointError
 from mmgeo_utils.dataset import load_split
 from mmgeo_utils.lmm import data as D
-from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, normalize
+from mmgeo_utils.lmm.balance import QA_VERSION, balance_yes_no, balanced_questions, balanced_rows
+from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
 from mmgeo_utils.lmm.language_model import build_lm, load_lm
 from mmgeo_utils.lmm.projector import Projector
 from mmgeo_utils.lmm.tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
@@ -84,8 +85,8 @@ def test_image_tokens_replace_the_placeholder_embeddings_in_order(tok):
 def test_labels_are_masked_except_the_answer_and_the_loss_is_on_it_alone(tok):
     ids, labels = D.encode(tok, D.sft_prompt("What is BC?"), " 12", n_image_tokens=3, context_length=64)
     answer = tok(" 12", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    assert labels[-len(answer):] == answer and set(labels[:-len(answer)]) == {IGNORE_INDEX}
-    assert ids[-len(answer):] == answer and ids.count(tok.convert_tokens_to_ids(IMAGE_TOKEN)) == 3
+    assert labels[-len(answer) :] == answer and set(labels[: -len(answer)]) == {IGNORE_INDEX}
+    assert ids[-len(answer) :] == answer and ids.count(tok.convert_tokens_to_ids(IMAGE_TOKEN)) == 3
     model = _tiny(tok)
     feats = {"grid": torch.randn(1, 3, 6), "pooled": torch.zeros(1, 4)}
     t_ids, t_labels = torch.tensor([ids]), torch.tensor([labels])
@@ -93,7 +94,7 @@ def test_labels_are_masked_except_the_answer_and_the_loss_is_on_it_alone(tok):
     logits = model(t_ids, torch.ones_like(t_ids), None, feats).logits[0]
     # by hand: position t predicts token t+1; only answer tokens count
     n = len(answer)
-    by_hand = torch.nn.functional.cross_entropy(logits[-n - 1:-1], torch.tensor(answer))
+    by_hand = torch.nn.functional.cross_entropy(logits[-n - 1 : -1], torch.tensor(answer))
     torch.testing.assert_close(loss, by_hand)
 
 
@@ -110,8 +111,17 @@ def test_layer3_plus_pooled_tokens_are_laid_out_block_wise():
 
 
 def _cfg(**kw):
-    return LMMConfig(**{"profile": "smoke", "vision": "random", "lm_steps": 2, "align_steps": 2, "sft_steps": 4,
-                        "train_scenes": 16, **kw})
+    return LMMConfig(
+        **{
+            "profile": "smoke",
+            "vision": "random",
+            "lm_steps": 2,
+            "align_steps": 2,
+            "sft_steps": 4,
+            "train_scenes": 16,
+            **kw,
+        }
+    )
 
 
 def test_lora_trains_only_the_adapter_and_the_projector(smoke_data):
@@ -121,8 +131,9 @@ def test_lora_trains_only_the_adapter_and_the_projector(smoke_data):
     train_lmm(cfg, "lm", data_root=smoke_data)
     train_lmm(cfg, "align", data_root=smoke_data)
     tok = load_tokenizer(stage_dir(cfg, "lm") / "tokenizer")
-    model, params = build_sft_model(cfg, tok, 17, json.loads((stage_dir(cfg, "align") / "summary.json").read_text())
-                                    ["token_width"], "layer3+pooled")
+    model, params = build_sft_model(
+        cfg, tok, 17, json.loads((stage_dir(cfg, "align") / "summary.json").read_text())["token_width"], "layer3+pooled"
+    )
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n or n.startswith("projector.") for n in names)
     assert any(n.startswith("projector.") for n in names) and any("lora_A" in n for n in names)
@@ -181,10 +192,12 @@ with torch.no_grad():
     x = visual.layer3(visual.layer2(visual.layer1(visual.stem(image))))
     grid, pooled = x.flatten(2).transpose(1, 2), visual.attnpool(visual.layer4(x))
     g, cg, cp = grid.shape[1], grid.shape[2], pooled.shape[1]
-    tokens = torch.cat([torch.cat([grid, grid.new_zeros(1, g, cp)], -1), torch.cat([pooled.new_zeros(1, 1, cg), pooled[:, None]], -1)], 1)
+    tokens = torch.cat([torch.cat([grid, grid.new_zeros(1, g, cp)], -1),
+                        torch.cat([pooled.new_zeros(1, 1, cg), pooled[:, None]], -1)], 1)
     h = torch.nn.functional.gelu(tokens @ proj["linear_1.weight"].T + proj["linear_1.bias"])
     image_embeds = h @ proj["linear_2.weight"].T + proj["linear_2.bias"]
-    ids = [tok.bos_token_id] + tok("<image>\nQuestion: Is AB parallel to CD?\nAnswer:", add_special_tokens=False)["input_ids"]
+    prompt = "<image>\nQuestion: Is AB parallel to CD?\nAnswer:"
+    ids = [tok.bos_token_id] + tok(prompt, add_special_tokens=False)["input_ids"]
     i = ids.index(meta["image_token_id"])
     ids = ids[:i] + [meta["image_token_id"]] * meta["image_tokens"] + ids[i + 1:]
     ids = torch.tensor([ids])
@@ -204,8 +217,12 @@ def test_a_fresh_process_loads_the_lmm_with_transformers_peft_and_open_clip_alon
     ids = torch.tensor([D.prompt_ids(tok, D.sft_prompt("Is AB parallel to CD?"), meta["image_tokens"])])
     with torch.no_grad():
         here = model(ids, torch.ones_like(ids), None, model.encode_images(image)).logits[0, -1]
-    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(tmp_path / "image.safetensors")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(folder), str(tmp_path / "image.safetensors")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     there = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1]))
     torch.testing.assert_close(there, here, rtol=1e-4, atol=1e-5)
     assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt")) and not list(folder.rglob("*.pkl"))
@@ -220,19 +237,114 @@ def test_the_lm_can_come_from_a_local_folder(smoke_data, tmp_path, tok):
     assert out["lm"]["steps"] == 0 and out["sft"]["steps"] == 4
     assert isinstance(load_lm(stage_dir(cfg, "lm") / "lm"), torch.nn.Module)
     r = evaluate_lmm(stage_dir(cfg, "sft") / "model", smoke_data, limit=6)
-    assert r["n"] == 6 and 0 <= r["overall"] <= 1
+    assert r["n"] <= 6 and 0 <= r["overall"] <= 1
+    # the whole test split: yes/no balanced per relation, so the yes/no majority baseline is 50 %
+    r = evaluate_lmm(stage_dir(cfg, "sft") / "model", smoke_data)
+    assert r["by_kind"]["yes_no"]["majority_baseline"] == 0.5
+    assert r["by_kind"]["yes_no"]["majority_answer"] in ("yes", "no")
+    assert r["yes_no_by_relation"] and all(v["yes_share"] == 0.5 for v in r["yes_no_by_relation"].values())
+    assert r["yes_no_selection"]["n_dropped"] > 0  # smoke's test split has one-answer relations (midpoint)
+    assert r["n"] == len(balanced_questions(load_split(smoke_data, "test"))[0])
+
+
+# ----------------------------------------------------------------------------- yes/no balance
+
+
+def _yes_no_counts(qas):
+    out = {}
+    for q in qas:
+        if q["kind"] == "yes_no":
+            c = out.setdefault(q["fact"]["kind"], {"yes": 0, "no": 0})
+            c[normalize(q["answer"], "yes_no")] += 1
+    return out
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_yes_no_is_balanced_per_relation_and_one_answer_relations_are_dropped(smoke_data, split):
+    rows = load_split(smoke_data, split)
+    before = _yes_no_counts([q for r in rows for q in r["qa"]])
+    kept, sel = balanced_rows(rows, seed=0)
+    after = _yes_no_counts([q for r in kept for q in r["qa"]])
+    for rel, c in after.items():
+        assert c["yes"] / (c["yes"] + c["no"]) == 0.5, (rel, c)
+    for rel, c in before.items():  # min(n_yes, n_no) of each kept; a one-answer relation is gone, and counted
+        k = min(c["yes"], c["no"])
+        assert sel.relations[rel] == {"yes": c["yes"], "no": c["no"], "kept": k, "dropped": c["yes"] + c["no"] - 2 * k}
+        assert (rel in after) == (k > 0) and (rel in sel.dropped_relations) == (k == 0)
+    assert {"midpoint", "similar"} & set(sel.dropped_relations)  # make_qa asks them only with "yes"
+    # the other kinds are untouched, and each row keeps its questions' order
+    for r, k in zip(rows, kept, strict=True):
+        assert [q for q in r["qa"] if q["kind"] != "yes_no"] == [q for q in k["qa"] if q["kind"] != "yes_no"]
+        assert [q for q in r["qa"] if q in k["qa"]] == k["qa"] and k["id"] == r["id"]
+
+
+def test_yes_no_selection_is_deterministic_idempotent_and_seeded(smoke_data):
+    qas = [q for r in load_split(smoke_data, "train") for q in r["qa"]]
+    a, b = balance_yes_no(qas, seed=0), balance_yes_no(qas, seed=0)
+    assert a == b
+    assert balance_yes_no([qas[i] for i in a.keep], seed=5).keep == tuple(range(len(a.keep)))  # balanced stays
+    others = [balance_yes_no(qas, seed=s).keep for s in range(1, 6)]
+    assert any(o != a.keep for o in others) and all(len(o) == len(a.keep) for o in others)
+    table = a.table()
+    assert [t["relation"] for t in table] == sorted(a.relations)
+    assert all(t["n yes"] == t["n no"] for t in table)
+    assert {t["why dropped"] for t in table if t["n yes"] == 0} <= {"only 'yes'", "only 'no'"}
+
+
+def test_the_limited_evaluation_set_is_balanced_and_the_majority_comes_from_balanced_training():
+    def qa(rel, ans, kind="yes_no"):
+        return {"kind": kind, "answer": ans, "question": f"{rel}?", "fact": {"kind": rel, "args": ["A", "B"]}}
+
+    rows = [
+        {"qa": [qa("parallel", "yes"), qa("parallel", "no"), qa("midpoint", "yes")]},
+        {"qa": [qa("on_circle", "yes"), qa("on_circle", "no"), qa("parallel", "yes"), qa("length", "5", "length")]},
+        {"qa": [qa("parallel", "no")]},
+    ]
+    qs, sel = balanced_questions(rows, limit=6)  # the first 6 questions, then the selection
+    assert [(i, j) for i, j, _ in qs] in ([(0, 0), (0, 1), (1, 0), (1, 1)], [(0, 1), (1, 0), (1, 1), (1, 2)])
+    assert sel.relations["parallel"] == {"yes": 2, "no": 1, "kept": 1, "dropped": 1}
+    assert sel.dropped_relations == {"midpoint": 1}
+    assert len(balanced_questions(rows)[0]) == 7  # no limit: parallel 2 + 2, on_circle 1 + 1, length
+    # 3 "yes" and 2 "no" as stored; balanced, the tie goes to the first answer met, and no relation decides it
+    assert majority_answers(rows)["yes_no"] in ("yes", "no") and majority_answers(rows)["length"] == "5"
+    assert (
+        majority_answers([{"qa": [qa("midpoint", "yes")] * 5 + [qa("parallel", "no")] * 2 + [qa("parallel", "yes")]}])[
+            "yes_no"
+        ]
+        == "no"
+    )
+
+
+def test_lmm_stages_train_on_balanced_questions_in_their_own_folders(smoke_data):
+    cfg = _cfg()
+    out = train_lmm(cfg, "lm", data_root=smoke_data)["lm"]
+    assert f"-qa{QA_VERSION}-" in stage_dir(cfg, "lm").name
+    assert out["yes_no_selection"]["qa_version"] == QA_VERSION
+    rows = load_split(smoke_data, "train")[:16]
+    assert out["yes_no_selection"]["relations"] == balanced_rows(rows)[1].relations
+    assert json.loads((stage_dir(cfg, "lm") / "config.json").read_text())["qa_version"] == QA_VERSION
 
 
 # ----------------------------------------------------------------------------- scoring
 
 
-@pytest.mark.parametrize("pred, truth, kind, same", [
-    ("5", "5", "length", True), ("5.0", "5", "length", True), (" 5 .", "5", "length", True),
-    ("4.5", "4.6", "length", False), ("40°", "40°", "angle", True), ("40 degrees", "40°", "angle", True),
-    ("Yes", "yes", "yes_no", True), ("no.", "yes", "yes_no", False), ("DA", "AD", "which", True),
-    ("AE", "AD", "which", False), ("Right Triangle", "right triangle", "shape", True),
-    ("isosceles triangle", "right triangle", "shape", False),
-])
+@pytest.mark.parametrize(
+    "pred, truth, kind, same",
+    [
+        ("5", "5", "length", True),
+        ("5.0", "5", "length", True),
+        (" 5 .", "5", "length", True),
+        ("4.5", "4.6", "length", False),
+        ("40°", "40°", "angle", True),
+        ("40 degrees", "40°", "angle", True),
+        ("Yes", "yes", "yes_no", True),
+        ("no.", "yes", "yes_no", False),
+        ("DA", "AD", "which", True),
+        ("AE", "AD", "which", False),
+        ("Right Triangle", "right triangle", "shape", True),
+        ("isosceles triangle", "right triangle", "shape", False),
+    ],
+)
 def test_exact_match_after_normalisation(pred, truth, kind, same):
     assert exact_match(pred, truth, kind) is same
 
@@ -286,18 +398,24 @@ def test_a_missing_tokenizer_or_lm_folder_is_named(tmp_path):
 
 def test_a_question_longer_than_the_context_is_named(tok):
     with pytest.raises(ValueError, match="question 'Is AB .* needs .* tokens .* context holds 40"):
-        D.sft_examples(tok, [{"id": "train-0", "qa": [{"question": "Is AB " + "parallel " * 30 + "to CD?",
-                                                        "answer": "yes"}]}],
-                       n_image_tokens=17, context_length=40)
+        D.sft_examples(
+            tok,
+            [{"id": "train-0", "qa": [{"question": "Is AB " + "parallel " * 30 + "to CD?", "answer": "yes"}]}],
+            n_image_tokens=17,
+            context_length=40,
+        )
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"full": True, "lora_r": 8}, "give one of them"),
-    ({"token_grid": "layer9"}, "unknown token grid"),
-    ({"sft_steps": -1}, "sft_steps must be a positive integer"),
-    ({"profile": "laptop"}, "unknown profile"),
-    ({"vision": ""}, "vision must name a run"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"full": True, "lora_r": 8}, "give one of them"),
+        ({"token_grid": "layer9"}, "unknown token grid"),
+        ({"sft_steps": -1}, "sft_steps must be a positive integer"),
+        ({"profile": "laptop"}, "unknown profile"),
+        ({"vision": ""}, "vision must name a run"),
+    ],
+)
 def test_bad_config_names_the_problem(kw, words):
     with pytest.raises(ValueError, match=words):
         LMMConfig(**kw)
@@ -333,9 +451,10 @@ def test_a_vit_tower_gives_its_patch_tokens_and_refuses_resnet_grids():
         VisionTower(resnet.visual, "patches", "resnet")
 
 
-def test_a_typed_build_fact_reads_with_its_shape_name():
-    from mmgeo_utils.lmm.evaluate import _one_value
-
-    typed = {"kind": "shape", "args": ["A", "B", "C"], "value": None, "value_text": "right triangle"}
-    assert _one_value(typed)["value"] == "right triangle"
-    assert _one_value({"kind": "length", "args": ["A", "B"], "value": 5.0})["value"] == 5.0
+def test_a_typed_build_fact_reads_with_its_shape_name(smoke_data):
+    row = load_split(smoke_data, "test")[0]
+    assert isinstance(row["scene"], dict)  # load_split decodes the typed rows: no JSON strings left to parse
+    shape = {"kind": "shape", "args": ["A", "B", "C"], "value": None, "value_text": "right triangle"}
+    scene = Scene.from_dict(row["scene"])
+    claim, _ = claimed_fact({"kind": "shape", "question": "?", "fact": shape, "_scene": scene}, "right triangle")
+    assert "right triangle" in claim

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.cli import main
+from mmgeo_utils.dataset import load_split
 from mmgeo_utils.experiments import comparison_configs
+from mmgeo_utils.lmm.balance import balanced_questions
 from mmgeo_utils.lmm.experiment import comparison_table, paired_bootstrap, run_lmm_comparison
 from mmgeo_utils.train import train
 
@@ -31,14 +33,17 @@ def test_lmm_comparison_writes_four_conditions_with_baselines_and_intervals(smok
     record = run_lmm_comparison("smoke", seeds=[0], data_root=smoke_data, limit=12, **SMALL)
     saved = json.loads((tmp_path / "results" / "smoke" / "lmm_comparison.json").read_text())["metrics"]
     assert set(saved["conditions"]) == {"blind", "random", "clip", "mmclip"} and saved["seeds"] == [0]
-    for cond, r in saved["conditions"].items():
+    for r in saved["conditions"].values():
         assert [s["seed"] for s in r["seeds"]] == [0] and 0 <= r["overall"]["mean"] <= 1
         assert set(r["by_kind"]) <= {"length", "angle", "yes_no", "which", "shape"}
     assert saved["conditions"]["clip"]["seeds"][0]["vision"].endswith(comparison_configs("smoke", 0)["clip"].run_name())
     assert set(saved["majority_baseline"]) == set(saved["conditions"]["blind"]["by_kind"])
     assert {"mmclip_minus_clip", "clip_minus_blind"} <= set(saved["paired_bootstrap"])
     b = saved["paired_bootstrap"]["mmclip_minus_clip"]
-    assert b["low"] <= b["mean"] <= b["high"] and b["n_questions"] == 12
+    # the first 12 test questions, yes/no balanced per relation (the one-answer ones left out, and counted)
+    scored, selection = balanced_questions(load_split(smoke_data, "test"), 12)
+    assert b["low"] <= b["mean"] <= b["high"] and b["n_questions"] == len(scored) < 12
+    assert saved["yes_no_selection"]["relations"] == selection.relations
     assert "majority answer" in comparison_table(record).index
     again = run_lmm_comparison("smoke", seeds=[0], data_root=smoke_data, limit=12, write=False, **SMALL)
     assert again["conditions"] == record["conditions"]  # trained runs and scores are reused, not redone
@@ -52,12 +57,26 @@ def test_lmm_comparison_names_a_missing_encoder_before_training(smoke_data):
 
 
 def test_cli_trains_scores_and_names_bad_input(smoke_data, capsys):
-    args = ["--profile", "smoke", "--vision", "none", "--data", str(smoke_data), "--lm-steps", "2",
-            "--align-steps", "2", "--sft-steps", "2", "--train-scenes", "16"]
+    args = [
+        "--profile",
+        "smoke",
+        "--vision",
+        "none",
+        "--data",
+        str(smoke_data),
+        "--lm-steps",
+        "2",
+        "--align-steps",
+        "2",
+        "--sft-steps",
+        "2",
+        "--train-scenes",
+        "16",
+    ]
     assert main(["train-lmm", *args]) == 0
     assert main(["eval-lmm", *args, "--limit", "8"]) == 0
     out = capsys.readouterr().out
-    assert "overall" in out and "majority" in out
+    assert "overall" in out and "majority" in out and "yes/no questions left out to balance them" in out
     assert main(["train-lmm", "--profile", "smoke", "--vision", "clip-nowhere", "--data", str(smoke_data)]) == 2
     assert "unknown vision run 'clip-nowhere'" in capsys.readouterr().err
     assert main(["eval-lmm", "--profile", "smoke", "--vision", "random", "--data", str(smoke_data)]) == 2
@@ -86,19 +105,51 @@ def test_torchrun_two_processes_on_cpu_train_like_one(smoke_data, tmp_path):
 
     from mmgeo_utils.lmm.train import LMMConfig, stage_dir
 
-    args = ["train-lmm", "--profile", "smoke", "--vision", "random", "--data", str(smoke_data), "--lm-steps", "2",
-            "--align-steps", "2", "--sft-steps", "2", "--train-scenes", "16", "--threads", "1"]
+    args = [
+        "train-lmm",
+        "--profile",
+        "smoke",
+        "--vision",
+        "random",
+        "--data",
+        str(smoke_data),
+        "--lm-steps",
+        "2",
+        "--align-steps",
+        "2",
+        "--sft-steps",
+        "2",
+        "--train-scenes",
+        "16",
+        "--threads",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
     folders = {}
-    for name, launcher in (("one", [sys.executable, "-m", "mmgeo_utils"]),
-                           ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                    "--master_port", str(_free_port()), "-m", "mmgeo_utils"])):
+    for name, launcher in (
+        ("one", [sys.executable, "-m", "mmgeo_utils"]),
+        (
+            "two",
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                str(_free_port()),
+                "-m",
+                "mmgeo_utils",
+            ],
+        ),
+    ):
         env["MMGEO_RUNS_DIR"] = str(tmp_path / name)
         out = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
         os.environ["MMGEO_RUNS_DIR"] = str(tmp_path / name)
-        cfg = LMMConfig(profile="smoke", vision="random", lm_steps=2, align_steps=2, sft_steps=2, train_scenes=16,
-                        threads=1)
+        cfg = LMMConfig(
+            profile="smoke", vision="random", lm_steps=2, align_steps=2, sft_steps=2, train_scenes=16, threads=1
+        )
         folders[name] = stage_dir(cfg, "sft")
     two = json.loads((folders["two"] / "summary.json").read_text())
     assert two["world_size"] == 2 and two["steps"] == 2

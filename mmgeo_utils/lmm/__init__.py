@@ -13,6 +13,7 @@ module                         part
                                or a hub model / local folder on ``paper``
 ``vision_language_model``      the wrapper: splice image tokens into ``inputs_embeds``; save/load
 ``data``                       each stage's token sequences and labels; the feature cache
+``balance``                    yes/no questions balanced per relation (the wording gives nothing away)
 ``train``                      the stages ``lm`` → ``align`` → ``sft``, resumable
 ``evaluate``                   greedy decoding, exact match per question kind, facts re-checked
 =============================  ==============================================================
@@ -23,5 +24,15 @@ from .tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
 from .vision_language_model import GeometryLMM, expand_image_tokens, load_lmm, save_lmm
 from .vision_tower import VisionTower, load_vision_tower
 
-__all__ = ["GeometryLMM", "IMAGE_TOKEN", "Projector", "VisionTower", "expand_image_tokens", "load_lmm",
-           "load_tokenizer", "load_vision_tower", "save_lmm", "train_tokenizer"]
+__all__ = [
+    "GeometryLMM",
+    "IMAGE_TOKEN",
+    "Projector",
+    "VisionTower",
+    "expand_image_tokens",
+    "load_lmm",
+    "load_tokenizer",
+    "load_vision_tower",
+    "save_lmm",
+    "train_tokenizer",
+]

@@ -9,7 +9,6 @@ cost: one condition's stages 1-2 and its evaluation, stage 0 once per seed, and 
 
 from __future__ import annotations
 
-import os
 import resource
 import tempfile
 import time
@@ -28,8 +27,15 @@ def _peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def bench_lmm(profile: Profile | str | None = None, *, steps: int = 5, vision: str = "random",
-              data_root: Path | str | None = None, questions: int = 64, threads: int | None = None) -> dict[str, Any]:
+def bench_lmm(
+    profile: Profile | str | None = None,
+    *,
+    steps: int = 5,
+    vision: str = "random",
+    data_root: Path | str | None = None,
+    questions: int = 64,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Rates per stage and the extrapolated time of the profile's budgets (seconds)."""
     from .data import cached_features
     from .evaluate import evaluate_lmm
@@ -39,10 +45,17 @@ def bench_lmm(profile: Profile | str | None = None, *, steps: int = 5, vision: s
     p, sizes = get_profile(profile), get_lmm_sizes(profile)
     threads = threads or p.train_threads
     scenes = min(sizes.train_scenes, max(4 * sizes.batch_size, 64))
-    cfg = LMMConfig(profile=p.name, vision=vision, lm_steps=steps, align_steps=steps, sft_steps=steps,
-                    train_scenes=scenes)
-    out: dict[str, Any] = {"profile": p.name, "vision": vision, "threads": threads, "timed_steps": steps,
-                           "batch_size": sizes.batch_size, "context_length": sizes.context_length}
+    cfg = LMMConfig(
+        profile=p.name, vision=vision, lm_steps=steps, align_steps=steps, sft_steps=steps, train_scenes=scenes
+    )
+    out: dict[str, Any] = {
+        "profile": p.name,
+        "vision": vision,
+        "threads": threads,
+        "timed_steps": steps,
+        "batch_size": sizes.batch_size,
+        "context_length": sizes.context_length,
+    }
     with tempfile.TemporaryDirectory() as tmp, env_var("MMGEO_RUNS_DIR", tmp), cpu_threads(threads):
         root, rows = dataset_rows(cfg, "train", data_root)
         tower = load_vision_tower(vision, p, seed=0) if vision != "none" else None
@@ -55,23 +68,37 @@ def bench_lmm(profile: Profile | str | None = None, *, steps: int = 5, vision: s
         summaries = train_lmm(cfg, data_root=root)
         for stage, s in summaries.items():
             if s.get("steps"):
-                out[stage] = {"samples_per_s": s["samples_per_s"], "tokens_per_s": s["tokens_per_s"],
-                              "s_per_step": s["wall_time_s"] / s["steps"]}
+                out[stage] = {
+                    "samples_per_s": s["samples_per_s"],
+                    "tokens_per_s": s["tokens_per_s"],
+                    "s_per_step": s["wall_time_s"] / s["steps"],
+                }
         out["lm_parameters"] = summaries["lm"].get("lm_parameters")
         out["sft_trainable_parameters"] = summaries["sft"].get("trainable_parameters")
         t0 = time.perf_counter()
-        evaluate_lmm(stage_dir(cfg, "sft") / "model", root, limit=questions, train_rows=rows,
-                     cache_dir=lmm_root(p.name) / "features")
-        out["eval_questions_per_s"] = questions / (time.perf_counter() - t0)
+        scored = evaluate_lmm(
+            stage_dir(cfg, "sft") / "model",
+            root,
+            limit=questions,
+            train_rows=rows,
+            cache_dir=lmm_root(p.name) / "features",
+        )["n"]  # fewer: yes/no balanced
+        out["eval_questions_per_s"] = scored / (time.perf_counter() - t0)
     out["peak_memory_mib"] = _peak_memory_mib()
     per_step = {k: out[k]["s_per_step"] for k in ("lm", "align", "sft") if k in out}
     feature_s = (sizes.train_scenes + _test_scenes(p, sizes)) / out.get("features_images_per_s", float("inf"))
     eval_s = sizes.eval_questions / out["eval_questions_per_s"]
-    condition = (per_step.get("align", 0) * sizes.align_steps + per_step.get("sft", 0) * sizes.sft_steps
-                 + feature_s + eval_s)
+    condition = (
+        per_step.get("align", 0) * sizes.align_steps + per_step.get("sft", 0) * sizes.sft_steps + feature_s + eval_s
+    )
     stage0 = per_step.get("lm", 0) * sizes.lm_steps
-    out["estimate_s"] = {"stage_lm": stage0, "features_per_tower": feature_s, "one_condition": condition,
-                         "eval_per_condition": eval_s, "four_conditions_one_seed": stage0 + 4 * condition}
+    out["estimate_s"] = {
+        "stage_lm": stage0,
+        "features_per_tower": feature_s,
+        "one_condition": condition,
+        "eval_per_condition": eval_s,
+        "four_conditions_one_seed": stage0 + 4 * condition,
+    }
     return out
 
 

@@ -23,14 +23,14 @@ cpu profile's 6,000 × 37 tokens (the LMM computes in float32).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from .vision_language_model import IGNORE_INDEX, expand_image_tokens
 from .tokenizer import IMAGE_TOKEN
+from .vision_language_model import IGNORE_INDEX, expand_image_tokens
 
 ALIGN_PROMPT = "Describe the figure."
 QUESTION_KINDS = ("length", "angle", "yes_no", "which", "shape")
@@ -69,8 +69,16 @@ def prompt_ids(tokenizer, prompt: str, n_image_tokens: int) -> list[int]:
     return expand_image_tokens(p, tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), n_image_tokens)
 
 
-def encode(tokenizer, prompt: str, target: str, *, n_image_tokens: int, context_length: int,
-           truncate: bool = False, where: str = "") -> tuple[list[int], list[int]]:
+def encode(
+    tokenizer,
+    prompt: str,
+    target: str,
+    *,
+    n_image_tokens: int,
+    context_length: int,
+    truncate: bool = False,
+    where: str = "",
+) -> tuple[list[int], list[int]]:
     """``<s> prompt target </s>`` as ids, with labels only on ``target </s>``.
 
     A sequence longer than ``context_length`` is an error naming it, unless ``truncate`` (captions
@@ -80,16 +88,18 @@ def encode(tokenizer, prompt: str, target: str, *, n_image_tokens: int, context_
     t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     if len(p) + len(t) > context_length:
         if not truncate or len(p) >= context_length - 1:
-            raise ValueError(f"{where or 'an example'} needs {len(p) + len(t)} tokens ({len(p)} of prompt, "
-                             f"{n_image_tokens} of them image tokens) but the context holds {context_length}: "
-                             "shorten the question or raise context_length in profiles.LMM_SIZES")
-        t = t[:context_length - len(p)]
+            raise ValueError(
+                f"{where or 'an example'} needs {len(p) + len(t)} tokens ({len(p)} of prompt, "
+                f"{n_image_tokens} of them image tokens) but the context holds {context_length}: "
+                "shorten the question or raise context_length in profiles.LMM_SIZES"
+            )
+        t = t[: context_length - len(p)]
     return p + t, [IGNORE_INDEX] * len(p) + t
 
 
 def lm_examples(tokenizer, rows: Sequence[dict], context_length: int) -> list[Example]:
     out = []
-    for i, text in enumerate(corpus(rows)):
+    for text in corpus(rows):
         ids, labels = encode(tokenizer, "", text, n_image_tokens=0, context_length=context_length, truncate=True)
         out.append(Example(ids, [IGNORE_INDEX] + labels[1:], -1))
     return out
@@ -97,8 +107,20 @@ def lm_examples(tokenizer, rows: Sequence[dict], context_length: int) -> list[Ex
 
 def align_examples(tokenizer, rows: Sequence[dict], *, n_image_tokens: int, context_length: int) -> list[Example]:
     image = n_image_tokens > 0
-    return [Example(*encode(tokenizer, align_prompt(image), " " + r["caption"], n_image_tokens=n_image_tokens,
-                            context_length=context_length, truncate=True), i) for i, r in enumerate(rows)]
+    return [
+        Example(
+            *encode(
+                tokenizer,
+                align_prompt(image),
+                " " + r["caption"],
+                n_image_tokens=n_image_tokens,
+                context_length=context_length,
+                truncate=True,
+            ),
+            i,
+        )
+        for i, r in enumerate(rows)
+    ]
 
 
 def sft_examples(tokenizer, rows: Sequence[dict], *, n_image_tokens: int, context_length: int) -> list[Example]:
@@ -106,9 +128,14 @@ def sft_examples(tokenizer, rows: Sequence[dict], *, n_image_tokens: int, contex
     out = []
     for i, r in enumerate(rows):
         for j, q in enumerate(r["qa"]):
-            ids, labels = encode(tokenizer, sft_prompt(q["question"], image), " " + q["answer"],
-                                 n_image_tokens=n_image_tokens, context_length=context_length,
-                                 where=f"question {q['question']!r} of {r['id']}")
+            ids, labels = encode(
+                tokenizer,
+                sft_prompt(q["question"], image),
+                " " + q["answer"],
+                n_image_tokens=n_image_tokens,
+                context_length=context_length,
+                where=f"question {q['question']!r} of {r['id']}",
+            )
             out.append(Example(ids, labels, i, j))
     return out
 
@@ -120,9 +147,9 @@ def collate(examples: Sequence[Example], pad_id: int, features: dict[str, torch.
     labels = torch.full((len(examples), n), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), n), dtype=torch.long)
     for i, e in enumerate(examples):
-        ids[i, :len(e.input_ids)] = torch.tensor(e.input_ids)
-        labels[i, :len(e.labels)] = torch.tensor(e.labels)
-        mask[i, :len(e.input_ids)] = 1
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        labels[i, : len(e.labels)] = torch.tensor(e.labels)
+        mask[i, : len(e.input_ids)] = 1
     batch = {"input_ids": ids, "labels": labels, "attention_mask": mask, "features": None}
     if features is not None and examples[0].scene >= 0:
         idx = torch.tensor([e.scene for e in examples])
@@ -140,8 +167,9 @@ def feature_cache_path(cache_dir: Path, tower, root: Path | str, split: str, n: 
     return Path(cache_dir) / f"{tower.weights_hash()[:16]}-{data}-{split}-{n}.safetensors"
 
 
-def cached_features(tower, root: Path | str, split: str, n: int, cache_dir: Path | str, *,
-                    batch_size: int = 64, progress: bool = False) -> tuple[dict[str, torch.Tensor], bool]:
+def cached_features(
+    tower, root: Path | str, split: str, n: int, cache_dir: Path | str, *, batch_size: int = 64, progress: bool = False
+) -> tuple[dict[str, torch.Tensor], bool]:
     """``({"grid": (n, G, C), "pooled": (n, C)}, hit)``: the tower's features of the split's first n diagrams."""
     from safetensors.torch import load_file
     from safetensors.torch import save as save_bytes
@@ -158,7 +186,7 @@ def cached_features(tower, root: Path | str, split: str, n: int, cache_dir: Path
     transform = default_transform()
     parts: dict[str, list[torch.Tensor]] = {}
     for i in tqdm(range(0, len(rows), batch_size), desc=f"features {split}", disable=not progress):
-        images = torch.stack([transform(load_image(root, r)) for r in rows[i:i + batch_size]])
+        images = torch.stack([transform(load_image(root, r)) for r in rows[i : i + batch_size]])
         for k, v in tower(images).items():
             parts.setdefault(k, []).append(v.half())
     feats = {k: torch.cat(v).contiguous() for k, v in parts.items()}

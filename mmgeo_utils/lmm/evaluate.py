@@ -4,8 +4,12 @@ Exact match (:func:`normalize`): an answer counts when it equals the truth after
 mean the same are made one: numbers (``5``, ``5.0``, ``5°``, ``5 degrees`` → ``5``), yes/no (case,
 a trailing full stop), point names in canonical order (``DA`` and ``AD`` name one segment), shape
 names in lower case. Reported per question kind next to each kind's *majority-answer baseline*
-(the most common training answer of that kind, e.g. ``yes`` or ``right triangle``): accuracy below
+(the most common training answer of that kind, e.g. ``90`` or ``right triangle``): accuracy below
 it means the image taught nothing.
+
+Yes/no questions are balanced per relation (:mod:`~mmgeo_utils.lmm.balance`) in the scored questions
+and in the training questions the majority answers come from, so the yes/no baseline is 50 % and a
+relation's wording cannot give its answer away; what the selection left out is in the result.
 
 The re-check (:func:`claimed_fact`). Each answer is turned back into the fact it asserts and
 tested against the scene's coordinates with :func:`~mmgeo_utils.facts.check_fact`: "no" to "Is AB
@@ -20,14 +24,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from ..facts import REL_TOL, check_fact, describe_fact
 from ..scene import Fact, Scene
 from . import data as D
+from .balance import balance_yes_no, balanced_questions
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -53,7 +59,7 @@ def exact_match(prediction: str, truth: str, kind: str) -> bool:
 
 def claimed_fact(qa: dict, prediction: str) -> tuple[str, bool | None]:
     """``(the fact the answer asserts, whether it holds on the scene)``; ``None`` when it asserts nothing."""
-    kind, fact = qa["kind"], Fact.from_dict(_one_value(qa["fact"]))
+    kind, fact = qa["kind"], Fact.from_dict(qa["fact"])
     scene = qa["_scene"]
     p = normalize(prediction, kind)
     try:
@@ -80,30 +86,43 @@ def claimed_fact(qa: dict, prediction: str) -> tuple[str, bool | None]:
         return f"'{prediction}' ({e})", None
 
 
-def questions(rows: Sequence[dict], limit: int | None = None) -> list[tuple[int, int, dict]]:
-    """``(scene index, question index, qa)`` of the split's questions, the first ``limit`` of them."""
-    out = [(i, j, q) for i, r in enumerate(rows) for j, q in enumerate(r["qa"])]
-    return out[:limit] if limit else out
+def questions(rows: Sequence[dict], limit: int | None = None, seed: int = 0) -> list[tuple[int, int, dict]]:
+    """``(scene index, question index, qa)`` of the split's first ``limit`` questions, yes/no balanced."""
+    return balanced_questions(rows, limit, seed)[0]
 
 
-def majority_answers(train_rows: Sequence[dict]) -> dict[str, str]:
-    """Each kind's most common (normalised) training answer: the baseline a model must beat."""
+def majority_answers(train_rows: Sequence[dict], seed: int = 0) -> dict[str, str]:
+    """Each kind's most common (normalised) training answer, over the balanced training questions.
+
+    A tie (yes/no after balancing) goes to the answer met first; either scores 50 % on a balanced set.
+    """
+    qas = [q for r in train_rows for q in r["qa"]]
     counts: dict[str, Counter] = {}
-    for r in train_rows:
-        for q in r["qa"]:
-            counts.setdefault(q["kind"], Counter())[normalize(q["answer"], q["kind"])] += 1
+    for k in balance_yes_no(qas, seed).keep:
+        q = qas[k]
+        counts.setdefault(q["kind"], Counter())[normalize(q["answer"], q["kind"])] += 1
     return {k: c.most_common(1)[0][0] for k, c in counts.items()}
 
 
 @torch.no_grad()
-def answer(model, tokenizer, prompts: Sequence[str], features: dict[str, torch.Tensor] | None, *,
-           n_image_tokens: int, max_new_tokens: int, context_length: int) -> list[str]:
+def answer(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    features: dict[str, torch.Tensor] | None,
+    *,
+    n_image_tokens: int,
+    max_new_tokens: int,
+    context_length: int,
+) -> list[str]:
     """Greedy answers to ``prompts`` (left-padded into one batch)."""
     ids = [D.prompt_ids(tokenizer, p, n_image_tokens) for p in prompts]
     longest = max(len(x) for x in ids)
     if longest + max_new_tokens > context_length:
-        raise ValueError(f"a prompt of {longest} tokens plus {max_new_tokens} answer tokens exceeds the context "
-                         f"of {context_length}: shorten the question")
+        raise ValueError(
+            f"a prompt of {longest} tokens plus {max_new_tokens} answer tokens exceeds the context "
+            f"of {context_length}: shorten the question"
+        )
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (longest - len(x)) + x for x in ids])
     mask = torch.tensor([[0] * (longest - len(x)) + [1] * len(x) for x in ids])
@@ -111,15 +130,29 @@ def answer(model, tokenizer, prompts: Sequence[str], features: dict[str, torch.T
     out = []
     for row in new.tolist():
         if tokenizer.eos_token_id in row:
-            row = row[:row.index(tokenizer.eos_token_id)]
+            row = row[: row.index(tokenizer.eos_token_id)]
         out.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     return out
 
 
-def evaluate_lmm(model_dir: Path | str, root: Path | str, *, split: str = "test", limit: int | None = None,
-                 train_rows: Sequence[dict] | None = None, batch_size: int = 32, cache_dir: Path | str | None = None,
-                 context_length: int | None = None, max_new_tokens: int | None = None) -> dict[str, Any]:
-    """Accuracy overall and per kind, majority baselines, and every answer with the fact it asserts."""
+def evaluate_lmm(
+    model_dir: Path | str,
+    root: Path | str,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    train_rows: Sequence[dict] | None = None,
+    batch_size: int = 32,
+    cache_dir: Path | str | None = None,
+    context_length: int | None = None,
+    max_new_tokens: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy overall and per kind, majority baselines, and every answer with the fact it asserts.
+
+    The scored questions are the split's first ``limit``, yes/no balanced per relation with ``seed``
+    (``yes_no_selection`` in the result says what was left out).
+    """
     from ..dataset import load_split
     from ..profiles import get_lmm_sizes
     from .vision_language_model import load_lmm
@@ -127,7 +160,9 @@ def evaluate_lmm(model_dir: Path | str, root: Path | str, *, split: str = "test"
     model, tok, info = load_lmm(model_dir)
     sizes = get_lmm_sizes(info["profile"])
     rows = load_split(root, split)
-    qs = questions(rows, limit)
+    qs, selection = balanced_questions(rows, limit, seed)
+    if not qs:
+        raise ValueError(f"no {split} questions to score (limit {limit}, after balancing yes/no)")
     feats = None
     n_img = info.get("image_tokens", 0)
     if model.tower is not None:
@@ -135,36 +170,39 @@ def evaluate_lmm(model_dir: Path | str, root: Path | str, *, split: str = "test"
 
         needed = max(i for i, _, _ in qs) + 1
         feats, _ = cached_features(model.tower, root, split, needed, cache_dir or Path(model_dir).parent / "features")
-    majority = majority_answers(train_rows if train_rows is not None else load_split(root, "train"))
+    majority = majority_answers(train_rows if train_rows is not None else load_split(root, "train"), seed)
     records = []
     for b in range(0, len(qs), batch_size):
-        chunk = qs[b:b + batch_size]
+        chunk = qs[b : b + batch_size]
         f = None if feats is None else {k: v[torch.tensor([i for i, _, _ in chunk])].float() for k, v in feats.items()}
-        preds = answer(model, tok, [D.sft_prompt(q["question"], feats is not None) for _, _, q in chunk], f,
-                       n_image_tokens=n_img, max_new_tokens=max_new_tokens or sizes.max_answer_tokens,
-                       context_length=context_length or sizes.context_length)
-        for (i, j, q), pred in zip(chunk, preds):
-            scene = _scene(rows[i])
+        preds = answer(
+            model,
+            tok,
+            [D.sft_prompt(q["question"], feats is not None) for _, _, q in chunk],
+            f,
+            n_image_tokens=n_img,
+            max_new_tokens=max_new_tokens or sizes.max_answer_tokens,
+            context_length=context_length or sizes.context_length,
+        )
+        for (i, j, q), pred in zip(chunk, preds, strict=True):
+            scene = Scene.from_dict(rows[i]["scene"])
             claim, holds = claimed_fact({**q, "_scene": scene}, pred)
-            records.append({"scene": rows[i]["id"], "index": i, "qa": j, "kind": q["kind"], "relation": q["fact"]["kind"],
-                            "question": q["question"],
-                            "truth": q["answer"], "prediction": pred, "correct": exact_match(pred, q["answer"], q["kind"]),
-                            "claim": claim, "claim_holds": holds})
-    return summarize(records, majority)
-
-
-def _scene(row: dict) -> Scene:
-    """The row's scene (a JSON string in builds whose metadata is a typed table, a dict before)."""
-    d = row["scene"]
-    d = json.loads(d) if isinstance(d, str) else d
-    return Scene.from_dict({**d, "facts": [_one_value(f) for f in d["facts"]]})
-
-
-def _one_value(fact: dict) -> dict:
-    """A fact dict with one ``value`` (builds that type values keep a shape's name in ``value_text``)."""
-    if fact.get("value_text") is not None:
-        return {**fact, "value": fact["value_text"]}
-    return fact
+            records.append(
+                {
+                    "scene": rows[i]["id"],
+                    "index": i,
+                    "qa": j,
+                    "kind": q["kind"],
+                    "relation": q["fact"]["kind"],
+                    "question": q["question"],
+                    "truth": q["answer"],
+                    "prediction": pred,
+                    "correct": exact_match(pred, q["answer"], q["kind"]),
+                    "claim": claim,
+                    "claim_holds": holds,
+                }
+            )
+    return {**summarize(records, majority), "yes_no_selection": selection.to_dict()}
 
 
 def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:
@@ -174,22 +212,34 @@ def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:
         if not rs:
             continue
         maj = majority.get(kind, "")
-        by_kind[kind] = {"accuracy": sum(r["correct"] for r in rs) / len(rs), "n": len(rs), "majority_answer": maj,
-                         "majority_baseline": sum(normalize(r["truth"], kind) == maj for r in rs) / len(rs)}
+        by_kind[kind] = {
+            "accuracy": sum(r["correct"] for r in rs) / len(rs),
+            "n": len(rs),
+            "majority_answer": maj,
+            "majority_baseline": sum(normalize(r["truth"], kind) == maj for r in rs) / len(rs),
+        }
     # yes/no per relation, with how often "yes" is the truth: a relation whose questions are almost always
     # "yes" (or "no") lets a blind model answer from the question's wording alone
     by_relation = {}
     for rel in sorted({r["relation"] for r in records if r["kind"] == "yes_no"}):
         rs = [r for r in records if r["kind"] == "yes_no" and r["relation"] == rel]
-        by_relation[rel] = {"accuracy": sum(r["correct"] for r in rs) / len(rs), "n": len(rs),
-                            "yes_share": sum(normalize(r["truth"], "yes_no") == "yes" for r in rs) / len(rs)}
+        by_relation[rel] = {
+            "accuracy": sum(r["correct"] for r in rs) / len(rs),
+            "n": len(rs),
+            "yes_share": sum(normalize(r["truth"], "yes_no") == "yes" for r in rs) / len(rs),
+        }
     checked = [r for r in records if r["claim_holds"] is not None]
-    return {"overall": sum(r["correct"] for r in records) / max(len(records), 1), "n": len(records),
-            "overall_majority_baseline": sum(normalize(r["truth"], r["kind"]) == majority.get(r["kind"])
-                                             for r in records) / max(len(records), 1),
-            "by_kind": by_kind, "yes_no_by_relation": by_relation, "claims_that_hold": sum(r["claim_holds"] for r in checked) / len(checked) if checked else None,
-            "claims_checked": len(checked),
-            "answers": records}
+    return {
+        "overall": sum(r["correct"] for r in records) / max(len(records), 1),
+        "n": len(records),
+        "overall_majority_baseline": sum(normalize(r["truth"], r["kind"]) == majority.get(r["kind"]) for r in records)
+        / max(len(records), 1),
+        "by_kind": by_kind,
+        "yes_no_by_relation": by_relation,
+        "claims_that_hold": sum(r["claim_holds"] for r in checked) / len(checked) if checked else None,
+        "claims_checked": len(checked),
+        "answers": records,
+    }
 
 
 def write_eval(result: dict[str, Any], path: Path | str) -> Path:

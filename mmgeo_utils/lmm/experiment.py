@@ -14,24 +14,28 @@ the tower differs. :func:`run_lmm_comparison` writes ``results/<profile>/lmm_com
 condition a list of seeds with overall and per-kind accuracy, their mean ± std, each kind's
 majority baseline, and the paired bootstrap 95 % interval of MMCLIP − CLIP over test questions
 (:func:`paired_bootstrap`: per question, the accuracy averaged over seeds; questions resampled).
+The test questions are yes/no balanced per relation (:mod:`~mmgeo_utils.lmm.balance`);
+``yes_no_selection`` says what that left out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from .evaluate import evaluate_lmm, write_eval
-from .train import LMMConfig, stage_dir, train_lmm
+from .train import LMMConfig, lmm_root, stage_dir, train_lmm
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
 EVAL_FILE = "test_eval.json"
-EVAL_VERSION = 2  # what a cached score holds; a newer version scores again (2: yes/no per relation)
+EVAL_VERSION = 3  # what a cached score holds; a newer version scores again (2: yes/no per relation,
+# 3: yes/no balanced per relation in the scored questions and the majority baselines, lmm.balance)
 
 
 def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
@@ -42,8 +46,9 @@ def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
     return {name: default_run_dir(cfg) for name, cfg in comparison_configs(profile, seed).items()}
 
 
-def condition_config(profile: Profile | str | None, condition: str, seed: int, vision_run: Path | None = None,
-                     **overrides: Any) -> LMMConfig:
+def condition_config(
+    profile: Profile | str | None, condition: str, seed: int, vision_run: Path | None = None, **overrides: Any
+) -> LMMConfig:
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; conditions: {', '.join(CONDITIONS)}")
     vision = {"blind": "none", "random": "random"}.get(condition) or str(vision_run)
@@ -61,8 +66,9 @@ def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = 
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
             return cached
-    result = evaluate_lmm(stage_dir(cfg, "sft") / "model", root, limit=limit,
-                          cache_dir=stage_dir(cfg, "lm").parent / "features")
+    result = evaluate_lmm(
+        stage_dir(cfg, "sft") / "model", root, limit=limit, cache_dir=lmm_root(cfg.profile) / "features"
+    )
     result["key"] = key
     write_eval(result, path)
     return result
@@ -77,8 +83,12 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: 
     diff = np.asarray(b, dtype=float).mean(0) - np.asarray(a, dtype=float).mean(0)
     rng = np.random.default_rng(seed)
     boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)])
-    return {"mean": float(diff.mean()), "low": float(np.percentile(boots, 2.5)),
-            "high": float(np.percentile(boots, 97.5)), "n_questions": int(len(diff))}
+    return {
+        "mean": float(diff.mean()),
+        "low": float(np.percentile(boots, 2.5)),
+        "high": float(np.percentile(boots, 97.5)),
+        "n_questions": int(len(diff)),
+    }
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -86,11 +96,19 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
 
 
-def run_lmm_comparison(profile: Profile | str | None = None, seeds: Sequence[int] = (0,), *,
-                       conditions: Sequence[str] = CONDITIONS, clip_runs: Sequence[Path | str] | None = None,
-                       mmclip_runs: Sequence[Path | str] | None = None, data_root: Path | str | None = None,
-                       limit: int | None = None, write: bool = True, results_root: Path | str | None = None,
-                       **overrides: Any) -> dict[str, Any]:
+def run_lmm_comparison(
+    profile: Profile | str | None = None,
+    seeds: Sequence[int] = (0,),
+    *,
+    conditions: Sequence[str] = CONDITIONS,
+    clip_runs: Sequence[Path | str] | None = None,
+    mmclip_runs: Sequence[Path | str] | None = None,
+    data_root: Path | str | None = None,
+    limit: int | None = None,
+    write: bool = True,
+    results_root: Path | str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train (or reuse) and score every condition at every seed; write ``lmm_comparison.json``.
 
     ``clip_runs`` / ``mmclip_runs`` give the encoder run folders seed by seed (default: lesson 05's
@@ -115,43 +133,61 @@ def run_lmm_comparison(profile: Profile | str | None = None, seeds: Sequence[int
         for i, seed in enumerate(seeds):
             run = Path(runs[i]) if runs is not None else encoder_runs(p, seed)[name]
             if not (run / "model.safetensors").is_file():
-                raise FileNotFoundError(f"the {name} encoder of seed {seed} is not trained: {run} has no "
-                                        "model.safetensors (mmgeo experiment clip-vs-mmclip trains it)")
+                raise FileNotFoundError(
+                    f"the {name} encoder of seed {seed} is not trained: {run} has no "
+                    "model.safetensors (mmgeo experiment clip-vs-mmclip trains it)"
+                )
             towers[(name, seed)] = run
-    root, train_rows = dataset_rows(LMMConfig(profile=p.name, **{k: v for k, v in overrides.items()
-                                                                 if k in ("data_seed",)}), "train", data_root)
+    root, _ = dataset_rows(
+        LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)}), "train", data_root
+    )
     per: dict[str, list[dict]] = {c: [] for c in conditions}
-    hits: dict[str, dict[tuple, bool]] = {c: {} for c in conditions}
     with Timer() as t:
         for seed in seeds:
             for cond in conditions:
                 cfg = condition_config(p, cond, seed, towers.get((cond, seed)), **overrides)
                 summaries = train_lmm(cfg, data_root=root)
                 r = evaluate_condition(cfg, root, limit=limit)
-                per[cond].append({"seed": seed, "vision": cfg.vision, "run": str(stage_dir(cfg, "sft")),
-                                  "overall": r["overall"], "by_kind": {k: v["accuracy"] for k, v in r["by_kind"].items()},
-                                  "claims_that_hold": r["claims_that_hold"],
-                                  "train_wall_time_s": sum(s.get("wall_time_s") or 0 for k, s in summaries.items()
-                                                           if k != "lm"),
-                                  "correct": [int(a["correct"]) for a in r["answers"]]})
+                per[cond].append(
+                    {
+                        "seed": seed,
+                        "vision": cfg.vision,
+                        "run": str(stage_dir(cfg, "sft")),
+                        "overall": r["overall"],
+                        "by_kind": {k: v["accuracy"] for k, v in r["by_kind"].items()},
+                        "claims_that_hold": r["claims_that_hold"],
+                        "train_wall_time_s": sum(s.get("wall_time_s") or 0 for k, s in summaries.items() if k != "lm"),
+                        "correct": [int(a["correct"]) for a in r["answers"]],
+                    }
+                )
                 majority = {k: v["majority_baseline"] for k, v in r["by_kind"].items()}
                 majority_answers = {k: v["majority_answer"] for k, v in r["by_kind"].items()}
                 overall_majority = r["overall_majority_baseline"]
-    record: dict[str, Any] = {"seeds": seeds, "conditions": {}, "majority_baseline": majority,
-                              "majority_answer": majority_answers, "overall_majority_baseline": overall_majority,
-                              "n_questions": len(per[conditions[0]][0]["correct"])}
+                test_selection = r["yes_no_selection"]
+    record: dict[str, Any] = {
+        "seeds": seeds,
+        "conditions": {},
+        "majority_baseline": majority,
+        "majority_answer": majority_answers,
+        "overall_majority_baseline": overall_majority,
+        "n_questions": len(per[conditions[0]][0]["correct"]),
+        "yes_no_selection": test_selection,
+    }
     for cond, entries in per.items():
         kinds = sorted(set().union(*(e["by_kind"] for e in entries)))
         record["conditions"][cond] = {
             "seeds": [{k: v for k, v in e.items() if k != "correct"} for e in entries],
             "overall": _mean_std([e["overall"] for e in entries]),
-            "by_kind": {k: _mean_std([e["by_kind"][k] for e in entries if k in e["by_kind"]]) for k in kinds}}
+            "by_kind": {k: _mean_std([e["by_kind"][k] for e in entries if k in e["by_kind"]]) for k in kinds},
+        }
     correct = {c: np.array([e["correct"] for e in per[c]]) for c in conditions}
     pairs = [("clip", "mmclip"), ("blind", "clip"), ("blind", "mmclip"), ("blind", "random"), ("random", "clip")]
-    record["paired_bootstrap"] = {f"{b}_minus_{a}": paired_bootstrap(correct[a], correct[b])
-                                  for a, b in pairs if a in correct and b in correct}
-    record["lmm"] = {k: v for k, v in LMMConfig(profile=p.name, **overrides).resolved().stage_config("lm").items()
-                     if k != "seed"}
+    record["paired_bootstrap"] = {
+        f"{b}_minus_{a}": paired_bootstrap(correct[a], correct[b]) for a, b in pairs if a in correct and b in correct
+    }
+    record["lmm"] = {
+        k: v for k, v in LMMConfig(profile=p.name, **overrides).resolved().stage_config("lm").items() if k != "seed"
+    }
     record["sizes"] = get_lmm_sizes(p).__dict__
     if write:
         write_results("lmm_comparison", record, profile=p, seed=None, wall_time_s=t.seconds, root=results_root)
@@ -164,8 +200,12 @@ def comparison_table(record: dict[str, Any]):
 
     rows = {}
     for cond, r in record["conditions"].items():
-        rows[cond] = {"overall": f"{100 * r['overall']['mean']:.1f} ± {100 * r['overall']['std']:.1f}",
-                      **{k: f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" for k, v in r["by_kind"].items()}}
-    rows["majority answer"] = {"overall": f"{100 * record['overall_majority_baseline']:.1f}",
-                               **{k: f"{100 * v:.1f}" for k, v in record["majority_baseline"].items()}}
+        rows[cond] = {
+            "overall": f"{100 * r['overall']['mean']:.1f} ± {100 * r['overall']['std']:.1f}",
+            **{k: f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" for k, v in r["by_kind"].items()},
+        }
+    rows["majority answer"] = {
+        "overall": f"{100 * record['overall_majority_baseline']:.1f}",
+        **{k: f"{100 * v:.1f}" for k, v in record["majority_baseline"].items()},
+    }
     return pd.DataFrame(rows).T

@@ -44,11 +44,19 @@ def build_lm(sizes: LMMSizes, tokenizer) -> PreTrainedModel:
     a thousand tokens the second table costs little, and untied tables save to safetensors as they are
     (the training checkpoint refuses tensors that share memory).
     """
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=sizes.lm_hidden, num_hidden_layers=sizes.lm_layers,
-                         num_attention_heads=sizes.lm_heads, num_key_value_heads=sizes.lm_heads,
-                         intermediate_size=sizes.lm_intermediate, max_position_embeddings=sizes.context_length,
-                         tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=sizes.lm_hidden,
+        num_hidden_layers=sizes.lm_layers,
+        num_attention_heads=sizes.lm_heads,
+        num_key_value_heads=sizes.lm_heads,
+        intermediate_size=sizes.lm_intermediate,
+        max_position_embeddings=sizes.context_length,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return AutoModelForCausalLM.from_config(config)
 
 
@@ -60,8 +68,10 @@ def load_lm(name_or_folder: str | Path, tokenizer=None) -> PreTrainedModel:
     path = Path(name_or_folder)
     local = path.exists() or str(name_or_folder).startswith((".", "/")) or str(name_or_folder).count("/") != 1
     if local and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"LM folder {path} not found or holds no config.json; give a folder written by "
-                                "save_pretrained or a hub name such as Qwen/Qwen2.5-0.5B-Instruct")
+        raise FileNotFoundError(
+            f"LM folder {path} not found or holds no config.json; give a folder written by "
+            "save_pretrained or a hub name such as Qwen/Qwen2.5-0.5B-Instruct"
+        )
     with quiet():
         lm = AutoModelForCausalLM.from_pretrained(str(name_or_folder))
     if tokenizer is not None and lm.get_input_embeddings().num_embeddings < len(tokenizer):

@@ -23,6 +23,8 @@ class Projector(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.shape[-1] != self.vision_dim:
-            raise ValueError(f"image tokens of width {tokens.shape[-1]} do not fit a projector built for "
-                             f"{self.vision_dim} (another tower or token grid?)")
+            raise ValueError(
+                f"image tokens of width {tokens.shape[-1]} do not fit a projector built for "
+                f"{self.vision_dim} (another tower or token grid?)"
+            )
         return self.linear_2(self.act(self.linear_1(tokens)))

@@ -14,8 +14,8 @@ The result is a ``PreTrainedTokenizerFast`` saved with ``save_pretrained``, so
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -25,21 +25,34 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS, IMAGE_TOKEN]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path | str | None = None) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, out_dir: Path | str | None = None
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE of ``vocab_size`` entries over ``texts``; saved to ``out_dir`` when given."""
     tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex("[A-Z]"), behavior="isolated"),  # every capital alone: point names
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex("[A-Z]"), behavior="isolated"),  # every capital alone: point names
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK, bos_token=BOS,
-                                   eos_token=EOS, extra_special_tokens={"image_token": IMAGE_TOKEN}
-                                   if _supports_extra() else None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        unk_token=UNK,
+        bos_token=BOS,
+        eos_token=EOS,
+        extra_special_tokens={"image_token": IMAGE_TOKEN} if _supports_extra() else None,
+    )
     if not _supports_extra():
         fast.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if out_dir is not None:
@@ -60,8 +73,10 @@ def load_tokenizer(folder: Path | str):
         if "/" in str(folder) and not path.exists() and str(folder).count("/") == 1 and not str(folder).startswith("."):
             tok = AutoTokenizer.from_pretrained(str(folder))  # a hub name (paper profile)
         else:
-            raise FileNotFoundError(f"tokenizer folder {path} not found or holds no tokenizer "
-                                    "(tokenizer.json / tokenizer_config.json); train one with stage lm")
+            raise FileNotFoundError(
+                f"tokenizer folder {path} not found or holds no tokenizer "
+                "(tokenizer.json / tokenizer_config.json); train one with stage lm"
+            )
     else:
         tok = AutoTokenizer.from_pretrained(str(path))
     return ensure_image_token(tok)

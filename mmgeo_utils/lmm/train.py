@@ -13,8 +13,9 @@ stage      data                                  trains                         
                                                  the whole LM)
 =========  ====================================  ===============================  =========================
 
-Runs live under ``runs/<profile>/lmm/``: ``lm-s<seed>/`` (stage 0, shared by every tower of that
-seed: blind, random, CLIP and MMCLIP differ from stage 1 on), then
+Runs live under ``runs/<profile>/lmm/``: ``lm-qa2-s<seed>/`` (stage 0, shared by every tower of that
+seed: blind, random, CLIP and MMCLIP differ from stage 1 on; ``qa2``: the questions' version,
+:data:`~mmgeo_utils.lmm.balance.QA_VERSION`), then
 ``<tower>-<grid>-s<seed>/align/`` and ``.../sft-lora<r>/`` (or ``sft-full/``), the last one a
 complete LMM (:func:`~mmgeo_utils.lmm.vision_language_model.save_lmm`). The blind LMM has no
 projector, so its ``align`` stage is empty and its sft trains LoRA alone.
@@ -24,6 +25,11 @@ Every stage uses :func:`_fit`: batches are a pure function of (seed, step)
 hold weights, AdamW, scheduler and RNG state (:mod:`mmgeo_utils.checkpoint`), so ``resume=True``
 ends at the same weights, bit for bit, as an uninterrupted run. A finished stage is reused, never
 retrained; a stage folder trained with another config refuses ``--resume`` and names the difference.
+
+Every stage reads the training scenes' questions with yes/no balanced per relation
+(:func:`~mmgeo_utils.lmm.balance.balanced_rows`, seeded by ``data_seed``): stage 0's text and stage
+2's answers alike, so no stage teaches that a relation's wording predicts its answer. The lm and sft
+summaries record what the selection left out (``yes_no_selection``).
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,11 +50,12 @@ from ..checkpoint import CheckpointError, load_training_state, save_training_sta
 from ..profiles import LMMSizes, get_lmm_sizes, get_profile
 from ..repro import atomic_write_text, cpu_threads, provenance, seed_everything
 from . import data as D
+from .balance import QA_VERSION, YesNoSelection, balanced_rows
 from .language_model import build_lm, load_lm, quiet
 from .projector import Projector
 from .tokenizer import image_token_id, load_tokenizer, train_tokenizer
 from .vision_language_model import GeometryLMM, save_lmm
-from .vision_tower import TOKEN_GRIDS, load_vision_tower, resolve_run, token_shape
+from .vision_tower import TOKEN_GRIDS, check_vision, load_vision_tower, resolve_run, token_shape
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +99,20 @@ class LMMConfig:
     def sizes(self) -> LMMSizes:
         return get_lmm_sizes(self.profile)
 
-    def resolved(self) -> "LMMConfig":
+    def resolved(self) -> LMMConfig:
         s = self.sizes
         return dataclasses.replace(
-            self, lora_r=None if self.full else (self.lora_r or s.lora_r), lm=self.lm or s.lm,
+            self,
+            lora_r=None if self.full else (self.lora_r or s.lora_r),
+            lm=self.lm or s.lm,
             token_grid=self.token_grid or s.token_grid,
             lm_steps=s.lm_steps if self.lm_steps is None else self.lm_steps,
             align_steps=s.align_steps if self.align_steps is None else self.align_steps,
             sft_steps=s.sft_steps if self.sft_steps is None else self.sft_steps,
             batch_size=self.batch_size or s.batch_size,
             train_scenes=min(self.train_scenes or s.train_scenes, get_profile(self.profile).n_train),
-            threads=self.threads or get_profile(self.profile).train_threads)
+            threads=self.threads or get_profile(self.profile).train_threads,
+        )
 
     @property
     def blind(self) -> bool:
@@ -115,8 +126,16 @@ class LMMConfig:
     def stage_config(self, stage: str) -> dict[str, Any]:
         """What a stage's result depends on: compared on ``--resume``."""
         c = self.resolved()
-        common = {"profile": c.profile, "seed": c.seed, "data_seed": c.data_seed, "lm": c.lm,
-                  "train_scenes": c.train_scenes, "batch_size": c.batch_size, "lm_steps": c.lm_steps}
+        common = {
+            "profile": c.profile,
+            "seed": c.seed,
+            "data_seed": c.data_seed,
+            "qa_version": QA_VERSION,
+            "lm": c.lm,
+            "train_scenes": c.train_scenes,
+            "batch_size": c.batch_size,
+            "lm_steps": c.lm_steps,
+        }
         if stage == "lm":
             return common
         common.update(vision=c.vision, tower=self.tower_name(), token_grid=c.token_grid, align_steps=c.align_steps)
@@ -134,15 +153,24 @@ def lmm_root(profile: str) -> Path:
 def stage_dir(cfg: LMMConfig, stage: str) -> Path:
     """Where a stage of ``cfg`` lives (sizes that differ from the profile's go into the name)."""
     c, s = cfg.resolved(), cfg.sizes
-    size = "".join(f"-{k}{v}" for k, v, d in (("steps", c.lm_steps, s.lm_steps), ("n", c.train_scenes, s.train_scenes),
-                                               ("b", c.batch_size, s.batch_size), ("data", c.data_seed, 0))
-                   if v != d and not (k == "n" and v == get_profile(c.profile).n_train and d > v))
-    lm_name = f"lm{size}-s{c.seed}" if not c.lm else f"hub-{Path(c.lm).name}{size}-s{c.seed}"
+    size = "".join(
+        f"-{k}{v}"
+        for k, v, d in (
+            ("steps", c.lm_steps, s.lm_steps),
+            ("n", c.train_scenes, s.train_scenes),
+            ("b", c.batch_size, s.batch_size),
+            ("data", c.data_seed, 0),
+        )
+        if v != d and not (k == "n" and v == get_profile(c.profile).n_train and d > v)
+    )
+    qa = f"-qa{QA_VERSION}"  # another selection of questions trains other weights: another folder
+    lm_name = f"lm{size}{qa}-s{c.seed}" if not c.lm else f"hub-{Path(c.lm).name}{size}{qa}-s{c.seed}"
     if stage == "lm":
         return lmm_root(c.profile) / lm_name
     grid = "" if c.blind else f"-{c.token_grid}"
-    extra = "".join(f"-{k}{v}" for k, v, d in (("align", c.align_steps, s.align_steps), ("sft", c.sft_steps, s.sft_steps))
-                    if v != d)
+    extra = "".join(
+        f"-{k}{v}" for k, v, d in (("align", c.align_steps, s.align_steps), ("sft", c.sft_steps, s.sft_steps)) if v != d
+    )
     cond = lmm_root(c.profile) / lm_name / f"{cfg.tower_name()}{grid}{extra}"
     return cond / ("align" if stage == "align" else ("sft-full" if c.full else f"sft-lora{c.lora_r}"))
 
@@ -160,9 +188,20 @@ def _dist():
     return info, torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else "cpu")
 
 
-def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Example],
-         features: dict[str, torch.Tensor] | None, *, steps: int, lr: float, cfg: LMMConfig, run_dir: Path,
-         resume: bool, pad_id: int, callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict[str, Any]:
+def _fit(
+    model: GeometryLMM,
+    params: list[nn.Parameter],
+    examples: list[D.Example],
+    features: dict[str, torch.Tensor] | None,
+    *,
+    steps: int,
+    lr: float,
+    cfg: LMMConfig,
+    run_dir: Path,
+    resume: bool,
+    pad_id: int,
+    callbacks: Iterable[Callable[[int, dict], None]] = (),
+) -> dict[str, Any]:
     """AdamW with warm-up and cosine decay over ``steps`` batches of ``examples``; checkpointed.
 
     Under torchrun each process takes its slice of the global batch and DDP averages gradients. The
@@ -187,13 +226,23 @@ def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Exampl
         start = load_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
     batch_size = min(c.batch_size, len(examples))  # type: ignore[type-var]
     batch_size -= batch_size % info.world_size
-    sampler = StepBatchSampler(len(examples), batch_size, steps, seed=c.seed, start=start, rank=info.rank,
-                               world_size=info.world_size)
+    sampler = StepBatchSampler(
+        len(examples), batch_size, steps, seed=c.seed, start=start, rank=info.rank, world_size=info.world_size
+    )
     train_model: nn.Module = model
     if info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if dev.type == "cuda" else None)
-    logf = CsvLog(run_dir / LOG_FILE, ("step", "loss", "lr", "samples_per_s", "tokens_per_s", "elapsed_s"),
-                  keep_until=start if start else None) if info.is_main else None
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if dev.type == "cuda" else None
+        )
+    logf = (
+        CsvLog(
+            run_dir / LOG_FILE,
+            ("step", "loss", "lr", "samples_per_s", "tokens_per_s", "elapsed_s"),
+            keep_until=start if start else None,
+        )
+        if info.is_main
+        else None
+    )
 
     def checkpoint(at: int) -> None:
         if info.is_main:
@@ -225,9 +274,14 @@ def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Exampl
             n_tok = int(mask.sum()) * info.world_size
             tokens, samples = tokens + n_tok, samples + len(idx) * info.world_size
             dt = max(time.perf_counter() - t1, 1e-9)
-            record = {"step": step, "loss": float(loss), "lr": optimizer.param_groups[0]["lr"],
-                      "samples_per_s": len(idx) * info.world_size / dt, "tokens_per_s": n_tok / dt,
-                      "elapsed_s": time.perf_counter() - t0}
+            record = {
+                "step": step,
+                "loss": float(loss),
+                "lr": optimizer.param_groups[0]["lr"],
+                "samples_per_s": len(idx) * info.world_size / dt,
+                "tokens_per_s": n_tok / dt,
+                "elapsed_s": time.perf_counter() - t0,
+            }
             if logf is not None:
                 logf.write(record)
             for cb in callbacks:
@@ -240,8 +294,15 @@ def _fit(model: GeometryLMM, params: list[nn.Parameter], examples: list[D.Exampl
         raise
     wall = time.perf_counter() - t0
     checkpoint(step)
-    return {"steps": step, "resumed_from": start, "examples": len(examples), "world_size": info.world_size,
-            "samples_per_s": samples / max(wall, 1e-9), "tokens_per_s": tokens / max(wall, 1e-9), "wall_time_s": wall}
+    return {
+        "steps": step,
+        "resumed_from": start,
+        "examples": len(examples),
+        "world_size": info.world_size,
+        "samples_per_s": samples / max(wall, 1e-9),
+        "tokens_per_s": tokens / max(wall, 1e-9),
+        "wall_time_s": wall,
+    }
 
 
 def _begin(cfg: LMMConfig, stage: str, resume: bool) -> tuple[Path, dict | None]:
@@ -253,8 +314,10 @@ def _begin(cfg: LMMConfig, stage: str, resume: bool) -> tuple[Path, dict | None]
         have = json.loads(saved.read_text())
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
-            raise CheckpointError(f"cannot resume {run_dir}: its config differs in "
-                                  + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
+            raise CheckpointError(
+                f"cannot resume {run_dir}: its config differs in "
+                + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items())
+            )
         if (run_dir / SUMMARY_FILE).exists():
             return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text())
         if (run_dir / STATE_FILE).exists() and not resume:
@@ -284,7 +347,15 @@ def _is_main() -> bool:
 
 
 def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None) -> tuple[Path, list[dict]]:
-    """The dataset folder and the split's rows (train: the first ``train_scenes``)."""
+    """The dataset folder and the split's rows (train: the first ``train_scenes``), yes/no balanced."""
+    root, rows, _ = selected_rows(cfg, split, data_root)
+    return root, rows
+
+
+def selected_rows(
+    cfg: LMMConfig, split: str, data_root: Path | str | None = None
+) -> tuple[Path, list[dict], YesNoSelection]:
+    """:func:`dataset_rows` and the yes/no selection that cut its questions (what was dropped, per relation)."""
     from ..dataset import DatasetConfig, build_dataset, load_split
 
     # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
@@ -292,20 +363,26 @@ def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None
     config = DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed, negatives=False)
     root = Path(data_root) if data_root else build_dataset(config, progress=False)
     rows = load_split(root, split)
-    return root, rows[:cfg.resolved().train_scenes] if split == "train" else rows
+    rows, selection = balanced_rows(rows[: cfg.resolved().train_scenes] if split == "train" else rows, cfg.data_seed)
+    return root, rows, selection
 
 
 # ----------------------------------------------------------------------------- the stages
 
 
-def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | str | None = None,
-                   callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict[str, Any]:
+def train_lm_stage(
+    cfg: LMMConfig,
+    *,
+    resume: bool = False,
+    data_root: Path | str | None = None,
+    callbacks: Iterable[Callable[[int, dict], None]] = (),
+) -> dict[str, Any]:
     """Stage 0: a BPE and a Qwen2 LM trained on geometry text (``lm/``, ``tokenizer/``)."""
     c = cfg.resolved()
     run_dir, done = _begin(cfg, "lm", resume)
     if done is not None:
         return done
-    root, rows = dataset_rows(c, "train", data_root)
+    root, rows, selection = selected_rows(c, "train", data_root)
     if c.lm:  # a hub LM or local folder: no pre-training, its own tokenizer
         tok = load_tokenizer(c.lm)
         lm = load_lm(c.lm, tok)
@@ -325,12 +402,25 @@ def train_lm_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | st
     lm = build_lm(c.sizes, tok)
     model = GeometryLMM(lm, None, image_token_id(tok), "none")
     examples = D.lm_examples(tok, rows, c.sizes.context_length)
-    summary = _fit(model, list(lm.parameters()), examples, None, steps=c.lm_steps, lr=c.sizes.lm_lr, cfg=c,  # type: ignore[arg-type]
-                   run_dir=run_dir, resume=resume, pad_id=tok.pad_token_id, callbacks=callbacks)
+    summary = _fit(
+        model,
+        list(lm.parameters()),
+        examples,
+        None,
+        steps=c.lm_steps,
+        lr=c.sizes.lm_lr,
+        cfg=c,  # type: ignore[arg-type]
+        run_dir=run_dir,
+        resume=resume,
+        pad_id=tok.pad_token_id,
+        callbacks=callbacks,
+    )
     if _is_main():
         with quiet():
             lm.save_pretrained(str(run_dir / "lm"))
-    return _finish(run_dir, cfg, summary, lm_parameters=_count(lm), vocab_size=len(tok))
+    return _finish(
+        run_dir, cfg, summary, lm_parameters=_count(lm), vocab_size=len(tok), yes_no_selection=selection.to_dict()
+    )
 
 
 def _count(m: nn.Module, trainable: bool = False) -> int:
@@ -354,8 +444,13 @@ def _tower_and_features(cfg: LMMConfig, root: Path, rows: list[dict], split: str
     return tower, feats, (n, width), hit
 
 
-def train_align_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | str | None = None,
-                      callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict[str, Any]:
+def train_align_stage(
+    cfg: LMMConfig,
+    *,
+    resume: bool = False,
+    data_root: Path | str | None = None,
+    callbacks: Iterable[Callable[[int, dict], None]] = (),
+) -> dict[str, Any]:
     """Stage 1: image → caption with the LM and tower frozen; only the projector learns."""
     c = cfg.resolved()
     lm_dir = stage_dir(cfg, "lm")
@@ -374,15 +469,29 @@ def train_align_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path |
     projector = Projector(width, lm.get_input_embeddings().embedding_dim)
     model = GeometryLMM(lm, projector, image_token_id(tok), tower.token_grid)
     examples = D.align_examples(tok, rows, n_image_tokens=n_tok, context_length=c.sizes.context_length)
-    summary = _fit(model, list(projector.parameters()), examples, feats, steps=c.align_steps, lr=c.sizes.align_lr,  # type: ignore[arg-type]
-                   cfg=c, run_dir=run_dir, resume=resume, pad_id=tok.pad_token_id, callbacks=callbacks)
+    summary = _fit(
+        model,
+        list(projector.parameters()),
+        examples,
+        feats,
+        steps=c.align_steps,
+        lr=c.sizes.align_lr,  # type: ignore[arg-type]
+        cfg=c,
+        run_dir=run_dir,
+        resume=resume,
+        pad_id=tok.pad_token_id,
+        callbacks=callbacks,
+    )
     from safetensors.torch import save_file
 
     if _is_main():
-        save_file({k: v.detach().cpu().contiguous() for k, v in projector.state_dict().items()},
-                  str(run_dir / "projector.safetensors"))
-    return _finish(run_dir, cfg, summary, feature_cache_hit=hit, image_tokens=n_tok, token_width=width,
-                   token_grid=tower.token_grid)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in projector.state_dict().items()},
+            str(run_dir / "projector.safetensors"),
+        )
+    return _finish(
+        run_dir, cfg, summary, feature_cache_hit=hit, image_tokens=n_tok, token_width=width, token_grid=tower.token_grid
+    )
 
 
 def add_lora(lm: nn.Module, r: int) -> nn.Module:
@@ -390,8 +499,9 @@ def add_lora(lm: nn.Module, r: int) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     with quiet():
-        return get_peft_model(lm, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
+        return get_peft_model(
+            lm, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        )
 
 
 def build_sft_model(cfg: LMMConfig, tok, n_tok: int, width: int, grid: str) -> tuple[GeometryLMM, list[nn.Parameter]]:
@@ -413,8 +523,13 @@ def build_sft_model(cfg: LMMConfig, tok, n_tok: int, width: int, grid: str) -> t
     return model, [p for p in model.parameters() if p.requires_grad]
 
 
-def train_sft_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | str | None = None,
-                    callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict[str, Any]:
+def train_sft_stage(
+    cfg: LMMConfig,
+    *,
+    resume: bool = False,
+    data_root: Path | str | None = None,
+    callbacks: Iterable[Callable[[int, dict], None]] = (),
+) -> dict[str, Any]:
     """Stage 2: image + question → answer; LoRA + projector (or the whole LM) learn. Saves the LMM."""
     c = cfg.resolved()
     align_dir = stage_dir(cfg, "align")
@@ -423,23 +538,48 @@ def train_sft_stage(cfg: LMMConfig, *, resume: bool = False, data_root: Path | s
     run_dir, done = _begin(cfg, "sft", resume)
     if done is not None:
         return done
-    root, rows = dataset_rows(c, "train", data_root)
+    root, rows, selection = selected_rows(c, "train", data_root)
     tower, feats, (n_tok, width), hit = _tower_and_features(c, root, rows)
     tok = load_tokenizer(stage_dir(cfg, "lm") / "tokenizer")
     seed_everything(c.seed)
     model, params = build_sft_model(c, tok, n_tok, width, tower.token_grid if tower else "none")
     examples = D.sft_examples(tok, rows, n_image_tokens=n_tok, context_length=c.sizes.context_length)
-    summary = _fit(model, params, examples, feats, steps=c.sft_steps, lr=c.sizes.sft_lr, cfg=c, run_dir=run_dir,  # type: ignore[arg-type]
-                   resume=resume, pad_id=tok.pad_token_id, callbacks=callbacks)
+    summary = _fit(
+        model,
+        params,
+        examples,
+        feats,
+        steps=c.sft_steps,
+        lr=c.sizes.sft_lr,
+        cfg=c,
+        run_dir=run_dir,  # type: ignore[arg-type]
+        resume=resume,
+        pad_id=tok.pad_token_id,
+        callbacks=callbacks,
+    )
     model.tower = tower
-    info = {"vision": c.vision, "tower": cfg.tower_name(), "image_size": get_profile(c.profile).image_size,
-            "clip_model": _clip_model(c), "image_tokens": n_tok, "profile": c.profile, "seed": c.seed}
+    info = {
+        "vision": c.vision,
+        "tower": cfg.tower_name(),
+        "image_size": get_profile(c.profile).image_size,
+        "clip_model": _clip_model(c),
+        "image_tokens": n_tok,
+        "profile": c.profile,
+        "seed": c.seed,
+    }
     if _is_main():
         save_lmm(model.cpu(), run_dir / "model", tok, info)
-    return _finish(run_dir, cfg, summary, feature_cache_hit=hit, image_tokens=n_tok,
-                   trainable_parameters=len(params) and sum(p.numel() for p in params),
-                   total_parameters=sum(p.numel() for p in model.lm.parameters()) +
-                   (sum(p.numel() for p in model.projector.parameters()) if model.projector else 0))
+    return _finish(
+        run_dir,
+        cfg,
+        summary,
+        feature_cache_hit=hit,
+        image_tokens=n_tok,
+        yes_no_selection=selection.to_dict(),
+        trainable_parameters=len(params) and sum(p.numel() for p in params),
+        total_parameters=sum(p.numel() for p in model.lm.parameters())
+        + (sum(p.numel() for p in model.projector.parameters()) if model.projector else 0),
+    )
 
 
 def _clip_model(c: LMMConfig) -> str | None:
@@ -452,13 +592,21 @@ def _clip_model(c: LMMConfig) -> str | None:
     return load_config(resolve_run(c.vision, c.profile)).model
 
 
-def train_lmm(cfg: LMMConfig, stage: str = "all", *, resume: bool = False, data_root: Path | str | None = None,
-              callbacks: Iterable[Callable[[int, dict], None]] = ()) -> dict[str, dict[str, Any]]:
+def train_lmm(
+    cfg: LMMConfig,
+    stage: str = "all",
+    *,
+    resume: bool = False,
+    data_root: Path | str | None = None,
+    callbacks: Iterable[Callable[[int, dict], None]] = (),
+) -> dict[str, dict[str, Any]]:
     """Run ``stage`` (``lm``, ``align``, ``sft`` or ``all``) of ``cfg``; return each stage's summary."""
     if stage not in (*STAGES, "all"):
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}, all")
     fns = {"lm": train_lm_stage, "align": train_align_stage, "sft": train_sft_stage}
     todo = STAGES if stage == "all" else (stage,)
+    if todo != ("lm",):
+        check_vision(cfg.vision, cfg.profile)  # an unknown run or one of another image size: before stage 0 trains
     out = {}
     with cpu_threads(cfg.resolved().threads):
         for s in todo:

@@ -42,7 +42,7 @@ def expand_image_tokens(ids: list[int], image_token_id: int, n_tokens: int) -> l
     if count == 0:
         return list(ids)
     i = ids.index(image_token_id)
-    return ids[:i] + [image_token_id] * n_tokens + ids[i + 1:]
+    return ids[:i] + [image_token_id] * n_tokens + ids[i + 1 :]
 
 
 class GeometryLMM(nn.Module):
@@ -52,8 +52,14 @@ class GeometryLMM(nn.Module):
     ``projector`` is ``None`` only for the blind model.
     """
 
-    def __init__(self, lm: nn.Module, projector: Projector | None, image_token_id: int, token_grid: str,
-                 tower: VisionTower | None = None):
+    def __init__(
+        self,
+        lm: nn.Module,
+        projector: Projector | None,
+        image_token_id: int,
+        token_grid: str,
+        tower: VisionTower | None = None,
+    ):
         super().__init__()
         self.lm, self.projector, self.tower = lm, projector, tower
         self.image_token_id, self.token_grid = image_token_id, token_grid
@@ -75,30 +81,48 @@ class GeometryLMM(nn.Module):
         image = self.image_embeds(features).to(embeds.dtype)
         per_row = slots.sum(1)
         if not bool((per_row == image.shape[1]).all()):
-            raise ValueError(f"each prompt needs {image.shape[1]} <image> tokens (expand_image_tokens), "
-                             f"found {per_row.tolist()}")
+            raise ValueError(
+                f"each prompt needs {image.shape[1]} <image> tokens (expand_image_tokens), found {per_row.tolist()}"
+            )
         return embeds.masked_scatter(slots[..., None], image)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                features: dict[str, torch.Tensor] | None = None, **lm_kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        features: dict[str, torch.Tensor] | None = None,
+        **lm_kwargs,
+    ):
         """The LM's output (``.loss`` with labels); ``lm_kwargs`` go to the LM (``num_items_in_batch``)."""
-        return self.lm(inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask, labels=labels,
-                       **lm_kwargs)
+        return self.lm(
+            inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask, labels=labels, **lm_kwargs
+        )
 
     def encode_images(self, images: torch.Tensor) -> dict[str, torch.Tensor] | None:
         return None if self.tower is None else self.tower(images)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 features: dict[str, torch.Tensor] | None, max_new_tokens: int, eos_token_id: int) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        features: dict[str, torch.Tensor] | None,
+        max_new_tokens: int,
+        eos_token_id: int,
+    ) -> torch.Tensor:
         """Greedy decoding from left-padded prompts; returns (B, ≤ max_new_tokens) new token ids.
 
         Written out instead of ``lm.generate``: position ids come from the attention mask (left
         padding must not shift a prompt's positions), and the first step takes ``inputs_embeds``.
         """
         position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        out = self.lm(inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask,
-                      position_ids=position_ids, use_cache=True)
+        out = self.lm(
+            inputs_embeds=self.embed(input_ids, features),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+        )
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         new: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
@@ -110,8 +134,13 @@ class GeometryLMM(nn.Module):
                 break
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], 1)
             position_ids = position_ids[:, -1:] + 1
-            out = self.lm(input_ids=token[:, None], attention_mask=attention_mask, position_ids=position_ids,
-                          past_key_values=out.past_key_values, use_cache=True)
+            out = self.lm(
+                input_ids=token[:, None],
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
         return torch.stack(new, 1)
 
 
@@ -144,11 +173,17 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
         else:
             lm.save_pretrained(str(folder / "lm"))
     tokenizer.save_pretrained(str(folder / "tokenizer"))
-    meta = {"image_token_id": model.image_token_id, "token_grid": model.token_grid,
-            "lora": isinstance(lm, PeftModel), **info}
+    meta = {
+        "image_token_id": model.image_token_id,
+        "token_grid": model.token_grid,
+        "lora": isinstance(lm, PeftModel),
+        **info,
+    }
     if model.projector is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()},
-                  str(folder / PROJECTOR_FILE))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()},
+            str(folder / PROJECTOR_FILE),
+        )
         meta["projector"] = {"vision_dim": model.projector.vision_dim, "lm_dim": model.projector.lm_dim}
     if model.tower is not None:
         visual = model.tower.visual

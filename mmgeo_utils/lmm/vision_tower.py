@@ -44,11 +44,15 @@ def resolve_run(vision: str, profile: Profile | str | None = None) -> Path:
     for c in candidates:
         if c.is_dir():
             if not (c / MODEL_FILE).is_file() or not (c / "config.json").is_file():
-                raise FileNotFoundError(f"vision run {c} is not a finished training run (it needs {MODEL_FILE} "
-                                        "and config.json): finish it with mmgeo train-clip --resume")
+                raise FileNotFoundError(
+                    f"vision run {c} is not a finished training run (it needs {MODEL_FILE} "
+                    "and config.json): finish it with mmgeo train-clip --resume"
+                )
             return c
-    raise FileNotFoundError(f"unknown vision run {vision!r}: not a folder, and not a run under "
-                            f"{runs_root() / p.name}; give a run of mmgeo train-clip, 'random' or 'none'")
+    raise FileNotFoundError(
+        f"unknown vision run {vision!r}: not a folder, and not a run under "
+        f"{runs_root() / p.name}; give a run of mmgeo train-clip, 'random' or 'none'"
+    )
 
 
 class VisionTower(nn.Module):
@@ -60,8 +64,10 @@ class VisionTower(nn.Module):
             raise ValueError(f"unknown token grid {token_grid!r}; known: {', '.join(TOKEN_GRIDS)}")
         is_resnet = hasattr(visual, "attnpool")
         if is_resnet and token_grid == "patches":
-            raise ValueError("token grid 'patches' needs a ViT tower; this run's tower is a ResNet "
-                             "(use layer3+pooled, layer3 or pooled)")
+            raise ValueError(
+                "token grid 'patches' needs a ViT tower; this run's tower is a ResNet "
+                "(use layer3+pooled, layer3 or pooled)"
+            )
         if not is_resnet and token_grid != "patches":
             raise ValueError(f"token grid {token_grid!r} reads a ResNet's stages; a ViT tower gives 'patches'")
         self.visual, self.token_grid, self.name = visual.eval().requires_grad_(False), token_grid, name
@@ -105,8 +111,10 @@ def join(features: dict[str, torch.Tensor], token_grid: str) -> torch.Tensor:
         return pooled[:, None]
     b, g, cg = grid.shape
     cp = pooled.shape[-1]
-    return torch.cat([torch.cat([grid, grid.new_zeros(b, g, cp)], -1),
-                      torch.cat([pooled.new_zeros(b, 1, cg), pooled[:, None]], -1)], 1)
+    return torch.cat(
+        [torch.cat([grid, grid.new_zeros(b, g, cp)], -1), torch.cat([pooled.new_zeros(b, 1, cg), pooled[:, None]], -1)],
+        1,
+    )
 
 
 def token_shape(shapes: dict[str, tuple[int, ...]], token_grid: str) -> tuple[int, int]:
@@ -122,8 +130,9 @@ def default_token_grid(profile: Profile | str | None, visual: nn.Module) -> str:
     return get_lmm_sizes(profile).token_grid if hasattr(visual, "attnpool") else "patches"
 
 
-def load_vision_tower(vision: str, profile: Profile | str | None = None, *, token_grid: str | None = None,
-                      seed: int = 0) -> VisionTower | None:
+def load_vision_tower(
+    vision: str, profile: Profile | str | None = None, *, token_grid: str | None = None, seed: int = 0
+) -> VisionTower | None:
     """The tower ``--vision`` names (``None`` for ``none``), frozen, in eval mode, on the CPU.
 
     A run trained at another image size than the profile's is refused: its attention pool (ResNet) or
@@ -143,12 +152,26 @@ def load_vision_tower(vision: str, profile: Profile | str | None = None, *, toke
         torch.set_rng_state(gen_state)
         name = f"random-{p.clip_model}-s{seed}"
     else:
-        run = resolve_run(vision, p)
-        cfg = load_config(run)
-        run_size = get_profile(cfg.profile).image_size
-        if run_size != p.image_size:
-            raise ValueError(f"vision run {run} was trained on {run_size} px diagrams (profile {cfg.profile}); "
-                             f"profile {p.name} renders {p.image_size} px: train an encoder on {p.name}")
-        model = create_clip(cfg.model, run / MODEL_FILE, image_size=p.image_size)  # type: ignore[arg-type]
+        run = check_vision(vision, p)
+        model = create_clip(load_config(run).model, run / MODEL_FILE, image_size=p.image_size)  # type: ignore[arg-type]
         name = run.name
     return VisionTower(model.visual, token_grid or default_token_grid(p, model.visual), name)
+
+
+def check_vision(vision: str, profile: Profile | str | None = None) -> Path | None:
+    """The run folder ``--vision`` names (``None`` for ``none`` / ``random``), refused when unknown, unfinished or
+    trained at another image size than the profile's; reads no weights, so a command checks it before training."""
+    from ..train import load_config
+
+    if vision in ("none", "random"):
+        return None
+    p = get_profile(profile)
+    run = resolve_run(vision, p)
+    cfg = load_config(run)
+    run_size = get_profile(cfg.profile).image_size
+    if run_size != p.image_size:
+        raise ValueError(
+            f"vision run {run} was trained on {run_size} px diagrams (profile {cfg.profile}); "
+            f"profile {p.name} renders {p.image_size} px: train an encoder on {p.name}"
+        )
+    return run
