@@ -23,9 +23,9 @@ benchmark needs no human labels:
 
 A choice counts as correct only when the true candidate scores *strictly* higher than every
 false one: a tie is a miss, so a collapsed model that scores everything the same gets 0, not
-chance. A caption and its candidates are scored by one operation (one row of one batched product,
-texts with equal token ids sharing one embedding), so candidates the model cannot tell apart tie
-exactly. A NaN score is never a hit, and :func:`evaluate_clip` refuses a model whose embeddings are
+chance. A caption and its candidates are scored by one operation (an elementwise product summed by
+one reduction, texts with equal token ids sharing one embedding), so candidates the model cannot tell
+apart tie exactly. A NaN score is never a hit, and :func:`evaluate_clip` refuses a model whose embeddings are
 not finite (a diverged run) rather than score it.
 
 A text negative that tokenizes exactly like its caption is *dropped*, never scored: captions are
@@ -288,11 +288,17 @@ def _candidate_scores(
     query: torch.Tensor, features: torch.Tensor, index: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores of each query (N, D) against its own positive (row i of ``features``) and its
-    candidates ``index`` (N, K, -1 = none) in ONE batched product, so that equal embeddings score
-    exactly equal: the positive's score (N,), the candidates' (N, K) and which are valid (N, K)."""
+    candidates ``index`` (N, K, -1 = none): the positive's score (N,), the candidates' (N, K) and which
+    are valid (N, K).
+
+    Each score is an elementwise product summed over D by one reduction, the same instructions for
+    every (n, k), so equal embeddings score exactly equal. A matrix product does not promise that:
+    BLAS may compute two columns with different kernels (blocking, thread split), and a tie would
+    then fall either way.
+    """
     n = query.shape[0]
     idx = torch.cat([torch.arange(n)[:, None], torch.as_tensor(index, dtype=torch.long).reshape(n, -1)], 1)
-    s = torch.einsum("nd,nkd->nk", query, features[idx.clamp_min(0)])
+    s = (query[:, None, :] * features[idx.clamp_min(0)]).sum(-1)
     return s[:, 0], s[:, 1:], idx[:, 1:] >= 0
 
 
@@ -469,7 +475,7 @@ def i2t_choices(items: SplitItems, image_features: torch.Tensor, text_features: 
         cands = [(i, "caption")]
         cands += [(int(j), f"rule:{ERROR_TYPES[c]}") for c, j in enumerate(items.rule_index[i]) if j >= 0]
         cands += [(int(j), "retrieval") for j in items.retrieval_index[i] if j >= 0]
-        scores = text_features[[j for j, _ in cands]] @ image_features[i]  # one product: equal texts tie exactly
+        scores = (text_features[[j for j, _ in cands]] * image_features[i]).sum(-1)  # equal texts tie exactly
         best = int(scores.nan_to_num(nan=float("inf")).argmax())  # a NaN candidate wins: never a false hit
         correct = best == 0 and bool((scores[0] > scores[1:]).all()) and bool(torch.isfinite(scores[0]))
         out.append(
