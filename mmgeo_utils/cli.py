@@ -9,6 +9,7 @@
     mmgeo experiment validate runs/cpu/<run> ...   # validation scores: how the recipe is chosen
     mmgeo experiment gap-noise --clip runs/cpu/<clip runs> --mmclip runs/cpu/<mmclip runs>  # how noisy a gap is
     mmgeo bench train  [--profile P]      # per-image step time of CLIP vs MMCLIP, data wait share
+    mmgeo bench train --speedups [--profile P] [--rounds R]   # bf16, channels_last, compile, trim, narrow text
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
     mmgeo train-lmm    --vision RUN|random|none --stage lm|align|sft|all [--lora-r R|--full] [--seed S] [--resume]
     mmgeo eval-lmm     --vision RUN|random|none [--seed S] [--limit N]   # exact match per question kind
@@ -273,8 +274,23 @@ def cmd_gap_noise(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from .bench import bench_train
+    from .bench import bench_train, bench_train_speedups, format_speedups
 
+    if args.speedups:
+        result = bench_train_speedups(
+            get_profile(args.profile),
+            steps=args.steps,
+            rounds=args.rounds,
+            device=args.device,
+            data_root=args.data,
+            threads=args.threads,
+        )
+        print(format_speedups(result))
+        print(json.dumps(result))  # the last line is machine-readable JSON
+        return 0
+    for flag, value in (("--rounds", args.rounds), ("--threads", args.threads)):
+        if value is not None:
+            raise ValueError(f"{flag} {value} belongs to --speedups (plain `bench train` times each model once)")
     result = bench_train(get_profile(args.profile), steps=args.steps, device=args.device, data_root=args.data)
     print(json.dumps(result))  # the last line is machine-readable JSON
     return 0
@@ -361,13 +377,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_course)
     p = bench.add_parser("train", help="per-image step time of CLIP and MMCLIP, and the share spent waiting for data")
     _add_profile(p)
-    p.add_argument("--steps", type=POSITIVE, default=None, help="timed steps per model (default: 20, smoke 3)")
+    p.add_argument(
+        "--steps",
+        type=POSITIVE,
+        default=None,
+        help="timed steps per model (default: 20, smoke 3; with --speedups per round: 3, smoke 1)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument(
         "--data",
         type=Path,
         default=None,
         help="a dataset of the profile's image size, e.g. a smaller build (default: the profile's, built if needed)",
+    )
+    p.add_argument(
+        "--speedups",
+        action="store_true",
+        help="issue 23's speed levers side by side: fp32 baseline, +channels_last, +bf16 autocast, +trim padded "
+        "text tokens, +torch.compile, a narrow text tower, and the best combination; a table of ms/step, "
+        "images/s and speed-up for CLIP and MMCLIP, written to results/<profile>/bench_train_speedups.json",
+    )
+    p.add_argument(
+        "--rounds",
+        type=POSITIVE,
+        default=None,
+        help="with --speedups: rounds of interleaved timing, for the spread (default: 5, smoke 2)",
+    )
+    p.add_argument(
+        "--threads",
+        type=POSITIVE,
+        default=None,
+        help="with --speedups: torch CPU threads (default: the profile's training threads, as training uses)",
     )
     p.set_defaults(func=cmd_bench_train)
 

@@ -4,7 +4,9 @@ Three ways to get a CLIP model, one function (:func:`create_clip`):
 
 * a config shipped in ``mmgeo_utils/model_configs/`` (``mmgeo-resnet-tiny`` for ``smoke``/``cpu``,
   ``mmgeo-vit-small`` for ``gpu``), randomly initialised: registered with
-  ``open_clip.add_model_config`` so open_clip builds it like any of its own;
+  ``open_clip.add_model_config`` so open_clip builds it like any of its own (each has a
+  ``-narrowtext`` twin, text tower width and heads halved, that only ``mmgeo bench train
+  --speedups`` uses so far);
 * an open_clip model name with a pretrained tag (``ViT-B-32`` + ``openai`` on ``paper``), which
   open_clip downloads once;
 * the same name with ``pretrained`` set to a *local file* (``.safetensors``, ``.bin``, ``.pt``):
@@ -292,3 +294,50 @@ def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor
         out = visual.forward_intermediates(images, indices=1, intermediates_only=True, output_fmt="NCHW")
         return out["image_intermediates"][-1]
     raise ValueError(f"dense features are not implemented for image tower {type(visual).__name__}")
+
+
+def text_extent(*tokens: torch.Tensor) -> int:
+    """Token positions up to and including the last end-of-text token of any row of ``tokens``.
+
+    open_clip's tokenizer ends every caption with its end-of-text token, the largest id of the
+    vocabulary, and pads with zeros after it, so ``argmax`` finds it (a caption cut at the context
+    length ends with it too). Everything after this position is padding in every row.
+    """
+    rows = [t.reshape(-1, t.shape[-1]) for t in tokens if t.numel()]
+    if not rows:
+        raise ValueError("no tokens to measure: every tensor given is empty")
+    return max(int(r.argmax(dim=-1).max()) + 1 for r in rows)
+
+
+def allow_short_text(model: nn.Module) -> nn.Module:
+    """Let ``model`` (an open_clip ``CLIP``) encode token tensors shorter than its context length.
+
+    open_clip adds all ``context_length`` position embeddings and the full causal mask, so a batch
+    whose padding was trimmed (to :func:`text_extent`) fails there; this replaces ``encode_text``
+    on this one model with the same computation on the first ``n`` positions. Why the features are
+    the same: the mask is causal, so no position attends to a later one, and the text feature is
+    read at the end-of-text token (``argmax`` pooling); positions after the batch's last
+    end-of-text token cannot reach any feature that is read. Only the padding's compute is saved
+    (up to floating-point rounding: other matrix shapes sum in another order).
+    ``mmgeo bench train --speedups`` measures what it buys; training does not use it.
+    """
+    if getattr(model, "text_pool_type", None) != "argmax" or getattr(model, "attn_mask", None) is None:
+        raise ValueError(
+            f"trimming padded text tokens is exact only for a causal text tower pooled at the end-of-text "
+            f"token; {type(model).__name__} has pool type {getattr(model, 'text_pool_type', None)!r} and "
+            f"{'no' if getattr(model, 'attn_mask', None) is None else 'a'} causal mask"
+        )
+
+    def encode_text(text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        n = text.shape[-1]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(text).to(cast_dtype) + model.positional_embedding[:n].to(cast_dtype)
+        x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+        x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]  # the end-of-text token
+        proj = model.text_projection
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+
+    model.encode_text = encode_text
+    return model

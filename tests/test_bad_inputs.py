@@ -282,6 +282,16 @@ CASES = [
         ["argument --steps"],
     ),
     (
+        "bench-train-rounds-0",
+        lambda d, t, m: ["bench", "train", "--profile", "smoke", "--speedups", "--rounds", "0"],
+        ["argument --rounds", "positive integer"],
+    ),
+    (
+        "bench-train-rounds-without-speedups",
+        lambda d, t, m: ["bench", "train", "--profile", "smoke", "--rounds", "2"],
+        ["--rounds 2 belongs to --speedups"],
+    ),
+    (
         "train-steps-0",
         lambda d, t, m: _train_args(d, t / "r", "--steps", "0"),
         ["argument --steps", "positive integer"],
