@@ -36,6 +36,7 @@ def test_fresh_copy_runs_every_lesson_on_smoke(tmp_path):
         json.dumps(
             {
                 "profile": "smoke",
+                "device": "cpu:2 cores, the machine that committed it",
                 "metrics": {p.name: {"status": "ok", "seconds": 1.0, "code_sha256": code_sha256(p)} for p in lessons},
             }
         )
