@@ -741,6 +741,9 @@ def test_ctrl_c_during_a_parallel_data_build_is_one_line(tmp_path):
         text=True,
         cwd=ds.REPO_ROOT,
         start_new_session=True,
+        # as from a terminal: SIGINT at its default, whatever this test process inherited (an ignored
+        # signal stays ignored across exec, and Python then installs no KeyboardInterrupt handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 600  # a starved machine takes minutes to import torch and start workers
     while not any((out / "train").glob("*.png")) and time.monotonic() < deadline and proc.poll() is None:
