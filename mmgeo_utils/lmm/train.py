@@ -444,6 +444,14 @@ def _tower_and_features(cfg: LMMConfig, root: Path, rows: list[dict], split: str
     return tower, feats, (n, width), hit
 
 
+def _require_finished(cfg: LMMConfig, stage: str, before: str) -> Path:
+    """Stage ``before``'s folder, which stage ``stage`` starts from; refused, named, when unfinished."""
+    d = stage_dir(cfg, before)
+    if not (d / SUMMARY_FILE).exists():
+        raise FileNotFoundError(f"stage {stage} needs the finished stage {before} in {d}: run --stage {before} first")
+    return d
+
+
 def train_align_stage(
     cfg: LMMConfig,
     *,
@@ -453,9 +461,7 @@ def train_align_stage(
 ) -> dict[str, Any]:
     """Stage 1: image → caption with the LM and tower frozen; only the projector learns."""
     c = cfg.resolved()
-    lm_dir = stage_dir(cfg, "lm")
-    if not (lm_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"stage align needs the finished LM of stage lm in {lm_dir}: run --stage lm first")
+    lm_dir = _require_finished(cfg, "align", "lm")
     run_dir, done = _begin(cfg, "align", resume)
     if done is not None:
         return done
@@ -532,9 +538,7 @@ def train_sft_stage(
 ) -> dict[str, Any]:
     """Stage 2: image + question → answer; LoRA + projector (or the whole LM) learn. Saves the LMM."""
     c = cfg.resolved()
-    align_dir = stage_dir(cfg, "align")
-    if not (align_dir / SUMMARY_FILE).exists():
-        raise FileNotFoundError(f"stage sft needs the finished align stage in {align_dir}: run --stage align first")
+    _require_finished(cfg, "sft", "align")
     run_dir, done = _begin(cfg, "sft", resume)
     if done is not None:
         return done
