@@ -77,7 +77,7 @@ def _add_profile(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from .dataset import DatasetConfig, build_dataset
+    from .data.build import DatasetConfig, build_dataset
 
     profile = get_profile(args.profile)
     config = DatasetConfig.from_profile(profile, seed=args.seed)
@@ -94,7 +94,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_diagrams(args: argparse.Namespace) -> int:
-    from .bench import bench_diagrams
+    from .experiments.bench import bench_diagrams
 
     result = bench_diagrams(get_profile(args.profile), n=args.n, workers=args.workers, image_size=args.image_size)
     print(json.dumps(result))  # the last line is machine-readable JSON
@@ -102,7 +102,7 @@ def cmd_bench_diagrams(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_negatives(args: argparse.Namespace) -> int:
-    from .bench import bench_negatives
+    from .experiments.bench import bench_negatives
 
     result = bench_negatives(get_profile(args.profile), n=args.n, retrieval_n=args.retrieval_n)
     print(json.dumps({k: v for k, v in result.items() if k != "retrieval"}))
@@ -110,7 +110,7 @@ def cmd_bench_negatives(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from .train import TrainConfig
+    from .clip.train import TrainConfig
 
     negatives = tuple(n.strip() for n in args.negatives.split(",") if n.strip()) if args.negatives else ()
     return TrainConfig(
@@ -138,7 +138,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train_clip(args: argparse.Namespace) -> int:
-    from .train import train
+    from .clip.train import train
 
     result = train(
         _train_config(args),
@@ -167,10 +167,10 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
 def cmd_eval_clip(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .evaluate import VARIANTS, tidy_table
-    from .experiments import evaluate_checkpoint
+    from .clip.evaluate import VARIANTS, tidy_table
+    from .clip.train import MODEL_FILE, TrainConfig, load_config
+    from .experiments.comparison import evaluate_checkpoint
     from .repro import atomic_write_text, detect_device
-    from .train import MODEL_FILE, TrainConfig, load_config
 
     ckpt = Path(args.checkpoint)
     # a run folder, or a file in one: the model and image size are the run's (its config.json)
@@ -215,7 +215,7 @@ def _check_writable(path: Path) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import comparison_table, run_comparison
+    from .experiments.comparison import comparison_table, run_comparison
 
     recipe = {k: v for k, v in (("loss", args.loss), ("hard_weight", args.hard_weight)) if v is not None} or None
     record = run_comparison(
@@ -234,7 +234,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .experiments import validation_scores
+    from .experiments.comparison import validation_scores
 
     # the profile comes from the runs; one given explicitly must match them
     if not args.profile and os.environ.get(ENV_VAR):
@@ -261,7 +261,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_gap_noise(args: argparse.Namespace) -> int:
-    from .experiments import gap_noise
+    from .experiments.comparison import gap_noise
 
     r = gap_noise(args.clip, args.mmclip, split=args.split, data_root=args.data, device=args.device)
     print(
@@ -274,7 +274,7 @@ def cmd_gap_noise(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from .bench import bench_train, bench_train_speedups, format_speedups
+    from .experiments.bench import bench_train, bench_train_speedups, format_speedups
 
     if args.speedups:
         result = bench_train_speedups(
@@ -297,7 +297,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_course(args: argparse.Namespace) -> int:
-    from .course_bench import bench_course, format_estimate
+    from .experiments.course_bench import bench_course, format_estimate
     from .repro import write_results
 
     result = bench_course(get_profile(args.profile), device=args.device, cores=args.cores, workers=args.workers)
@@ -411,8 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bench_train)
 
-    from .contrastive_data import BATCHING
-    from .train import LOSSES, PRECISIONS
+    from .clip.train import LOSSES, PRECISIONS
+    from .data.contrastive import BATCHING
 
     p = sub.add_parser("train-clip", help="train CLIP or MMCLIP with open_clip (torchrun for several GPUs)")
     _add_profile(p)
@@ -635,7 +635,7 @@ def cmd_train_lmm(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_lmm(args: argparse.Namespace) -> int:
-    from .lmm.experiment import evaluate_condition
+    from .experiments.lmm_comparison import evaluate_condition
     from .lmm.train import dataset_rows, stage_dir
 
     cfg = _lmm_config(args)
@@ -672,7 +672,7 @@ def cmd_eval_lmm(args: argparse.Namespace) -> int:
 
 
 def cmd_lmm_comparison(args: argparse.Namespace) -> int:
-    from .lmm.experiment import comparison_table, run_lmm_comparison
+    from .experiments.lmm_comparison import comparison_table, run_lmm_comparison
 
     record = run_lmm_comparison(
         args.profile,
@@ -694,7 +694,7 @@ def cmd_lmm_comparison(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_lmm(args: argparse.Namespace) -> int:
-    from .lmm.bench import bench_lmm
+    from .experiments.bench_lmm import bench_lmm
 
     print(
         json.dumps(
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # open_clip narrates every model build at INFO on the root logger
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or "open_clip" not in r.pathname)
     args = build_parser().parse_args(argv)
-    from .train import TrainingDiverged
+    from .clip.train import TrainingDiverged
 
     try:
         if getattr(args, "device", None) is not None:

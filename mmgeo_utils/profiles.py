@@ -38,7 +38,7 @@ class Profile:
     # model, or (paper profile, with internet) a hub name
     sentence_encoder: str
     # contrastive training (lessons 04-05)
-    clip_model: str  # open_clip model name or a config shipped in mmgeo_utils/model_configs
+    clip_model: str  # open_clip model name or a config shipped in mmgeo_utils/clip/model_configs
     clip_pretrained: str | None
     batch_size: int  # images the vision tower encodes per step, hard negatives included
     train_steps: int

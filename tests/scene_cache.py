@@ -7,8 +7,8 @@ hundreds of times. The cache holds the JSON, and every call returns a fresh
 
 import functools
 
-from mmgeo_utils.families import generate_scene
-from mmgeo_utils.scene import Scene
+from mmgeo_utils.diagrams.families import generate_scene
+from mmgeo_utils.diagrams.scene import Scene
 
 
 @functools.cache

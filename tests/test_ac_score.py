@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mmgeo_utils.ac_score import (
+from mmgeo_utils.clip.ac_score import (
     alignment_score,
     chance_correspondence,
     correspondence_score,
@@ -11,7 +11,7 @@ from mmgeo_utils.ac_score import (
     keypoint_pairs,
     poly2_features,
 )
-from mmgeo_utils.models import create_clip
+from mmgeo_utils.clip.models import create_clip
 
 
 def test_alignment_is_high_for_a_linear_map_and_near_zero_for_noise():

@@ -15,11 +15,11 @@ import shutil
 import pytest
 import torch
 
-from mmgeo_utils import dataset as ds
-from mmgeo_utils.checkpoint import save_model
 from mmgeo_utils.cli import main
-from mmgeo_utils.scene import Scene, validate_scene
-from mmgeo_utils.train import TrainConfig, train
+from mmgeo_utils.clip.checkpoint import save_model
+from mmgeo_utils.clip.train import TrainConfig, train
+from mmgeo_utils.data import build as ds
+from mmgeo_utils.diagrams.scene import Scene, validate_scene
 
 # ----------------------------------------------------------------------------- setups
 
@@ -153,7 +153,7 @@ def _interrupted_run(data, tmp_path):
 
 
 def _interrupt_inside_step(monkeypatch):
-    from mmgeo_utils import train as train_module
+    from mmgeo_utils.clip import train as train_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -169,7 +169,7 @@ def _interrupt_data_build(monkeypatch):
 
 
 def _nan_loss(monkeypatch):
-    from mmgeo_utils.train import ContrastiveObjective
+    from mmgeo_utils.clip.train import ContrastiveObjective
 
     forward = ContrastiveObjective.forward
 
@@ -697,8 +697,8 @@ def test_a_bad_scene_is_refused_when_read(make, words):
 
 
 def test_render_and_describe_refuse_a_scene_that_fails_validation():
-    from mmgeo_utils.captions import describe
-    from mmgeo_utils.render import render
+    from mmgeo_utils.diagrams.captions import describe
+    from mmgeo_utils.diagrams.render import render
 
     scene = Scene.from_dict(_triangle())
     validate_scene(scene)

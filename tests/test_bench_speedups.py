@@ -13,7 +13,10 @@ import pytest
 import torch
 
 from mmgeo_utils import cli
-from mmgeo_utils.bench import (
+from mmgeo_utils.clip.models import allow_short_text, count_parameters, create_clip, get_tokenizer, text_extent
+from mmgeo_utils.clip.train import ContrastiveObjective, make_loader
+from mmgeo_utils.data.contrastive import HardNegativeDataset, default_transform
+from mmgeo_utils.experiments.bench import (
     SPEED_ROWS,
     _Variant,
     bench_train_speedups,
@@ -21,12 +24,9 @@ from mmgeo_utils.bench import (
     format_speedups,
     trim_text_batch,
 )
-from mmgeo_utils.contrastive_data import HardNegativeDataset, default_transform
-from mmgeo_utils.experiments import comparison_configs
-from mmgeo_utils.models import allow_short_text, count_parameters, create_clip, get_tokenizer, text_extent
+from mmgeo_utils.experiments.comparison import comparison_configs
 from mmgeo_utils.profiles import get_profile
 from mmgeo_utils.repro import cpu_threads
-from mmgeo_utils.train import ContrastiveObjective, make_loader
 
 
 def _batches(smoke_data, model: str, n: int = 1):
@@ -198,7 +198,7 @@ def test_compiled_variant_runs_a_step(smoke_data):
 
 def test_best_combination_takes_the_levers_that_helped_in_every_round(smoke_data, monkeypatch):
     """Which levers the best rows combine, with step times made up per lever (no timing noise)."""
-    from mmgeo_utils import bench
+    from mmgeo_utils.experiments import bench
 
     factor = {"channels_last": 0.9, "bf16": 0.8, "trim": 1.1, "compile": 0.5, "narrow_text": 0.7}
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mmgeo_utils.checkpoint import CheckpointError, load_training_state, save_training_state
-from mmgeo_utils.losses import HardNegativeLoss
-from mmgeo_utils.train import cosine_with_warmup
+from mmgeo_utils.clip.checkpoint import CheckpointError, load_training_state, save_training_state
+from mmgeo_utils.clip.losses import HardNegativeLoss
+from mmgeo_utils.clip.train import cosine_with_warmup
 
 
 def _setup(seed=0):
@@ -73,7 +73,7 @@ def test_written_bytes_depend_only_on_the_weights_and_metadata(tmp_path):
 
     from safetensors import safe_open
 
-    from mmgeo_utils.checkpoint import save_model
+    from mmgeo_utils.clip.checkpoint import save_model
 
     model, opt, sched = _setup()
     meta = {k: f"value {k}" for k in ("model", "run", "zeta", "alpha", "beta", "gamma", "delta", "epsilon")}
@@ -83,7 +83,7 @@ def test_written_bytes_depend_only_on_the_weights_and_metadata(tmp_path):
     }
     # another process draws another hash seed: the bytes must not depend on it either
     code = (
-        "import sys, torch; from mmgeo_utils.checkpoint import save_model; torch.manual_seed(0); "
+        "import sys, torch; from mmgeo_utils.clip.checkpoint import save_model; torch.manual_seed(0); "
         "m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2)); "
         f"save_model(sys.argv[1], m, metadata={meta!r})"
     )

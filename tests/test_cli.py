@@ -112,10 +112,10 @@ def _fake_run(folder, profile="smoke", nan=False):
 
     import torch
 
-    from mmgeo_utils.checkpoint import save_model
-    from mmgeo_utils.models import create_clip
+    from mmgeo_utils.clip.checkpoint import save_model
+    from mmgeo_utils.clip.models import create_clip
+    from mmgeo_utils.clip.train import MODEL_FILE, TrainConfig
     from mmgeo_utils.profiles import get_profile
-    from mmgeo_utils.train import MODEL_FILE, TrainConfig
 
     cfg = TrainConfig(profile=profile, loss="clip").resolved()
     model = create_clip(cfg.model, image_size=get_profile(profile).image_size)
@@ -150,7 +150,7 @@ def test_eval_clip_takes_model_and_image_size_from_the_run(smoke_data, tmp_path,
 def test_eval_clip_names_a_bad_checkpoint_in_one_line(tmp_path, capsys):
     import torch
 
-    from mmgeo_utils.checkpoint import save_training_state
+    from mmgeo_utils.clip.checkpoint import save_training_state
 
     run, model = _fake_run(tmp_path / "run")
     weights = (run / "model.safetensors").read_bytes()
@@ -195,7 +195,7 @@ def test_eval_clip_checks_its_output_before_evaluating(tmp_path, capsys, monkeyp
     def no_benchmark(*args, **kwargs):
         raise AssertionError("the benchmark ran before --out was checked")
 
-    monkeypatch.setattr("mmgeo_utils.experiments.evaluate_checkpoint", no_benchmark)
+    monkeypatch.setattr("mmgeo_utils.experiments.comparison.evaluate_checkpoint", no_benchmark)
     run, _ = _fake_run(tmp_path / "run")
     (tmp_path / "a_file").write_text("")
     for out, message in ((tmp_path / "a_file" / "eval.json", "cannot be written"), (tmp_path, "is a folder")):

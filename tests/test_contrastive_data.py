@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgeo_utils.contrastive_data import HardNegativeDataset, NegativeConfig, make_collate, text_negative_slots
-from mmgeo_utils.dataset import DatasetConfig, build_dataset, load_split
-from mmgeo_utils.facts import check_fact
-from mmgeo_utils.scene import Fact, Scene, fact_set
+from mmgeo_utils.data.build import DatasetConfig, build_dataset, load_split
+from mmgeo_utils.data.contrastive import HardNegativeDataset, NegativeConfig, make_collate, text_negative_slots
+from mmgeo_utils.diagrams.facts import check_fact
+from mmgeo_utils.diagrams.scene import Fact, Scene, fact_set
 
 K = 2
 
@@ -149,8 +149,8 @@ def test_positives_only_dataset_is_a_clear_error(tmp_path):
 def test_uint8_batches_normalised_on_the_device_equal_todays_float_batches(built):
     """Loader workers send uint8 pixels (4x less shared memory); normalize_images finishes the job
     on the device with exactly ToTensor's and Normalize's arithmetic."""
-    from mmgeo_utils.contrastive_data import default_transform, normalize_images
-    from mmgeo_utils.train import encode_batch
+    from mmgeo_utils.clip.train import encode_batch
+    from mmgeo_utils.data.contrastive import default_transform, normalize_images
 
     negatives = NegativeConfig(num_image=K, num_retrieval=K)
     collate = make_collate(open_clip.get_tokenizer("ViT-B-32"))
@@ -179,7 +179,7 @@ def test_uint8_batches_normalised_on_the_device_equal_todays_float_batches(built
 def test_the_dataset_keeps_compact_columns_that_give_back_each_rows_fields(built):
     """No row dicts are held: ids, file names, captions and text slots live in packed string columns,
     and every item is what the metadata row says."""
-    from mmgeo_utils.contrastive_data import StringColumn
+    from mmgeo_utils.data.contrastive import StringColumn
 
     negatives = NegativeConfig(num_image=K, num_retrieval=K)
     d = HardNegativeDataset(built, "train", negatives)
@@ -198,7 +198,7 @@ def test_the_dataset_keeps_compact_columns_that_give_back_each_rows_fields(built
 
 
 def test_hard_batching_neighbours_are_read_again_from_the_metadata(built):
-    from mmgeo_utils.contrastive_data import neighbour_lists
+    from mmgeo_utils.data.contrastive import neighbour_lists
 
     d = HardNegativeDataset(built, "train", NegativeConfig(num_image=K, num_retrieval=K))
     assert d.neighbour_lists() == neighbour_lists(load_split(built, "train"))

@@ -2,8 +2,8 @@
 
 import json
 
-from mmgeo_utils import course_bench
 from mmgeo_utils.course import course_notebooks
+from mmgeo_utils.experiments import course_bench
 
 
 def test_bench_course_estimates_every_lesson_from_measured_pieces(monkeypatch, capsys):

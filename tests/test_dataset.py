@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmgeo_utils import dataset as ds
-from mmgeo_utils.dataset import (
+from mmgeo_utils.data import build as ds
+from mmgeo_utils.data.build import (
     DatasetConfig,
     build_dataset,
     check_dataset,
@@ -138,8 +138,8 @@ def test_imagefolder_layout_and_rows(reference):
 
 def test_stored_row_re_renders_its_image(reference):
     """The row is the whole truth: scene + style in the row reproduce the PNG exactly."""
-    from mmgeo_utils.render import RenderStyle, render
-    from mmgeo_utils.scene import Scene
+    from mmgeo_utils.diagrams.render import RenderStyle, render
+    from mmgeo_utils.diagrams.scene import Scene
 
     root, _ = reference
     row = load_split(root, "val")[1]
@@ -206,7 +206,7 @@ def test_damaged_cache_is_reported_and_rebuilt(reference, tmp_path, corrupt, cap
     expected = corrupt(root)
     problem = check_dataset(root, TINY)
     assert problem is not None and expected in problem
-    with caplog.at_level("WARNING", logger="mmgeo_utils.dataset"):
+    with caplog.at_level("WARNING", logger="mmgeo_utils.data.build"):
         build(root)
     assert expected in caplog.text, caplog.text
     assert file_hashes(root) == hashes
@@ -224,7 +224,7 @@ def test_same_size_corruption_needs_full_verify(reference, tmp_path, caplog):
     p.write_bytes(bytes(data))
     assert check_dataset(root, TINY, verify="quick") is None  # sizes and metadata still hold
     assert "sha256" in check_dataset(root, TINY, verify="full")
-    with caplog.at_level("WARNING", logger="mmgeo_utils.dataset"):
+    with caplog.at_level("WARNING", logger="mmgeo_utils.data.build"):
         build(root, verify="full")
     assert "train-000000.png does not match its sha256" in caplog.text
     assert file_hashes(root) == hashes

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgeo_utils.evaluate import (
+from mmgeo_utils.clip.evaluate import (
     SplitItems,
     drop_indistinguishable,
     encode_texts,
@@ -19,7 +19,7 @@ from mmgeo_utils.evaluate import (
     split_items,
     tidy_table,
 )
-from mmgeo_utils.models import create_clip, get_tokenizer
+from mmgeo_utils.clip.models import create_clip, get_tokenizer
 
 
 def _items(n=4):
@@ -106,7 +106,7 @@ def test_evaluate_clip_on_the_smoke_split(smoke_data):
 
 
 def test_a_split_without_negatives_is_an_error(tmp_path):
-    from mmgeo_utils.dataset import DatasetConfig, build_dataset
+    from mmgeo_utils.data.build import DatasetConfig, build_dataset
 
     root = build_dataset(
         DatasetConfig(n_train=2, n_val=0, n_test=2, image_size=64), out_dir=tmp_path / "d", workers=1, progress=False
@@ -207,7 +207,7 @@ def test_equal_embeddings_tie_whatever_the_numbers():
 
 
 def test_evaluation_decodes_in_workers_on_cuda_with_the_same_embeddings(smoke_data, monkeypatch):
-    from mmgeo_utils import evaluate
+    from mmgeo_utils.clip import evaluate
 
     monkeypatch.setattr(evaluate, "usable_cores", lambda: 16)
     assert evaluate.eval_workers("cuda") == 8 and evaluate.eval_workers("cpu") == 0

@@ -1,7 +1,7 @@
 """Problem families: every generated scene is valid, legible, drawn to scale and marked honestly.
 
 The facts are verified here with our own measurements (plain numpy below), not only
-through :func:`mmgeo_utils.facts.check_fact`, so a bug in the checker cannot hide a
+through :func:`mmgeo_utils.diagrams.facts.check_fact`, so a bug in the checker cannot hide a
 bug in a generator.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scene_cache import scene_json, scene_of
 
-from mmgeo_utils.facts import check_fact
-from mmgeo_utils.families import (
+from mmgeo_utils.diagrams.facts import check_fact
+from mmgeo_utils.diagrams.families import (
     FAMILIES,
     MIN_ANGLE_DEG,
     MIN_FACTS,
@@ -24,8 +24,8 @@ from mmgeo_utils.families import (
     generate_scene,
     sample_scene,
 )
-from mmgeo_utils.layout import label_clearances, place_labels, scene_extent
-from mmgeo_utils.scene import (
+from mmgeo_utils.diagrams.layout import label_clearances, place_labels, scene_extent
+from mmgeo_utils.diagrams.scene import (
     AngleMark,
     Circle,
     EqualTicks,
@@ -381,7 +381,7 @@ def test_unknown_family_lists_valid_ones():
 
 
 def test_a_false_fact_in_a_generated_scene_is_caught():
-    from mmgeo_utils.facts import check_scene_facts
+    from mmgeo_utils.diagrams.facts import check_scene_facts
 
     scene = scene_of("similar_triangles", 0)
     f = next(f for f in scene.facts if f.kind == "parallel")
@@ -412,7 +412,7 @@ def _with(scene: Scene, *elements) -> Scene:
 
 def _value_disc_centre(scene: Scene) -> tuple[float, float]:
     """Where the (only) angle value of ``scene`` will be written."""
-    from mmgeo_utils.layout import annotation_discs
+    from mmgeo_utils.diagrams.layout import annotation_discs
 
     ((_, centre, _),) = annotation_discs(scene)
     return tuple(float(x) for x in centre)
@@ -454,7 +454,7 @@ ILLEGIBLE = {
 
 
 def test_a_legible_figure_passes_the_check():
-    from mmgeo_utils.families import check_legible
+    from mmgeo_utils.diagrams.families import check_legible
 
     for scene in (_triangle(), _value_scene()):
         assert check_legible(scene) is scene
@@ -463,7 +463,7 @@ def test_a_legible_figure_passes_the_check():
 @pytest.mark.parametrize("problem", sorted(ILLEGIBLE))
 def test_check_legible_names_the_first_problem(problem):
     """Each rule on a figure that breaks only it; the message names the offending points."""
-    from mmgeo_utils.families import check_legible
+    from mmgeo_utils.diagrams.families import check_legible
 
     with pytest.raises(ValueError, match=f"^{re.escape(problem)}$"):
         check_legible(ILLEGIBLE[problem]())
@@ -474,7 +474,14 @@ def test_check_legible_names_the_first_problem(problem):
 
 def test_best_candidate_is_the_lexicographic_maximum():
     """The vectorised choice equals ``max`` over the keys the placement is defined by (ties included)."""
-    from mmgeo_utils.layout import _DIRS, _RING_DIR_INDEX, _RING_INDEX, N_DIRECTIONS, OFFSET_STEPS, _best_candidate
+    from mmgeo_utils.diagrams.layout import (
+        _DIRS,
+        _RING_DIR_INDEX,
+        _RING_INDEX,
+        N_DIRECTIONS,
+        OFFSET_STEPS,
+        _best_candidate,
+    )
 
     rng = np.random.default_rng(0)
     n = N_DIRECTIONS * len(OFFSET_STEPS)

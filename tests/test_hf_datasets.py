@@ -2,9 +2,9 @@
 
 import pytest
 
-from mmgeo_utils.captions import QA
-from mmgeo_utils.dataset import DatasetConfig, load_split
-from mmgeo_utils.scene import Fact, Scene
+from mmgeo_utils.data.build import DatasetConfig, load_split
+from mmgeo_utils.diagrams.captions import QA
+from mmgeo_utils.diagrams.scene import Fact, Scene
 
 datasets = pytest.importorskip("datasets")
 

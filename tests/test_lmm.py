@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from mmgeo_utils.checkpoint import CheckpointError
-from mmgeo_utils.dataset import load_split
+from mmgeo_utils.clip.checkpoint import CheckpointError
+from mmgeo_utils.clip.train import TrainConfig
+from mmgeo_utils.data.build import load_split
+from mmgeo_utils.diagrams.scene import Scene
 from mmgeo_utils.lmm import data as D
 from mmgeo_utils.lmm.balance import QA_VERSION, balance_yes_no, balanced_questions, balanced_rows
 from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
@@ -21,8 +23,6 @@ from mmgeo_utils.lmm.train import LMMConfig, stage_dir, train_lmm
 from mmgeo_utils.lmm.vision_language_model import IGNORE_INDEX, GeometryLMM, expand_image_tokens, load_lmm
 from mmgeo_utils.lmm.vision_tower import join, load_vision_tower
 from mmgeo_utils.profiles import get_lmm_sizes
-from mmgeo_utils.scene import Scene
-from mmgeo_utils.train import TrainConfig
 
 TEXTS = ["Triangle ABC has AB = 37.5 and ∠ABC = 90°.", "Is AB ∥ CD?", "Question: What is BC?\nAnswer: 12"] * 4
 

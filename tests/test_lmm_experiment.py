@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.cli import main
-from mmgeo_utils.dataset import load_split
-from mmgeo_utils.experiments import comparison_configs
+from mmgeo_utils.clip.train import train
+from mmgeo_utils.data.build import load_split
+from mmgeo_utils.experiments.comparison import comparison_configs
+from mmgeo_utils.experiments.lmm_comparison import comparison_table, paired_bootstrap, run_lmm_comparison
 from mmgeo_utils.lmm.balance import balanced_questions
-from mmgeo_utils.lmm.experiment import comparison_table, paired_bootstrap, run_lmm_comparison
-from mmgeo_utils.train import train
 
 SMALL = {"lm_steps": 2, "align_steps": 2, "sft_steps": 2, "train_scenes": 16}
 

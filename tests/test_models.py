@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mmgeo_utils.models import (
+from mmgeo_utils.clip.models import (
     count_parameters,
     create_clip,
     dense_image_features,
@@ -44,7 +44,7 @@ def test_shipped_models_build_and_give_dense_features(name, size, grid):
 def test_paper_profile_fits_its_pretrained_model():
     import open_clip
 
-    from mmgeo_utils.models import register_model_configs
+    from mmgeo_utils.clip.models import register_model_configs
     from mmgeo_utils.profiles import get_profile
 
     paper = get_profile("paper")
@@ -61,10 +61,10 @@ def test_paper_context_holds_its_captions():
     """The spelled-out captions and rule negatives of gpu/paper-sized scenes fit paper's context."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from mmgeo_utils.captions import describe
-    from mmgeo_utils.dataset import DatasetConfig, make_scene, sample_seeds
+    from mmgeo_utils.data.build import DatasetConfig, make_scene, sample_seeds
+    from mmgeo_utils.diagrams.captions import describe
+    from mmgeo_utils.negatives.text import make_text_negatives
     from mmgeo_utils.profiles import get_profile
-    from mmgeo_utils.textneg import make_text_negatives
 
     bpe, paper = SimpleTokenizer(), get_profile("paper")
     config = DatasetConfig.from_profile("paper")
@@ -84,7 +84,7 @@ def test_paper_context_holds_its_captions():
 def test_context_length_is_forced_and_read_back_from_a_checkpoint(tmp_path):
     from safetensors.torch import save_file
 
-    from mmgeo_utils.models import checkpoint_context_length
+    from mmgeo_utils.clip.models import checkpoint_context_length
 
     model = create_clip("mmgeo-resnet-tiny", image_size=64, context_length=40)
     assert model.context_length == 40 and model.positional_embedding.shape[0] == 40
@@ -100,7 +100,7 @@ def test_openai_weights_get_quickgelu_and_missing_weights_fail_early(monkeypatch
     import open_clip
     from open_clip import pretrained as oc_pretrained
 
-    from mmgeo_utils import models
+    from mmgeo_utils.clip import models
 
     asked = {}
     monkeypatch.setattr(models, "find_pretrained", lambda name, tag: tmp_path / "w.safetensors")

@@ -31,10 +31,10 @@ import pytest
 from scene_cache import scene_of
 from scipy import ndimage
 
-from mmgeo_utils.families import FAMILIES
-from mmgeo_utils.perturb import PERTURBATIONS, ImageNegative, apply_perturbation
-from mmgeo_utils.render import _clamp_text, _Plan, _process_renderer, plan_scene, render, sample_style
-from mmgeo_utils.scene import AngleMark, LengthLabel, RightAngleMark, Scene, element_points
+from mmgeo_utils.diagrams.families import FAMILIES
+from mmgeo_utils.diagrams.render import _clamp_text, _Plan, _process_renderer, plan_scene, render, sample_style
+from mmgeo_utils.diagrams.scene import AngleMark, LengthLabel, RightAngleMark, Scene, element_points
+from mmgeo_utils.negatives.image import PERTURBATIONS, ImageNegative, apply_perturbation
 
 BLOCKED = {"similar_congruent", "tangent_to_secant"}  # never apply to the families (perturb's docstring)
 TYPES = sorted(set(PERTURBATIONS) - BLOCKED - {p for p, s in PERTURBATIONS.items() if s.drastic})

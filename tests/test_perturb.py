@@ -14,9 +14,22 @@ import numpy as np
 import pytest
 from scene_cache import scene_of
 
-from mmgeo_utils.facts import check_fact
-from mmgeo_utils.families import FAMILIES
-from mmgeo_utils.perturb import (
+from mmgeo_utils.diagrams.facts import check_fact
+from mmgeo_utils.diagrams.families import FAMILIES
+from mmgeo_utils.diagrams.render import default_style, render
+from mmgeo_utils.diagrams.scene import (
+    AngleMark,
+    Circle,
+    EqualTicks,
+    Fact,
+    LengthLabel,
+    ParallelArrows,
+    Polygon,
+    RightAngleMark,
+    Scene,
+    fact_set,
+)
+from mmgeo_utils.negatives.image import (
     ANNOTATION_ONLY,
     CATEGORIES,
     PERTURBATIONS,
@@ -28,19 +41,6 @@ from mmgeo_utils.perturb import (
     mark_supporters,
     rename_fact,
     verify_negative,
-)
-from mmgeo_utils.render import default_style, render
-from mmgeo_utils.scene import (
-    AngleMark,
-    Circle,
-    EqualTicks,
-    Fact,
-    LengthLabel,
-    ParallelArrows,
-    Polygon,
-    RightAngleMark,
-    Scene,
-    fact_set,
 )
 
 SEEDS = range(8)  # per family: enough for every applicable type to show up (searched in a fixed order)
@@ -201,7 +201,7 @@ def test_a_symmetric_relabel_is_rejected():
 
 
 def neg_caption(scene: Scene):
-    from mmgeo_utils.captions import describe
+    from mmgeo_utils.diagrams.captions import describe
 
     return describe(scene, 0)
 
@@ -329,7 +329,7 @@ def _two_triangles(kind: str) -> Scene:
 
 
 def test_congruent_to_similar_applies_to_separate_triangles():
-    from mmgeo_utils.layout import place_labels
+    from mmgeo_utils.diagrams.layout import place_labels
 
     scene = place_labels(_two_triangles("congruent"))
     out = apply_perturbation(scene, "similar_congruent", np.random.default_rng(0))
@@ -340,7 +340,7 @@ def test_congruent_to_similar_applies_to_separate_triangles():
 
 def test_similar_to_congruent_is_never_an_image_negative():
     """Congruent triangles are similar too: the positive caption would still fit the negative."""
-    from mmgeo_utils.layout import place_labels
+    from mmgeo_utils.diagrams.layout import place_labels
 
     out = apply_perturbation(place_labels(_two_triangles("similar")), "similar_congruent", np.random.default_rng(0))
     assert isinstance(out, NotApplicable) and "still" in out.reason
@@ -402,9 +402,9 @@ def test_negatives_are_drawn_in_the_positive_frame():
     """Points a perturbation does not move stay on the same pixels: only the perturbed detail changes."""
     import numpy as np
 
-    from mmgeo_utils.families import FAMILIES, generate_scene
-    from mmgeo_utils.perturb import PERTURBATIONS, NotApplicable, apply_perturbation
-    from mmgeo_utils.render import render, sample_style
+    from mmgeo_utils.diagrams.families import FAMILIES, generate_scene
+    from mmgeo_utils.diagrams.render import render, sample_style
+    from mmgeo_utils.negatives.image import PERTURBATIONS, NotApplicable, apply_perturbation
 
     checked = 0
     for family in sorted(FAMILIES):

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from mmgeo_utils.geometry import angle_at, foot_of_perpendicular, line_angle_between, polar
-from mmgeo_utils.render import (
+from mmgeo_utils.diagrams.geometry import angle_at, foot_of_perpendicular, line_angle_between, polar
+from mmgeo_utils.diagrams.render import (
     DiagramRenderer,
     RenderStyle,
     boxes_overlap,
@@ -24,7 +24,7 @@ from mmgeo_utils.render import (
     render_scene,
     sample_style,
 )
-from mmgeo_utils.scene import (
+from mmgeo_utils.diagrams.scene import (
     AngleMark,
     Arc,
     Circle,
@@ -300,7 +300,7 @@ def test_boxes_overlap_helper():
 
 # ----------------------------------------------------------------------------- every family
 
-from mmgeo_utils.families import FAMILIES, generate_scene  # noqa: E402
+from mmgeo_utils.diagrams.families import FAMILIES, generate_scene  # noqa: E402
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mmgeo_utils.retrieval import (
+from mmgeo_utils.diagrams.scene import Fact, Polygon, Scene
+from mmgeo_utils.negatives.retrieval import (
     STATUS_NAMES,
     EncoderUnavailableError,
     bench_retrieval,
@@ -16,7 +17,6 @@ from mmgeo_utils.retrieval import (
     mine_retrieval_negatives,
     topk_neighbours,
 )
-from mmgeo_utils.scene import Fact, Polygon, Scene
 
 # ----------------------------------------------------------------------------- encoder
 
@@ -194,7 +194,7 @@ def toy_check_fact(scene: Scene, fact: Fact) -> bool:
 def checker(request):
     if request.param == "toy":
         return toy_check_fact
-    facts = pytest.importorskip("mmgeo_utils.facts")
+    facts = pytest.importorskip("mmgeo_utils.diagrams.facts")
     return facts.check_fact
 
 
@@ -353,9 +353,9 @@ def test_bench_retrieval_reports_measured_numbers(minilm):
 def test_mining_course_captions_end_to_end(minilm):
     """Two captions per generated scene: a scene's second caption is true of its image and
     must never become its negative; every accepted negative is verifiably false of it."""
-    from mmgeo_utils.captions import describe
-    from mmgeo_utils.facts import check_fact
-    from mmgeo_utils.families import sample_scene
+    from mmgeo_utils.diagrams.captions import describe
+    from mmgeo_utils.diagrams.facts import check_fact
+    from mmgeo_utils.diagrams.families import sample_scene
 
     scenes, captions, facts, owner = [], [], [], []
     for s in range(30):

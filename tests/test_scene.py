@@ -12,9 +12,19 @@ import math
 import numpy as np
 import pytest
 
-from mmgeo_utils.facts import check_fact, check_scene_facts, shape_name
-from mmgeo_utils.geometry import angle_bisector_point, foot_of_perpendicular, midpoint
-from mmgeo_utils.scene import FACT_KINDS, SHAPE_NAMES, Circle, Fact, Polygon, Scene, Segment, fact_set, validate_scene
+from mmgeo_utils.diagrams.facts import check_fact, check_scene_facts, shape_name
+from mmgeo_utils.diagrams.geometry import angle_bisector_point, foot_of_perpendicular, midpoint
+from mmgeo_utils.diagrams.scene import (
+    FACT_KINDS,
+    SHAPE_NAMES,
+    Circle,
+    Fact,
+    Polygon,
+    Scene,
+    Segment,
+    fact_set,
+    validate_scene,
+)
 
 # ----------------------------------------------------------------------------- a scene with everything
 

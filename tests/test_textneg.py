@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scene_cache import scene_of
 
-from mmgeo_utils.captions import Caption, describe
-from mmgeo_utils.facts import check_fact
-from mmgeo_utils.families import FAMILIES, format_number
-from mmgeo_utils.scene import Fact, Scene, fact_set
-from mmgeo_utils.textneg import (
+from mmgeo_utils.diagrams.captions import Caption, describe
+from mmgeo_utils.diagrams.facts import check_fact
+from mmgeo_utils.diagrams.families import FAMILIES, format_number
+from mmgeo_utils.diagrams.scene import Fact, Scene, fact_set
+from mmgeo_utils.negatives.text import (
     ERROR_TYPES,
     ChangedSpan,
     TextNegative,
@@ -207,9 +207,9 @@ def test_verify_text_negative_rejects_a_true_edit():
 
 def test_no_negative_is_false_by_form_alone():
     """A point is never called the midpoint/foot/intersection of lines through itself."""
-    from mmgeo_utils.captions import describe
-    from mmgeo_utils.families import FAMILIES, generate_scene
-    from mmgeo_utils.textneg import DEFINED_POINT_KINDS, make_text_negatives
+    from mmgeo_utils.diagrams.captions import describe
+    from mmgeo_utils.diagrams.families import FAMILIES, generate_scene
+    from mmgeo_utils.negatives.text import DEFINED_POINT_KINDS, make_text_negatives
 
     seen = 0
     for family in sorted(FAMILIES):

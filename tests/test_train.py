@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmgeo_utils.checkpoint import CheckpointError
-from mmgeo_utils.contrastive_data import StepBatchSampler, hard_order, neighbour_lists
-from mmgeo_utils.dataset import load_split
-from mmgeo_utils.losses import clip_loss, per_anchor_hard_negative_loss
-from mmgeo_utils.models import create_clip
-from mmgeo_utils.train import LOSSES, ContrastiveObjective, TrainConfig, load_config, read_csv, train
+from mmgeo_utils.clip.checkpoint import CheckpointError
+from mmgeo_utils.clip.losses import clip_loss, per_anchor_hard_negative_loss
+from mmgeo_utils.clip.models import create_clip
+from mmgeo_utils.clip.train import LOSSES, ContrastiveObjective, TrainConfig, load_config, read_csv, train
+from mmgeo_utils.data.build import load_split
+from mmgeo_utils.data.contrastive import StepBatchSampler, hard_order, neighbour_lists
 
 
 def _cfg(**kw):
@@ -65,7 +65,7 @@ def test_images_per_step_counts_image_negatives():
     ],
 )
 def test_auto_precision_uses_bf16_only_where_native(monkeypatch, native, emulated, expected):
-    from mmgeo_utils import train as train_mod
+    from mmgeo_utils.clip import train as train_mod
 
     def is_bf16_supported(including_emulation=True):
         return native or (including_emulation and emulated)
@@ -81,7 +81,7 @@ def test_auto_precision_uses_bf16_only_where_native(monkeypatch, native, emulate
 
 
 def test_auto_precision_on_old_torch_asks_the_capability(monkeypatch):
-    from mmgeo_utils import train as train_mod
+    from mmgeo_utils.clip import train as train_mod
 
     def old_signature():  # torch < 2.4 has no including_emulation
         return True
@@ -171,7 +171,7 @@ def test_mmclip_is_in_batch_clip_plus_the_per_anchor_loss():
 
 
 def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_path):
-    from mmgeo_utils.experiments import recipe_of
+    from mmgeo_utils.experiments.comparison import recipe_of
 
     cfg = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
     assert cfg.run_name() == "mmclip-rule-k1-w0.5-random-s0"
@@ -315,7 +315,7 @@ def test_a_corrupt_checkpoint_is_named(smoke_data, tmp_path):
 
 
 def test_pretrained_weights_load_from_a_local_file(tmp_path):
-    from mmgeo_utils.checkpoint import save_model
+    from mmgeo_utils.clip.checkpoint import save_model
 
     a = create_clip("mmgeo-resnet-tiny", image_size=64)
     path = save_model(tmp_path / "w.safetensors", a)
@@ -328,7 +328,7 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
 
 
 def test_two_stage_init_starts_from_the_first_stage(smoke_data, tmp_path):
-    from mmgeo_utils.train import load_init
+    from mmgeo_utils.clip.train import load_init
 
     first = train(
         _cfg(loss="clip", negatives=(), steps=2), out_dir=tmp_path / "s1", data_root=smoke_data, progress=False
@@ -408,7 +408,7 @@ def test_an_interrupt_inside_a_step_resumes_bit_exact(
     """
     import signal
 
-    from mmgeo_utils.train import TrainingInterrupted
+    from mmgeo_utils.clip.train import TrainingInterrupted
 
     cfg, whole = uninterrupted
     # a terminal's Ctrl-C reaches Python's default handler; the test must not depend on what an earlier
@@ -430,7 +430,7 @@ def test_an_interrupt_inside_a_step_resumes_bit_exact(
 
 
 def test_a_non_finite_loss_stops_training_before_a_model_is_written(smoke_data, tmp_path, monkeypatch):
-    from mmgeo_utils.train import TrainingDiverged
+    from mmgeo_utils.clip.train import TrainingDiverged
 
     forward, calls = ContrastiveObjective.forward, []
 
@@ -462,7 +462,7 @@ def test_lr_and_weight_must_be_finite():
 
 
 def test_a_run_records_its_data_and_resumes_only_on_it(smoke_data, tmp_path):
-    from mmgeo_utils.dataset import split_fingerprint
+    from mmgeo_utils.data.build import split_fingerprint
 
     cfg = _cfg(loss="clip", negatives=(), steps=2)
     run = train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False).run_dir
@@ -473,7 +473,7 @@ def test_a_run_records_its_data_and_resumes_only_on_it(smoke_data, tmp_path):
 
 
 def test_pretrained_weights_fine_tune_at_a_small_rate_with_warm_up():
-    from mmgeo_utils.train import DEFAULT_LR, FINETUNE_LR
+    from mmgeo_utils.clip.train import DEFAULT_LR, FINETUNE_LR
 
     paper = TrainConfig(profile="paper").resolved()
     assert paper.pretrained == "openai" and paper.lr == FINETUNE_LR == 2e-5
@@ -507,10 +507,10 @@ def test_grad_checkpointing_saves_memory_without_changing_the_step(smoke_data, t
 
 def test_loader_workers_fit_the_machine_on_cuda(smoke_data, monkeypatch):
     """With CUDA, up to 8 workers with one core left to feed the GPU: 1 on Colab's 2 vCPUs, not 8."""
-    from mmgeo_utils import evaluate
-    from mmgeo_utils.contrastive_data import HardNegativeDataset
-    from mmgeo_utils.models import get_tokenizer
-    from mmgeo_utils.train import make_loader
+    from mmgeo_utils.clip import evaluate
+    from mmgeo_utils.clip.models import get_tokenizer
+    from mmgeo_utils.clip.train import make_loader
+    from mmgeo_utils.data.contrastive import HardNegativeDataset
 
     cfg = TrainConfig(profile="smoke", loss="clip", steps=2).resolved()
     data = HardNegativeDataset(smoke_data, "train", cfg.negative_config())

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from mmgeo_utils.bench import bench_train
-from mmgeo_utils.dataset import DatasetConfig, build_dataset
-from mmgeo_utils.evaluate import headline
-from mmgeo_utils.experiments import comparison_configs, evaluate_run
+from mmgeo_utils.clip.evaluate import headline
+from mmgeo_utils.clip.train import default_run_dir, train
+from mmgeo_utils.data.build import DatasetConfig, build_dataset
+from mmgeo_utils.experiments.bench import bench_train
+from mmgeo_utils.experiments.comparison import comparison_configs, evaluate_run
 from mmgeo_utils.profiles import get_profile
 from mmgeo_utils.repro import detect_device, write_results
-from mmgeo_utils.train import default_run_dir, train
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Examples of the three stages, their token sequences and labels, and the cached tower features.
 
-Every example comes from the dataset rows lessons 01-05 built (:func:`~mmgeo_utils.dataset.load_split`):
+Every example comes from the dataset rows lessons 01-05 built (:func:`~mmgeo_utils.data.build.load_split`):
 its caption (``describe``) and its question–answer pairs (``make_qa``), whose answers were measured
 from the scene's coordinates.
 
@@ -15,7 +15,7 @@ stage      prompt (no loss)                                      target (the los
 
 Features. The tower is frozen in stages 1-2, so its outputs for a split are computed once and cached
 under ``runs/<profile>/lmm/features/``, keyed by the tower's weights hash and the split's fingerprint
-(:func:`~mmgeo_utils.dataset.split_fingerprint`): another encoder or another build of the data
+(:func:`~mmgeo_utils.data.build.split_fingerprint`): another encoder or another build of the data
 misses the cache instead of being served the wrong features. Stored in float16, which halves the
 cpu profile's 6,000 × 37 tokens (the LMM computes in float32).
 """
@@ -161,7 +161,7 @@ def collate(examples: Sequence[Example], pad_id: int, features: dict[str, torch.
 
 
 def feature_cache_path(cache_dir: Path, tower, root: Path | str, split: str, n: int) -> Path:
-    from ..dataset import split_fingerprint
+    from ..data.build import split_fingerprint
 
     data = hashlib.sha256(split_fingerprint(root, split).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"{tower.weights_hash()[:16]}-{data}-{split}-{n}.safetensors"
@@ -175,8 +175,8 @@ def cached_features(
     from safetensors.torch import save as save_bytes
     from tqdm.auto import tqdm
 
-    from ..contrastive_data import default_transform
-    from ..dataset import load_image, load_split
+    from ..data.build import load_image, load_split
+    from ..data.contrastive import default_transform
     from ..repro import atomic_write_bytes
 
     path = feature_cache_path(Path(cache_dir), tower, root, split, n)

@@ -12,7 +12,7 @@ and in the training questions the majority answers come from, so the yes/no base
 relation's wording cannot give its answer away; what the selection left out is in the result.
 
 The re-check (:func:`claimed_fact`). Each answer is turned back into the fact it asserts and
-tested against the scene's coordinates with :func:`~mmgeo_utils.facts.check_fact`: "no" to "Is AB
+tested against the scene's coordinates with :func:`~mmgeo_utils.diagrams.facts.check_fact`: "no" to "Is AB
 ∥ CD?" asserts *not* ``parallel(A,B,C,D)``; "DE" to "Which segment is the altitude from D to
 BC?" asserts ``altitude(D,E,B,C)``; "7" to "What is the length of AB?" asserts
 ``length(A,B) = 7``. So a wrong answer says *which fact* the model got wrong, and an answer that
@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from ..facts import REL_TOL, check_fact, describe_fact
-from ..scene import Fact, Scene
+from ..diagrams.facts import REL_TOL, check_fact, describe_fact
+from ..diagrams.scene import Fact, Scene
 from . import data as D
 from .balance import balance_yes_no, balanced_questions
 
@@ -153,7 +153,7 @@ def evaluate_lmm(
     The scored questions are the split's first ``limit``, yes/no balanced per relation with ``seed``
     (``yes_no_selection`` in the result says what was left out).
     """
-    from ..dataset import load_split
+    from ..data.build import load_split
     from ..profiles import get_lmm_sizes
     from .vision_language_model import load_lmm
 

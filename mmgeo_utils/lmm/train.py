@@ -21,8 +21,8 @@ complete LMM (:func:`~mmgeo_utils.lmm.vision_language_model.save_lmm`). The blin
 projector, so its ``align`` stage is empty and its sft trains LoRA alone.
 
 Every stage uses :func:`_fit`: batches are a pure function of (seed, step)
-(:class:`~mmgeo_utils.contrastive_data.StepBatchSampler`), the LM has no dropout, and checkpoints
-hold weights, AdamW, scheduler and RNG state (:mod:`mmgeo_utils.checkpoint`), so ``resume=True``
+(:class:`~mmgeo_utils.data.contrastive.StepBatchSampler`), the LM has no dropout, and checkpoints
+hold weights, AdamW, scheduler and RNG state (:mod:`mmgeo_utils.clip.checkpoint`), so ``resume=True``
 ends at the same weights, bit for bit, as an uninterrupted run. A finished stage is reused, never
 retrained; a stage folder trained with another config refuses ``--resume`` and names the difference.
 
@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_training_state, save_training_state
+from ..clip.checkpoint import CheckpointError, load_training_state, save_training_state
 from ..profiles import LMMSizes, get_lmm_sizes, get_profile
 from ..repro import atomic_write_text, cpu_threads, provenance, seed_everything
 from . import data as D
@@ -145,7 +145,7 @@ class LMMConfig:
 
 
 def lmm_root(profile: str) -> Path:
-    from ..train import runs_root
+    from ..clip.train import runs_root
 
     return runs_root() / get_profile(profile).name / "lmm"
 
@@ -180,7 +180,7 @@ def stage_dir(cfg: LMMConfig, stage: str) -> Path:
 
 def _dist():
     """This process's place under torchrun (one process without it) and its device."""
-    from ..distributed import init_distributed
+    from ..clip.distributed import init_distributed
     from ..repro import detect_device
 
     device_type = "cuda" if detect_device() == "cuda" else "cpu"
@@ -211,9 +211,9 @@ def _fit(
     """
     import torch.distributed as dist
 
-    from ..contrastive_data import StepBatchSampler
-    from ..distributed import barrier
-    from ..train import CsvLog, cosine_with_warmup
+    from ..clip.distributed import barrier
+    from ..clip.train import CsvLog, cosine_with_warmup
+    from ..data.contrastive import StepBatchSampler
 
     c = cfg.resolved()
     info, dev = _dist()
@@ -331,7 +331,7 @@ def _begin(cfg: LMMConfig, stage: str, resume: bool) -> tuple[Path, dict | None]
 
 def _finish(run_dir: Path, cfg: LMMConfig, summary: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """Write the stage's summary (the main process; the others wait for its files)."""
-    from ..distributed import barrier
+    from ..clip.distributed import barrier
 
     c = cfg.resolved()
     info, _ = _dist()
@@ -356,7 +356,7 @@ def selected_rows(
     cfg: LMMConfig, split: str, data_root: Path | str | None = None
 ) -> tuple[Path, list[dict], YesNoSelection]:
     """:func:`dataset_rows` and the yes/no selection that cut its questions (what was dropped, per relation)."""
-    from ..dataset import DatasetConfig, build_dataset, load_split
+    from ..data.build import DatasetConfig, build_dataset, load_split
 
     # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
     # sample is a function of (seed, split, index) alone), without the hard negatives the LMM never reads
@@ -392,7 +392,7 @@ def train_lm_stage(
                 lm.save_pretrained(str(run_dir / "lm"))
         return _finish(run_dir, cfg, {"steps": 0, "wall_time_s": 0.0}, lm_parameters=_count(lm))
     seed_everything(c.seed)
-    from ..distributed import barrier
+    from ..clip.distributed import barrier
 
     info, _ = _dist()
     if info.is_main:  # one BPE, trained once; every process reads the same files
@@ -432,7 +432,7 @@ def _tower_and_features(cfg: LMMConfig, root: Path, rows: list[dict], split: str
     tower = load_vision_tower(c.vision, c.profile, token_grid=c.token_grid, seed=c.seed)
     if tower is None:
         return None, None, (0, 0), None
-    from ..distributed import barrier
+    from ..clip.distributed import barrier
 
     info, _ = _dist()
     if not info.is_main:  # the main process computes and caches; the others then read the cache
@@ -587,7 +587,7 @@ def train_sft_stage(
 
 
 def _clip_model(c: LMMConfig) -> str | None:
-    from ..train import load_config
+    from ..clip.train import load_config
 
     if c.vision == "none":
         return None

@@ -188,7 +188,7 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
     if model.tower is not None:
         visual = model.tower.visual
         save_file({k: v.detach().cpu().contiguous() for k, v in visual.state_dict().items()}, str(folder / TOWER_FILE))
-        from ..models import CONFIG_DIR
+        from ..clip.models import CONFIG_DIR
 
         shipped = CONFIG_DIR / f"{info.get('clip_model')}.json"
         if shipped.is_file():  # a course config: copied, so open_clip alone can rebuild the tower
@@ -224,7 +224,7 @@ def load_lmm(folder: Path | str) -> tuple[GeometryLMM, Any, dict]:
     if (folder / TOWER_FILE).is_file():
         if (folder / "vision").is_dir():
             open_clip.add_model_config(str(folder / "vision"))
-        from ..models import _quiet_random_init
+        from ..clip.models import _quiet_random_init
 
         with _quiet_random_init(True):  # the weights come next, from vision_tower.safetensors
             clip = open_clip.create_model(meta["clip_model"], force_image_size=meta["image_size"])

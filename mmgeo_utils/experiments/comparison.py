@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .profiles import Profile, get_profile
-from .train import (
+from ..clip.train import (
     MODEL_FILE,
     RESUMABLE_CHANGES,
     TrainConfig,
@@ -31,6 +30,7 @@ from .train import (
     load_config,
     train,
 )
+from ..profiles import Profile, get_profile
 
 # The MMCLIP recipe of the comparison: rule negatives, one caption edit of each error type (label,
 # shape, relation, number) per sample, and MMGeoLM's per-anchor loss added to in-batch CLIP at full
@@ -146,10 +146,10 @@ def _evaluate_cached(
     variants and the benchmark's version, so neither retraining a run, nor scoring it on other data,
     nor changing a metric can serve a stale evaluation.
     """
-    from .checkpoint import CheckpointError
-    from .dataset import split_fingerprint
-    from .evaluate import EVAL_VERSION
-    from .repro import atomic_write_text
+    from ..clip.checkpoint import CheckpointError
+    from ..clip.evaluate import EVAL_VERSION
+    from ..data.build import split_fingerprint
+    from ..repro import atomic_write_text
 
     if not model_path.is_file():
         raise CheckpointError(f"checkpoint {model_path} not found")
@@ -171,9 +171,9 @@ def _evaluate_cached(
 
 def load_run_model(model_path: Path | str, cfg: TrainConfig, device: str = "cpu"):
     """The weights ``model_path`` in the model ``cfg`` names, at its profile's image size (eval mode
-    is the caller's); a bad file is a :class:`~mmgeo_utils.checkpoint.CheckpointError` naming it."""
-    from .checkpoint import load_model
-    from .models import checkpoint_context_length, create_clip
+    is the caller's); a bad file is a :class:`~mmgeo_utils.clip.checkpoint.CheckpointError` naming it."""
+    from ..clip.checkpoint import load_model
+    from ..clip.models import checkpoint_context_length, create_clip
 
     try:  # the run's own text context; an unreadable file is load_model's to name clearly
         context = checkpoint_context_length(model_path)
@@ -200,8 +200,8 @@ def evaluate_checkpoint(
 ) -> dict:
     """``evaluate_clip`` of the weights ``model_path`` of a run trained with ``cfg`` (uncached): the
     model and image size are the run's, and the data its dataset's unless ``data_root`` is given."""
-    from .evaluate import evaluate_clip
-    from .models import get_tokenizer
+    from ..clip.evaluate import evaluate_clip
+    from ..clip.models import get_tokenizer
 
     model = load_run_model(model_path, cfg, device)
     return evaluate_clip(
@@ -218,7 +218,7 @@ def evaluate_checkpoint(
 def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
     """How many runs to train at once: on a CPU, as many as its cores hold at the runs' thread
     count (a run with no pinned count uses them all); on a GPU one."""
-    from . import repro
+    from .. import repro
 
     if device != "cpu" or not configs:
         return 1
@@ -242,7 +242,7 @@ def train_all(
     (thread count included), not on what ran beside it. Parallel runs show no progress bars; each
     writes its own ``train_log.csv``.
     """
-    from .repro import detect_device
+    from ..repro import detect_device
 
     device = device or detect_device()
     jobs = default_jobs([c for c, _ in runs], device) if jobs is None else jobs
@@ -298,8 +298,8 @@ def run_comparison(
     how seeds trained on different days or machines become one record. The merge refuses records
     whose recipes, chance levels or profiles differ, and a seed measured twice with different numbers.
     """
-    from .evaluate import headline
-    from .repro import Timer, detect_device, load_results, provenance, results_dir, write_results
+    from ..clip.evaluate import headline
+    from ..repro import Timer, detect_device, load_results, provenance, results_dir, write_results
 
     p = get_profile(profile)
     file_name = comparison_name(recipe, **overrides)
@@ -441,8 +441,8 @@ def validation_scores(
     comparison must (:func:`merge_comparisons`): otherwise the code, data or CPU changed between
     them and the earlier scores are not comparable. Entries taken over keep their ``measured`` stamp.
     """
-    from .evaluate import headline
-    from .repro import Timer, detect_device, write_results
+    from ..clip.evaluate import headline
+    from ..repro import Timer, detect_device, write_results
 
     if not run_dirs:
         raise ValueError("validation_scores needs at least one run folder")
@@ -488,7 +488,7 @@ def _finished_runs(run_dirs: Sequence[Path | str]) -> tuple[dict[Path, TrainConf
 
 def _validation_record(path: Path | str, profile: str) -> dict[str, Any]:
     """An earlier record of :func:`validation_scores` for ``profile``; any other file is named as such."""
-    from .repro import load_results
+    from ..repro import load_results
 
     record = load_results(path)
     m = record["metrics"]
@@ -616,7 +616,7 @@ def gap_uncertainty(
     """How far a split's i2t_fine gap can be trusted: its item-bootstrap error and its family mix.
 
     ``base_hits`` and ``model_hits`` are (seeds, items) arrays of per-diagram hits
-    (:func:`~mmgeo_utils.evaluate.i2t_fine_hits`) on the same items; ``families`` names each item's
+    (:func:`~mmgeo_utils.clip.evaluate.i2t_fine_hits`) on the same items; ``families`` names each item's
     family. Why: every seed is scored on the *same* 500 diagrams, so averaging seeds removes
     training noise but not the luck of which diagrams the split drew. Resampling the items (paired,
     the same draw for both models) measures that luck; reweighting the families to equal shares
@@ -661,7 +661,7 @@ def gap_noise(
     Seeds pair up in order (``clip_runs[i]`` with ``mmclip_runs[i]``); all runs must share a profile and
     dataset. Written to ``results/<profile>/gap_noise_<split>.json``.
     """
-    from .evaluate import (
+    from ..clip.evaluate import (
         check_finite,
         drop_indistinguishable,
         encode_images,
@@ -670,8 +670,8 @@ def gap_noise(
         i2t_fine_hits,
         split_items,
     )
-    from .models import get_tokenizer
-    from .repro import Timer, detect_device, write_results
+    from ..clip.models import get_tokenizer
+    from ..repro import Timer, detect_device, write_results
 
     if not clip_runs or len(clip_runs) != len(mmclip_runs):
         raise ValueError(f"give one CLIP and one MMCLIP run per seed, got {len(clip_runs)} and {len(mmclip_runs)}")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .dataset import load_split
+from ..data.build import load_split
 from .evaluate import encode_images, eval_transform
 from .models import dense_image_features
 
@@ -129,8 +129,8 @@ def keypoint_pairs(
     """
     import dataclasses
 
-    from .render import RenderStyle, render, sample_style
-    from .scene import Scene
+    from ..diagrams.render import RenderStyle, render, sample_style
+    from ..diagrams.scene import Scene
 
     root = Path(root)
     rng = np.random.default_rng(seed)

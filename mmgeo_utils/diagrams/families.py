@@ -2,7 +2,7 @@
 
 Each family is a small program that draws a few integers (a Pythagorean triple, an
 angle in whole degrees, a ratio) and *constructs* every other point with
-:mod:`mmgeo_utils.geometry` (feet of perpendiculars, midpoints, tangent points,
+:mod:`mmgeo_utils.diagrams.geometry` (feet of perpendiculars, midpoints, tangent points,
 bisector feet), so that every fact it states is true of the coordinates, not
 approximately true. Three choices make the data useful for contrastive learning:
 
@@ -1010,9 +1010,9 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], _Draft]] = {
 def check_legible(scene: Scene, obstacles: LabelObstacles | None = None) -> Scene:
     """Raise ``ValueError`` naming the problem if the figure would be hard to read.
 
-    Sizes are relative to the figure's extent (:func:`~mmgeo_utils.layout.scene_extent`),
+    Sizes are relative to the figure's extent (:func:`~mmgeo_utils.diagrams.layout.scene_extent`),
     so the rules hold however the figure is later scaled for drawing. ``obstacles``
-    (a :class:`~mmgeo_utils.layout.LabelObstacles` of this scene at the default label
+    (a :class:`~mmgeo_utils.diagrams.layout.LabelObstacles` of this scene at the default label
     radius) saves deriving the extent and the annotation discs again.
 
     Every rule is measured for all points (or sides) at once with numpy; the loops

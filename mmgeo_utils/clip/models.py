@@ -2,7 +2,7 @@
 
 Three ways to get a CLIP model, one function (:func:`create_clip`):
 
-* a config shipped in ``mmgeo_utils/model_configs/`` (``mmgeo-resnet-tiny`` for ``smoke``/``cpu``,
+* a config shipped in ``mmgeo_utils/clip/model_configs/`` (``mmgeo-resnet-tiny`` for ``smoke``/``cpu``,
   ``mmgeo-vit-small`` for ``gpu``), randomly initialised: registered with
   ``open_clip.add_model_config`` so open_clip builds it like any of its own (each has a
   ``-narrowtext`` twin, text tower width and heads halved, that only ``mmgeo bench train
@@ -10,7 +10,7 @@ Three ways to get a CLIP model, one function (:func:`create_clip`):
 * an open_clip model name with a pretrained tag (``ViT-B-32`` + ``openai`` on ``paper``), which
   open_clip downloads once;
 * the same name with ``pretrained`` set to a *local file* (``.safetensors``, ``.bin``, ``.pt``):
-  the offline path, and what a checkpoint of :mod:`mmgeo_utils.train` is loaded through.
+  the offline path, and what a checkpoint of :mod:`mmgeo_utils.clip.train` is loaded through.
 
 Why a ResNet tower on CPU: a probe on 2 cores found open_clip's ViT from scratch at 64-96 px
 learned nothing fine-grained in minutes, while its ``ModifiedResNet`` (layers [1,1,1,1], width
@@ -31,7 +31,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from .profiles import Profile, get_profile
+from ..profiles import Profile, get_profile
 
 log = logging.getLogger(__name__)
 

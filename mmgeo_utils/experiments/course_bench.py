@@ -4,7 +4,7 @@ few timed pieces of each stage on this machine, before committing hours to it (a
 Each lesson's work is counted from the profile's sizes and the course's recipe, then multiplied by the
 time of one unit measured here:
 
-* **a scene** of the dataset (:func:`mmgeo_utils.dataset.make_sample`, one core): with the profile's
+* **a scene** of the dataset (:func:`mmgeo_utils.data.build.make_sample`, one core): with the profile's
   negatives for lesson 02's build, positives only for lesson 01's; the build runs on every core;
 * **a caption embedded** by the profile's sentence encoder (lesson 02's retrieval negatives);
 * **a training step** of CLIP and of MMCLIP at the profile's images per step, on this device, on a
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import SPLITS, DatasetConfig, build_dataset, make_sample
-from .profiles import Profile, get_profile
+from ..data.build import SPLITS, DatasetConfig, build_dataset, make_sample
+from ..profiles import Profile, get_profile
 
 FIXED_S = {"00_setup_and_tour": 10.0, "03_contrastive_loss_math": 20.0}  # no data, no training
 EVAL_VARIANTS = 3  # clean, rotate30, downscale0.5
@@ -46,9 +46,9 @@ def _per_scene_s(config: DatasetConfig, n: int) -> float:
 
 
 def _per_caption_embed_s(config: DatasetConfig, n: int = 64) -> float:
-    from .captions import describe
-    from .dataset import make_scene, sample_seeds
-    from .retrieval import embed_captions, load_sentence_encoder
+    from ..data.build import make_scene, sample_seeds
+    from ..diagrams.captions import describe
+    from ..negatives.retrieval import embed_captions, load_sentence_encoder
 
     texts = []
     for i in range(n):
@@ -75,11 +75,11 @@ def _synthetic_batch(b: int, k_i: int, k_t: int, size: int, context: int) -> dic
 
 
 def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str, float]]:
-    from .distributed import DistInfo
-    from .experiments import comparison_configs
-    from .models import create_clip
-    from .repro import cpu_threads
-    from .train import ContrastiveObjective, autocast_context, make_optimization, train_step
+    from ..clip.distributed import DistInfo
+    from ..clip.models import create_clip
+    from ..clip.train import ContrastiveObjective, autocast_context, make_optimization, train_step
+    from ..repro import cpu_threads
+    from .comparison import comparison_configs
 
     dev = torch.device(device)
     out = {}
@@ -156,7 +156,7 @@ def _decode_s(root: Path, n: int = 32) -> float:
 
 def _bytes_per_row(root: Path, profile: Profile) -> float:
     """Host bytes the training dataset keeps per row (its packed columns), measured."""
-    from .contrastive_data import HardNegativeDataset, NegativeConfig
+    from ..data.contrastive import HardNegativeDataset, NegativeConfig
 
     neg = NegativeConfig(num_image=profile.num_negatives, num_retrieval=profile.num_negatives)
     tracemalloc.start()
@@ -183,8 +183,8 @@ def bench_course(
     """
     import tempfile
 
-    from .experiments import comparison_configs, default_jobs
-    from .repro import detect_device, usable_cores
+    from ..repro import detect_device, usable_cores
+    from .comparison import comparison_configs, default_jobs
 
     p = get_profile(profile)
     device = device or detect_device()
@@ -237,7 +237,7 @@ def bench_course(
         "04_training_mmclip": pair_train,
         "05_evaluating_encoders": (p.seeds - 1) * pair_train + p.seeds * pair_test,
     }
-    from .course import course_notebooks
+    from ..course import course_notebooks
 
     unmodelled = [nb.stem for nb in course_notebooks() if nb.stem not in lessons]  # a lesson added since
     dataset_bytes = per_row * p.n_train

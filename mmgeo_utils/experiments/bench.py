@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .profiles import Profile, get_profile
+from ..profiles import Profile, get_profile
 
 BENCH_IMAGE_SIZE = 128  # the throughput goal (≥ 200 diagrams/s per core) is stated at 128 px
 DEFAULT_N = 300  # diagrams per core: a few seconds at the goal's speed
@@ -26,8 +26,8 @@ _barrier = None  # set in pool workers so that all cores start timing together
 
 def _time_loop(config, n: int, offset: int) -> dict[str, float]:
     """Generate, render and encode ``n`` diagrams, timing each stage (seconds, perf_counter)."""
-    from .dataset import encode_png, make_scene, sample_seeds
-    from .render import render, sample_style
+    from ..data.build import encode_png, make_scene, sample_seeds
+    from ..diagrams.render import render, sample_style
 
     def one(i: int, stages: dict[str, float] | None) -> None:
         seeds = sample_seeds(config, "train", i)
@@ -94,8 +94,8 @@ def bench_diagrams(
     """
     import multiprocessing as mp
 
-    from .dataset import DatasetConfig, default_workers
-    from .repro import describe_device, write_results
+    from ..data.build import DatasetConfig, default_workers
+    from ..repro import describe_device, write_results
 
     profile = get_profile(profile)
     _positive(n=n, workers=workers)
@@ -161,16 +161,16 @@ def bench_negatives(
     ``n`` scenes get the profile's K image negatives (perturb, check, render) and K rule
     negatives each; retrieval times the chunked top-k over ``retrieval_n`` caption
     embeddings (100k by default, the size MMGeoLM mines from) plus the real sentence
-    encoder's captions per second (see :func:`mmgeo_utils.retrieval.bench_retrieval`).
+    encoder's captions per second (see :func:`mmgeo_utils.negatives.retrieval.bench_retrieval`).
     """
-    from .captions import describe
-    from .dataset import DatasetConfig, sample_seeds
-    from .families import sample_scene
-    from .perturb import make_image_negatives
-    from .render import sample_style
-    from .repro import write_results
-    from .retrieval import bench_retrieval
-    from .textneg import make_text_negatives
+    from ..data.build import DatasetConfig, sample_seeds
+    from ..diagrams.captions import describe
+    from ..diagrams.families import sample_scene
+    from ..diagrams.render import sample_style
+    from ..negatives.image import make_image_negatives
+    from ..negatives.retrieval import bench_retrieval
+    from ..negatives.text import make_text_negatives
+    from ..repro import write_results
 
     profile = get_profile(profile)
     _positive(n=n, k=k)
@@ -226,7 +226,7 @@ def bench_train(
 ) -> dict[str, Any]:
     """``mmgeo bench train``: what hard negatives cost per image, and whether data keeps up.
 
-    For the two models of the comparison (:func:`mmgeo_utils.experiments.comparison_configs`,
+    For the two models of the comparison (:func:`mmgeo_utils.experiments.comparison.comparison_configs`,
     same architecture, same images per step), time ``steps`` optimizer steps after ``warmup``
     untimed ones and report per image encoded: the whole step, the time spent waiting for the
     next batch, and the loss itself (forward + backward of the objective on the step's
@@ -239,13 +239,13 @@ def bench_train(
     """
     import torch
 
-    from .contrastive_data import HardNegativeDataset, default_transform
-    from .dataset import DatasetConfig, build_dataset, read_manifest
-    from .distributed import DistInfo
-    from .experiments import comparison_configs
-    from .models import create_clip, get_tokenizer
-    from .repro import check_device, seed_everything, write_results
-    from .train import ContrastiveObjective, autocast_context, make_loader, make_optimization, train_step
+    from ..clip.distributed import DistInfo
+    from ..clip.models import create_clip, get_tokenizer
+    from ..clip.train import ContrastiveObjective, autocast_context, make_loader, make_optimization, train_step
+    from ..data.build import DatasetConfig, build_dataset, read_manifest
+    from ..data.contrastive import HardNegativeDataset, default_transform
+    from ..repro import check_device, seed_everything, write_results
+    from .comparison import comparison_configs
 
     profile = get_profile(profile)
     _positive(steps=steps)
@@ -332,7 +332,7 @@ def _time_loss(model, objective, batch, dev, autocast, device_type: str) -> floa
     """Forward + backward of the objective alone, on this batch's features (detached leaves)."""
     import torch
 
-    from .train import encode_batch
+    from ..clip.train import encode_batch
 
     with torch.no_grad(), autocast:
         feats = encode_batch(model, batch, dev)
@@ -367,7 +367,9 @@ ROW_LABELS = {
     "compile": "+torch.compile",
     "narrow_text": "narrow text tower",
 }
-NARROW_TEXT_SUFFIX = "-narrowtext"  # mmgeo_utils/model_configs/<model>-narrowtext.json: text width and heads halved
+NARROW_TEXT_SUFFIX = (
+    "-narrowtext"  # mmgeo_utils/clip/model_configs/<model>-narrowtext.json: text width and heads halved
+)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # without them, torch emulates bf16 matmuls on a CPU
 
 
@@ -376,10 +378,10 @@ def bf16_support(device_type: str) -> str:
 
     CPUs: the ``avx512_bf16`` / ``amx_bf16`` flags of ``/proc/cpuinfo`` (oneDNN's bf16 kernels run on
     them; elsewhere bf16 is converted to and from fp32 around fp32 arithmetic). GPUs: compute
-    capability 8.0 and newer (:func:`mmgeo_utils.train.native_bf16`).
+    capability 8.0 and newer (:func:`mmgeo_utils.clip.train.native_bf16`).
     """
     if device_type == "cuda":
-        from .train import native_bf16
+        from ..clip.train import native_bf16
 
         return "native (CUDA compute capability >= 8.0)" if native_bf16() else "emulated (GPU older than Ampere)"
     try:
@@ -398,10 +400,10 @@ def bf16_support(device_type: str) -> str:
 def trim_text_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch with captions and text negatives cut after the batch's last end-of-text token.
 
-    A model encodes the result only after :func:`mmgeo_utils.models.allow_short_text`, and gives the
+    A model encodes the result only after :func:`mmgeo_utils.clip.models.allow_short_text`, and gives the
     same features (the test ``test_trimmed_text_features_equal_untrimmed`` checks it on smoke's model).
     """
-    from .models import text_extent
+    from ..clip.models import text_extent
 
     n = text_extent(batch["text"], batch["text_negatives"])
     return {**batch, "text": batch["text"][..., :n], "text_negatives": batch["text_negatives"][..., :n]}
@@ -419,7 +421,7 @@ def _median(xs: list[float]) -> float:
 
 def _text_stats(batches: list[dict[str, Any]]) -> dict[str, Any]:
     """How much padding trimming can cut: each caption's length (to its end-of-text token) and each batch's."""
-    from .models import text_extent
+    from ..clip.models import text_extent
 
     lengths = []
     for b in batches:
@@ -441,9 +443,9 @@ class _Variant:
     def __init__(self, levers, cfg, profile, batches, dev, device_type: str):
         import torch
 
-        from .models import allow_short_text, count_parameters, create_clip
-        from .repro import seed_everything
-        from .train import autocast_context, make_optimization
+        from ..clip.models import allow_short_text, count_parameters, create_clip
+        from ..clip.train import autocast_context, make_optimization
+        from ..repro import seed_everything
 
         self.levers, self.dev, self.device_type = tuple(levers), dev, device_type
         model_name = cfg.model + (NARROW_TEXT_SUFFIX if "narrow_text" in levers else "")
@@ -476,8 +478,8 @@ class _Variant:
         """Run ``n`` optimizer steps; the seconds of each."""
         import torch
 
-        from .distributed import DistInfo
-        from .train import train_step
+        from ..clip.distributed import DistInfo
+        from ..clip.train import train_step
 
         times = []
         for _ in range(n):
@@ -531,12 +533,12 @@ def bench_train_speedups(
     """
     import torch
 
-    from .contrastive_data import HardNegativeDataset, default_transform
-    from .dataset import DatasetConfig, build_dataset, read_manifest
-    from .experiments import comparison_configs
-    from .models import get_tokenizer, shipped_models
-    from .repro import check_device, cpu_threads, git_commit, write_results
-    from .train import ContrastiveObjective, make_loader
+    from ..clip.models import get_tokenizer, shipped_models
+    from ..clip.train import ContrastiveObjective, make_loader
+    from ..data.build import DatasetConfig, build_dataset, read_manifest
+    from ..data.contrastive import HardNegativeDataset, default_transform
+    from ..repro import check_device, cpu_threads, git_commit, write_results
+    from .comparison import comparison_configs
 
     profile = get_profile(profile)
     _positive(steps=steps, rounds=rounds, threads=threads)
@@ -562,7 +564,7 @@ def bench_train_speedups(
     narrow = configs["clip"].model + NARROW_TEXT_SUFFIX  # type: ignore[operator]
     if narrow not in shipped_models():
         del rows["narrow_text"]
-        notes["narrow_text"] = f"not measured: no model config {narrow} ships in mmgeo_utils/model_configs"
+        notes["narrow_text"] = f"not measured: no model config {narrow} ships in mmgeo_utils/clip/model_configs"
     bf16 = bf16_support(device_type)
     start = time.perf_counter()
     with cpu_threads(threads), _compile_limits():

@@ -47,8 +47,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .profiles import Profile, get_profile
-from .repro import REPO_ROOT, atomic_write_bytes, atomic_write_text, git_commit, package_versions
+from ..profiles import Profile, get_profile
+from ..repro import REPO_ROOT, atomic_write_bytes, atomic_write_text, git_commit, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class DatasetConfig:
     generator_version: str = GENERATOR_VERSION
 
     def __post_init__(self) -> None:
-        from .families import FAMILIES
+        from ..diagrams.families import FAMILIES
 
         known = tuple(FAMILIES)
         fams = known if self.families is None else tuple(self.families)
@@ -228,7 +228,7 @@ def _jsonable(x: Any) -> Any:
 
 def make_scene(config: DatasetConfig, seeds: SampleSeeds):
     """The sample's scene, labels placed (the part negatives will perturb)."""
-    from .families import sample_scene
+    from ..diagrams.families import sample_scene
 
     return sample_scene(seeds.scene, families=list(config.families or ()))
 
@@ -239,8 +239,8 @@ def make_sample(config: DatasetConfig, split: str, index: int) -> SampleRecord:
     Pure: the same arguments give the same record in any process, which is what
     makes the dataset independent of worker count and resumable shard by shard.
     """
-    from .captions import describe, make_qa
-    from .render import render, sample_style
+    from ..diagrams.captions import describe, make_qa
+    from ..diagrams.render import render, sample_style
 
     seeds = sample_seeds(config, split, index)
     sid = sample_id(split, index)
@@ -330,9 +330,9 @@ def make_negatives(
     difference a model can see is the perturbed fact. Skipped perturbations and
     rejected rule edits are counted in the row: nothing is dropped silently.
     """
-    from .perturb import PERTURBATIONS, make_image_negatives
-    from .render import render
-    from .textneg import make_text_negatives
+    from ..diagrams.render import render
+    from ..negatives.image import PERTURBATIONS, make_image_negatives
+    from ..negatives.text import make_text_negatives
 
     image_negs, skips = make_image_negatives(
         scene,
@@ -705,7 +705,7 @@ def _shards_to_build(root: Path, config: DatasetConfig, shards: list[Shard]) -> 
 
 def default_workers() -> int:
     """Render processes when none are asked for: one per core this process may use."""
-    from .repro import usable_cores
+    from ..repro import usable_cores
 
     return usable_cores()
 
@@ -834,8 +834,8 @@ def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: b
 
 def _mine_split(rows: Iterable[dict], config: DatasetConfig, progress: bool) -> dict[str, Any]:
     """Retrieval negatives of every row of a split, from its captions, facts and scenes alone."""
-    from .retrieval import load_sentence_encoder, mine_retrieval_negatives
-    from .scene import Fact, Scene
+    from ..diagrams.scene import Fact, Scene
+    from ..negatives.retrieval import load_sentence_encoder, mine_retrieval_negatives
 
     ids, captions, facts, scenes = [], [], [], []
     for r in rows:
@@ -872,7 +872,7 @@ def _retrieval_fields(m: dict[str, Any], i: int) -> dict[str, Any]:
 
 def _host() -> str:
     """The CPU that built the data (building never touches a GPU, so torch is not imported)."""
-    from .repro import cpu_model, usable_cores
+    from ..repro import cpu_model, usable_cores
 
     return f"{cpu_model()} ({platform.machine()} {platform.system()}), {usable_cores()} cores"
 

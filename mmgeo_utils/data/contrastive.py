@@ -1,8 +1,8 @@
 """Batches for hard-negative contrastive training: (image, caption, image negatives, text negatives).
 
-A built dataset (:func:`mmgeo_utils.dataset.build_dataset` with ``num_negatives > 0``)
+A built dataset (:func:`mmgeo_utils.data.build.build_dataset` with ``num_negatives > 0``)
 links every positive to its hard negatives in ``metadata.jsonl``. This module turns
-those rows into fixed-shape tensors the losses of :mod:`mmgeo_utils.losses` take:
+those rows into fixed-shape tensors the losses of :mod:`mmgeo_utils.clip.losses` take:
 
 ============================  ===================  =============================================
 key                           shape                meaning
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .dataset import iter_split
-from .textneg import ERROR_TYPES
+from ..negatives.text import ERROR_TYPES
+from .build import iter_split
 
 # open_clip's normalisation for models trained from OpenAI-style preprocessing
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -357,8 +357,8 @@ class _Ctx:
 def _layout_hints(scene: Scene, frame: _Frame) -> dict[int, float]:
     """How far out (pixels) the label layout expects each angle value and length label.
 
-    :func:`mmgeo_utils.layout.place_labels` keeps point letters clear of where
-    :func:`~mmgeo_utils.layout.annotation_discs` says values will be written, so the
+    :func:`mmgeo_utils.diagrams.layout.place_labels` keeps point letters clear of where
+    :func:`~mmgeo_utils.diagrams.layout.annotation_discs` says values will be written, so the
     renderer writes them at least that far out (further only when the text would
     otherwise touch an arc or an arm). Keyed by ``id(element)``; empty when the
     labels were not placed by the layout or its list does not match the scene's.
@@ -761,7 +761,7 @@ def fits_frame(scene: Scene, style: RenderStyle, frame_of: Scene) -> bool:
 def render(scene: Scene, style: RenderStyle | None = None, frame_of: Scene | None = None) -> RenderResult:
     """Render with this process's cached :class:`DiagramRenderer` (in ``frame_of``'s frame if given).
 
-    A scene that fails :func:`~mmgeo_utils.scene.validate_scene` (a NaN coordinate, a missing
+    A scene that fails :func:`~mmgeo_utils.diagrams.scene.validate_scene` (a NaN coordinate, a missing
     point, a zero-length side) is refused with its problem named, not drawn as a broken picture.
     """
     return _process_renderer().render(validate_scene(scene), style, frame_of)

@@ -368,7 +368,7 @@ class Scene:
 
     ``unit`` converts coordinate lengths to stated lengths: a ``length`` fact's value is
     ``unit × |AB|`` for every stated length of the scene, so the drawing is to scale.
-    ``label_offsets`` (filled by :func:`mmgeo_utils.layout.place_labels`) says where each
+    ``label_offsets`` (filled by :func:`mmgeo_utils.diagrams.layout.place_labels`) says where each
     point's letter goes, in coordinate units relative to the point.
     """
 
@@ -486,7 +486,7 @@ def validate_scene(scene: Scene) -> Scene:
     """Raise ``ValueError`` naming the problem if the scene is malformed; return it otherwise.
 
     Structural checks live here (labels, references, zero-length sides); whether the
-    facts are *true* of the coordinates is :func:`mmgeo_utils.facts.check_scene_facts`.
+    facts are *true* of the coordinates is :func:`mmgeo_utils.diagrams.facts.check_scene_facts`.
     """
     import numpy as np
 

@@ -24,9 +24,9 @@ The loop is the standard one, written out because it is the lesson: AdamW withou
 on gains, biases and the logit scale (as open_clip), cosine schedule with linear warm-up, mixed
 precision (bf16 autocast on GPUs that have it, fp16 with a grad scaler on older ones), gradient accumulation, gradient clipping, logit scale clamped
 at 100, a tqdm bar with throughput, periodic validation, metrics to CSV, and checkpoints in
-safetensors (:mod:`mmgeo_utils.checkpoint`). Resuming restores model, optimizer, scheduler, loss
+safetensors (:mod:`mmgeo_utils.clip.checkpoint`). Resuming restores model, optimizer, scheduler, loss
 state and RNGs, and the batch order is a pure function of (seed, step)
-(:class:`~mmgeo_utils.contrastive_data.StepBatchSampler`), so an interrupted run that resumes
+(:class:`~mmgeo_utils.data.contrastive.StepBatchSampler`), so an interrupted run that resumes
 ends with the same weights as one that never stopped.
 """
 
@@ -48,9 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import FORMAT as TRAIN_STATE_FORMAT
-from .checkpoint import CheckpointError, describe_mismatch, load_training_state, save_model, save_training_state
-from .contrastive_data import (
+from ..data.contrastive import (
     BATCHING,
     NEGATIVE_SOURCES,
     HardNegativeDataset,
@@ -60,11 +58,13 @@ from .contrastive_data import (
     make_collate,
     normalize_images,
 )
+from ..profiles import get_profile
+from ..repro import REPO_ROOT, atomic_write_text, check_device, cpu_threads, provenance, seed_everything
+from .checkpoint import FORMAT as TRAIN_STATE_FORMAT
+from .checkpoint import CheckpointError, describe_mismatch, load_training_state, save_model, save_training_state
 from .distributed import DistInfo, barrier, gather, gather_no_grad, init_distributed
 from .evaluate import eval_workers
 from .losses import HardNegativeLoss, clip_loss
-from .profiles import get_profile
-from .repro import REPO_ROOT, atomic_write_text, check_device, cpu_threads, provenance, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -449,7 +449,7 @@ def make_loader(
     """Batches of steps ``start..cfg.steps`` for this process: pre-rendered PNGs decoded in workers.
 
     Workers default to 1 on CPU (the second core trains) and, with CUDA, up to 8 with one core left to
-    feed the GPU (:func:`~mmgeo_utils.evaluate.eval_workers`: 1 on Colab's 2 vCPUs); memory is pinned on
+    feed the GPU (:func:`~mmgeo_utils.clip.evaluate.eval_workers`: 1 on Colab's 2 vCPUs); memory is pinned on
     CUDA so host-to-device copies overlap compute. ``mmgeo bench train`` measures the share of
     step time spent waiting for data.
     """
@@ -556,7 +556,7 @@ def dataset_root(cfg: TrainConfig, progress: bool = False, verify: str = "once")
     By default checked once per process (``verify="once"``): every later run of the same process reuses
     the check while the dataset's manifest is unchanged; ``quick`` or ``full`` check every call.
     """
-    from .dataset import DatasetConfig, build_dataset
+    from ..data.build import DatasetConfig, build_dataset
 
     return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress, verify=verify)  # type: ignore[arg-type]
 
@@ -694,7 +694,7 @@ def _check_writable(run_dir: Path) -> None:
 
 def _data_record(root: Path) -> dict[str, Any]:
     """Which data a run trains (train split) and validates on (val split): recorded in its config.json."""
-    from .dataset import read_manifest, split_fingerprint
+    from ..data.build import read_manifest, split_fingerprint
 
     manifest = read_manifest(root)
     return {
@@ -843,7 +843,7 @@ def _train(
         _check_writable(run_dir)
 
     if data_root is not None:
-        from .dataset import verify_dataset
+        from ..data.build import verify_dataset
 
         root = verify_dataset(data_root, "quick" if verify == "once" else verify)
     else:

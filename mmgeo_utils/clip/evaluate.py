@@ -49,10 +49,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .contrastive_data import CLIP_MEAN, CLIP_STD
-from .dataset import load_split
-from .repro import usable_cores
-from .textneg import ERROR_TYPES
+from ..data.build import load_split
+from ..data.contrastive import CLIP_MEAN, CLIP_STD
+from ..negatives.text import ERROR_TYPES
+from ..repro import usable_cores
 
 # Bump when a metric's definition changes: cached evaluations of another version are recomputed.
 EVAL_VERSION = "3"  # 3: token-identical text negatives dropped, NaN never a hit
@@ -348,7 +348,7 @@ def i2t_fine_hits(items: SplitItems, image_features: torch.Tensor, text_features
     type, less the dropped ones) strictly, 0.0 where not, NaN where none is left.
 
     The items whose mean is ``i2t_fine["all"]``: what a paired comparison of two models needs
-    (:func:`~mmgeo_utils.experiments.gap_uncertainty`), since both are scored on the same diagrams.
+    (:func:`~mmgeo_utils.experiments.comparison.gap_uncertainty`), since both are scored on the same diagrams.
     """
     pos, rule_s, ok = _candidate_scores(image_features[: items.n], text_features, items.rule_index)
     hit, _ = _pick(pos, rule_s, ok)

@@ -7,18 +7,18 @@ positive matplotlib script until the figure matches it. The authors report that
 perturbing scripts directly was "uncontrolled", and even the two-step route cannot
 promise that the new figure differs from the old one in the edited fact *only*.
 
-Our diagrams are data (:class:`~mmgeo_utils.scene.Scene`), so a perturbation here is
+Our diagrams are data (:class:`~mmgeo_utils.diagrams.scene.Scene`), so a perturbation here is
 a typed edit of the scene, and every negative is checked, not trusted:
 
 * **Exactly one fact.** A perturbation declares its change: one fact replaced
   (``removed f``, ``added f′``), one removed or one added. :func:`verify_negative`
-  compares the canonical fact sets (:func:`~mmgeo_utils.scene.fact_set`) and rejects
+  compares the canonical fact sets (:func:`~mmgeo_utils.diagrams.scene.fact_set`) and rejects
   anything else. A relabel instead declares a renaming of ≥ 2 letters and the
   negative's facts must equal the positive's facts under it.
 * **True of its own picture.** Geometric edits move points and rebuild everything
   constructed from them (midpoints, feet, intersections, points on a side), then
   every stated fact of the negative must hold in the negative's coordinates
-  (:func:`~mmgeo_utils.facts.check_fact`) and the removed fact must be *false* there,
+  (:func:`~mmgeo_utils.diagrams.facts.check_fact`) and the removed fact must be *false* there,
   so the positive caption really is wrong for the negative image. Where an edit would
   also break a second stated fact (moving the midpoint of a side that a stated
   parallel uses, stretching a square whose equal sides are stated), the perturbation
@@ -57,13 +57,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from . import geometry as g
-from .captions import Caption, describe
-from .facts import check_fact, describe_fact, shape_name
-from .families import ALPHABET, check_legible, drawn_sides, format_number, nice_value
-from .layout import annotation_clearances, label_clearances, place_labels, scene_extent
-from .render import RenderStyle, default_style, fits_frame, render
-from .scene import (
+from ..diagrams import geometry as g
+from ..diagrams.captions import Caption, describe
+from ..diagrams.facts import check_fact, describe_fact, shape_name
+from ..diagrams.families import ALPHABET, check_legible, drawn_sides, format_number, nice_value
+from ..diagrams.layout import annotation_clearances, label_clearances, place_labels, scene_extent
+from ..diagrams.render import RenderStyle, default_style, fits_frame, render
+from ..diagrams.scene import (
     AngleMark,
     Arc,
     Circle,
@@ -130,7 +130,7 @@ class ImageNegative:
 
     ``removed``/``added`` are the declared fact change (for a relabel: the facts whose
     names changed, before and after); ``renaming`` maps old to new letters for a
-    relabel; ``caption`` describes the negative scene (:func:`~mmgeo_utils.captions.describe`
+    relabel; ``caption`` describes the negative scene (:func:`~mmgeo_utils.diagrams.captions.describe`
     with ``caption_seed``: pass the positive's to keep its phrasing); ``image`` is the
     negative rendered with ``style``, the positive's style.
     """

@@ -15,8 +15,8 @@ per negative caption, 10 negatives per caption:
 
 An LLM applying such rules cannot promise the edited statement is false (turning
 "congruent" into "similar" yields a true caption). Here a rule edits a typed
-:class:`~mmgeo_utils.scene.Fact`, and the edited fact is checked against the scene's
-coordinates (:func:`~mmgeo_utils.facts.check_fact`): an edit that happens to be true
+:class:`~mmgeo_utils.diagrams.scene.Fact`, and the edited fact is checked against the scene's
+coordinates (:func:`~mmgeo_utils.diagrams.facts.check_fact`): an edit that happens to be true
 is rejected and counted, so every negative is false for its image. The negative
 caption is the scene's caption re-rendered from the edited fact list with the *same*
 phrasing seed, so only the edited phrases change (:func:`changed_spans` finds them
@@ -39,10 +39,10 @@ from itertools import combinations
 
 import numpy as np
 
-from .captions import Caption, describe
-from .facts import check_fact, describe_fact
-from .families import nice_value
-from .scene import Fact, Scene, fact_set, validate_scene
+from ..diagrams.captions import Caption, describe
+from ..diagrams.facts import check_fact, describe_fact
+from ..diagrams.families import nice_value
+from ..diagrams.scene import Fact, Scene, fact_set, validate_scene
 
 __all__ = [
     "ERROR_TYPES",

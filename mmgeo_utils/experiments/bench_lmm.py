@@ -37,10 +37,10 @@ def bench_lmm(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Rates per stage and the extrapolated time of the profile's budgets (seconds)."""
-    from .data import cached_features
-    from .evaluate import evaluate_lmm
-    from .train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
-    from .vision_tower import load_vision_tower
+    from ..lmm.data import cached_features
+    from ..lmm.evaluate import evaluate_lmm
+    from ..lmm.train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
+    from ..lmm.vision_tower import load_vision_tower
 
     p, sizes = get_profile(profile), get_lmm_sizes(profile)
     threads = threads or p.train_threads

@@ -3,12 +3,12 @@
 A scene is only useful as training data if its facts are *true of the picture*:
 a caption that says "AB ∥ CD" next to a drawing where they are not parallel is
 noise, and a hard negative that claims to change one fact must really change it.
-:func:`check_fact` measures each fact kind of :data:`mmgeo_utils.scene.FACT_KINDS`
+:func:`check_fact` measures each fact kind of :data:`mmgeo_utils.diagrams.scene.FACT_KINDS`
 on the coordinates, with explicit tolerances, so generators, perturbations and
 tests share one notion of truth.
 
 Shape names are *most specific*: :func:`shape_name` returns the single most
-specific entry of :data:`~mmgeo_utils.scene.SHAPE_NAMES` (a square is named
+specific entry of :data:`~mmgeo_utils.diagrams.scene.SHAPE_NAMES` (a square is named
 "square", never "rectangle" or "rhombus"; an equilateral triangle is never
 "isosceles triangle"; "trapezoid" means exactly one pair of parallel sides), and a
 ``shape`` fact is true only when its value is that name. Geometrically a square
@@ -152,7 +152,7 @@ def _quadrilateral_name(pts: Sequence[np.ndarray], angle_tol: float, rel_tol: fl
 
 
 def shape_name(points: Sequence, *, angle_tol_deg: float = ANGLE_TOL_DEG, rel_tol: float = REL_TOL) -> str:
-    """The most specific :data:`~mmgeo_utils.scene.SHAPE_NAMES` entry for the polygon through ``points``.
+    """The most specific :data:`~mmgeo_utils.diagrams.scene.SHAPE_NAMES` entry for the polygon through ``points``.
 
     Raises ``ValueError`` for a degenerate polygon (collinear or coincident
     vertices, self-intersection) or a polygon with more than four vertices,
@@ -317,7 +317,7 @@ def check_fact(scene: Scene, fact: Fact, *, angle_tol_deg: float = ANGLE_TOL_DEG
     """Whether ``fact`` is true of ``scene``'s coordinates (see the module docstring for shapes).
 
     Lengths compare ``scene.unit × |AB|`` with the stated value; circle facts use the
-    radius of a :class:`~mmgeo_utils.scene.Circle` (or Arc) drawn around the named
+    radius of a :class:`~mmgeo_utils.diagrams.scene.Circle` (or Arc) drawn around the named
     centre, so a fact about a circle that is not drawn is false. Degenerate
     configurations (an angle with a zero arm) are false, not errors; a fact naming a
     point the scene does not have raises ``ValueError`` naming the point.

@@ -11,7 +11,7 @@ Retrieval alone has a flaw the paper works around by choosing a corpus with one
 caption per image: a nearby caption can be *true of the image* too (another phrasing
 of the same scene, or a scene that shares the stated facts). Trained as a negative,
 such a caption teaches the model a falsehood — a *false negative*. Our captions come
-with exact facts (:mod:`mmgeo_utils.scene`), so we can do better than the paper: a
+with exact facts (:mod:`mmgeo_utils.diagrams.scene`), so we can do better than the paper: a
 candidate is kept only if at least one of its facts is false of the positive's image
 (or names a point the image does not have). Every rejection is counted with its
 reason, and a caption that runs out of candidates reports its shortfall instead of
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .profiles import Profile, get_profile
-from .scene import Fact, Scene
+from ..diagrams.scene import Fact, Scene
+from ..profiles import Profile, get_profile
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
     from sentence_transformers import SentenceTransformer
@@ -534,7 +534,7 @@ def mine_retrieval_negatives(
     or made-up negatives). Defaults come from the profile (``retrieval_candidates``,
     ``num_negatives``, ``sentence_encoder``). Pass ``embeddings`` to reuse embeddings
     already computed, ``groups`` to keep captions of the same scene out of the candidates
-    altogether, and ``fact_checker`` to replace :func:`mmgeo_utils.facts.check_fact`.
+    altogether, and ``fact_checker`` to replace :func:`mmgeo_utils.diagrams.facts.check_fact`.
     """
     prof = get_profile(profile)
     num_candidates = prof.retrieval_candidates if num_candidates is None else int(num_candidates)
@@ -566,7 +566,7 @@ def mine_retrieval_negatives(
         if not isinstance(s, Scene):
             raise TypeError(f"scenes[{i}] is a {type(s).__name__}, not a Scene")
     if fact_checker is None:
-        from .facts import check_fact as fact_checker  # noqa: N811 - the checker of record
+        from ..diagrams.facts import check_fact as fact_checker  # noqa: N811 - the checker of record
 
     encoder_name = None
     if embeddings is None:
@@ -706,8 +706,8 @@ class _PeakRSS:
 
 def _bench_captions(n: int, seed: int) -> list[str]:
     """``n`` real course captions (families × describe), for timing the encoder."""
-    from .captions import describe
-    from .families import sample_scene
+    from ..diagrams.captions import describe
+    from ..diagrams.families import sample_scene
 
     return [describe(sample_scene(seed + i), seed + i).text for i in range(n)]
 
@@ -741,7 +741,7 @@ def bench_retrieval(
 
     import torch
 
-    from .repro import describe_device
+    from ..repro import describe_device
 
     device = device or _default_device()
     rng = np.random.default_rng(seed)

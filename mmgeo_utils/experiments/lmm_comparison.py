@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from ..lmm.evaluate import evaluate_lmm, write_eval
+from ..lmm.train import LMMConfig, lmm_root, stage_dir, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
-from .evaluate import evaluate_lmm, write_eval
-from .train import LMMConfig, lmm_root, stage_dir, train_lmm
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
 EVAL_FILE = "test_eval.json"
@@ -40,8 +40,8 @@ EVAL_VERSION = 3  # what a cached score holds; a newer version scores again (2: 
 
 def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
     """Lesson 05's CLIP and MMCLIP run folders of ``seed`` (the comparison's default names)."""
-    from ..experiments import comparison_configs
-    from ..train import default_run_dir
+    from ..clip.train import default_run_dir
+    from .comparison import comparison_configs
 
     return {name: default_run_dir(cfg) for name, cfg in comparison_configs(profile, seed).items()}
 
@@ -57,7 +57,7 @@ def condition_config(
 
 def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = None) -> dict[str, Any]:
     """The test score of a trained condition, cached beside it (keyed by the split's fingerprint and limit)."""
-    from ..dataset import split_fingerprint
+    from ..data.build import split_fingerprint
 
     limit = limit or get_lmm_sizes(cfg.profile).eval_questions
     key = hashlib.sha256(f"{split_fingerprint(root, 'test')}|{limit}|{EVAL_VERSION}".encode()).hexdigest()[:16]
@@ -115,8 +115,8 @@ def run_lmm_comparison(
     runs of each seed under ``runs/<profile>/``); a missing one is an error naming it, before any
     training.
     """
+    from ..lmm.train import dataset_rows
     from ..repro import Timer, write_results
-    from .train import dataset_rows
 
     p = get_profile(profile)
     seeds = list(seeds)

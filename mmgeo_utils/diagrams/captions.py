@@ -2,7 +2,7 @@
 
 A caption is *written from the facts*: an opening sentence that names the figure,
 then every fact of the scene in a seed-dependent order and phrasing. Because each
-sentence is generated from a typed :class:`~mmgeo_utils.scene.Fact`, a caption
+sentence is generated from a typed :class:`~mmgeo_utils.diagrams.scene.Fact`, a caption
 knows which facts it states (:attr:`Caption.facts`), which is what lesson 02 needs
 to edit exactly one of them into a text hard negative. Phrasings mix symbols
 (``∠ABC = 40°``, ``AB ∥ CD``) and words (``angle ABC measures 40 degrees``) so a
@@ -11,7 +11,7 @@ text encoder cannot tie a fact to one surface form.
 Questions (:func:`make_qa`) are computed from the coordinates, not copied from the
 caption: lengths and angles the figure does not state (a hypotenuse from a
 Pythagorean triple, an alternate angle, Thales' right angle), yes/no questions
-with both answers (the false ones checked false by :func:`~mmgeo_utils.facts.check_fact`),
+with both answers (the false ones checked false by :func:`~mmgeo_utils.diagrams.facts.check_fact`),
 which-segment and shape questions.
 """
 
@@ -256,7 +256,7 @@ def describe(scene: Scene, seed: int = 0) -> Caption:
     Deterministic in ``(scene, seed)``. The opening names the figure (its shape
     fact when it has one); the other facts follow in shuffled order, one to three
     per sentence, each in a randomly chosen phrasing. A scene that fails
-    :func:`~mmgeo_utils.scene.validate_scene` is refused, not described.
+    :func:`~mmgeo_utils.diagrams.scene.validate_scene` is refused, not described.
     """
     validate_scene(scene)
     rng = np.random.default_rng(seed)
