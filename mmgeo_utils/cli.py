@@ -77,7 +77,7 @@ def _add_profile(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from .data.build import DatasetConfig, build_dataset
+    from .data import DatasetConfig, build_dataset
 
     profile = get_profile(args.profile)
     config = DatasetConfig.from_profile(profile, seed=args.seed)
@@ -110,7 +110,7 @@ def cmd_bench_negatives(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from .clip.train import TrainConfig
+    from .clip import TrainConfig
 
     negatives = tuple(n.strip() for n in args.negatives.split(",") if n.strip()) if args.negatives else ()
     return TrainConfig(
@@ -138,7 +138,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train_clip(args: argparse.Namespace) -> int:
-    from .clip.train import train
+    from .clip import train
 
     result = train(
         _train_config(args),
@@ -167,8 +167,8 @@ def cmd_train_clip(args: argparse.Namespace) -> int:
 def cmd_eval_clip(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from .clip import MODEL_FILE, TrainConfig, load_config
     from .clip.evaluate import VARIANTS, tidy_table
-    from .clip.train import MODEL_FILE, TrainConfig, load_config
     from .experiments.comparison import evaluate_checkpoint
     from .repro import atomic_write_text, detect_device
 
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bench_train)
 
-    from .clip.train import LOSSES, PRECISIONS
+    from .clip import LOSSES, PRECISIONS
     from .data.contrastive import BATCHING
 
     p = sub.add_parser("train-clip", help="train CLIP or MMCLIP with open_clip (torchrun for several GPUs)")
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # open_clip narrates every model build at INFO on the root logger
         handler.addFilter(lambda r: r.levelno >= logging.WARNING or "open_clip" not in r.pathname)
     args = build_parser().parse_args(argv)
-    from .clip.train import TrainingDiverged
+    from .clip import TrainingDiverged
 
     try:
         if getattr(args, "device", None) is not None:

@@ -116,7 +116,7 @@ def cuda_available() -> bool:
     Raises :class:`UnusableGPUError` when ``nvidia-smi`` lists a GPU, the user has not hidden it,
     and torch cannot open it. Without ``nvidia-smi`` (a CPU machine, a Mac) this is the plain check.
     """
-    import torch
+    import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
     with warnings.catch_warnings(record=True) as caught:  # torch's own reason ("driver too old") is a warning
         warnings.simplefilter("always")

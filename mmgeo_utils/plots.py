@@ -25,7 +25,7 @@ PALETTE = "colorblind"
 
 def set_style() -> None:
     """The course's seaborn style: white grid, colourblind palette, readable fonts."""
-    import seaborn as sns
+    import seaborn as sns  # local: seaborn pulls in pandas and scipy, which only plotting needs
 
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
     matplotlib.rcParams.update(

@@ -47,7 +47,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     try:
-        import torch
+        import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
         torch.manual_seed(seed)
         torch.cuda.manual_seed_all(seed)
@@ -62,7 +62,7 @@ def detect_device() -> str:
     :class:`~mmgeo_utils.gpu.UnusableGPUError` with how to install a fitting torch.
     """
     try:
-        import torch
+        import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
         if cuda_available():
             return "cuda"
@@ -86,7 +86,7 @@ def check_device(device: str | None) -> str:
         return detect_device()
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-    import torch
+    import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError(
@@ -125,7 +125,7 @@ def describe_device() -> str:
     """A human-readable device string for result files: the GPU's name, or the CPU's name and cores."""
     device = detect_device()
     if device == "cuda":
-        import torch
+        import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
         return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     kernels = torch_cpu_capability()
@@ -137,7 +137,7 @@ def torch_cpu_capability() -> str | None:
     """The vector instruction set torch's CPU kernels use here (``AVX512``, ``AVX2``, ...): what,
     beyond the name, decides which numbers a seed gives on this CPU. None without torch."""
     try:
-        import torch
+        import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
         return torch.backends.cpu.get_cpu_capability()
     except (ImportError, AttributeError):
@@ -298,7 +298,7 @@ def cpu_threads(n: int | None) -> Iterator[None]:
     on 1 thread, and over hundreds of training steps those last-bit differences grow into a
     different model. Same seed, same data, same numbers holds on a CPU only at the same count.
     """
-    import torch
+    import torch  # local: the foundations import without torch (drawing a diagram needs none)
 
     old = torch.get_num_threads()
     if n is not None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mmgeo_utils.data.build import DatasetConfig, build_dataset
+from mmgeo_utils.data import DatasetConfig, build_dataset
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ smoke dataset is shared and never modified. The count of cases is the count of h
 a new finding gets a row here.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -16,10 +17,13 @@ import pytest
 import torch
 
 from mmgeo_utils.cli import main
+from mmgeo_utils.clip import TrainConfig, train
 from mmgeo_utils.clip.checkpoint import save_model
-from mmgeo_utils.clip.train import TrainConfig, train
-from mmgeo_utils.data import build as ds
+from mmgeo_utils.data import DatasetConfig, build_dataset, check_dataset, file_hashes
+from mmgeo_utils.data import build as data_build
+from mmgeo_utils.data.config import MANIFEST, METADATA
 from mmgeo_utils.diagrams.scene import Scene, validate_scene
+from mmgeo_utils.repro import REPO_ROOT
 
 # ----------------------------------------------------------------------------- setups
 
@@ -114,7 +118,7 @@ def _read_only(tmp_path, monkeypatch):
 def _alter_caption(data, tmp_path):
     """A caption edited in place: same byte count, different meaning."""
     copy = _copy_data(data, tmp_path)
-    meta = copy / "train" / ds.METADATA
+    meta = copy / "train" / METADATA
     text = meta.read_text()
     assert " is " in text
     meta.write_text(text.replace(" is ", " IS ", 1))
@@ -144,8 +148,8 @@ def _scramble_pngs(data, tmp_path):
 
 def _other_seed_dataset(tmp_path):
     """A tiny dataset of another seed (positives only): a valid dataset that is not the run's."""
-    config = ds.DatasetConfig(name="other", image_size=64, n_train=8, n_val=4, n_test=2, seed=1)
-    return ds.build_dataset(config, out_dir=tmp_path / "other data", workers=1, progress=False)
+    config = DatasetConfig(name="other", image_size=64, n_train=8, n_val=4, n_test=2, seed=1)
+    return build_dataset(config, out_dir=tmp_path / "other data", workers=1, progress=False)
 
 
 def _interrupted_run(data, tmp_path):
@@ -153,7 +157,7 @@ def _interrupted_run(data, tmp_path):
 
 
 def _interrupt_inside_step(monkeypatch):
-    from mmgeo_utils.clip import train as train_module
+    train_module = importlib.import_module("mmgeo_utils.clip.train")  # the package exports the function train
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -165,11 +169,11 @@ def _interrupt_data_build(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ds, "_run_shards", interrupted)
+    monkeypatch.setattr(data_build, "_run_shards", interrupted)
 
 
 def _nan_loss(monkeypatch):
-    from mmgeo_utils.clip.train import ContrastiveObjective
+    from mmgeo_utils.clip import ContrastiveObjective
 
     forward = ContrastiveObjective.forward
 
@@ -635,9 +639,9 @@ def test_the_table_covers_the_probes():
 
 def test_nothing_was_overwritten_by_a_refused_build(smoke_data, tmp_path, capsys):
     copy = _copy_data(smoke_data, tmp_path)
-    before = ds.file_hashes(copy, skip=())
+    before = file_hashes(copy, skip=())
     assert main(["data", "build", "--profile", "smoke", "--seed", "1", "--out", str(copy), "--quiet"]) == 2
-    assert ds.file_hashes(copy, skip=()) == before
+    assert file_hashes(copy, skip=()) == before
 
 
 def test_a_refused_run_folder_keeps_the_users_files(smoke_data, tmp_path, capsys):
@@ -655,11 +659,11 @@ def test_a_refused_run_folder_keeps_the_users_files(smoke_data, tmp_path, capsys
 
 def test_a_full_check_finds_and_repairs_what_a_quick_one_cannot(smoke_data, tmp_path, capsys):
     copy = _scramble_pngs(smoke_data, tmp_path)
-    reference = ds.file_hashes(smoke_data)
-    assert ds.check_dataset(copy, ds.DatasetConfig.from_profile("smoke")) is None  # same sizes: quick passes
+    reference = file_hashes(smoke_data)
+    assert check_dataset(copy, DatasetConfig.from_profile("smoke")) is None  # same sizes: quick passes
     build = ["data", "build", "--profile", "smoke", "--out", str(copy), "--workers", "1", "--quiet"]
     assert main(build + ["--verify", "full"]) == 0
-    assert ds.file_hashes(copy) == reference
+    assert file_hashes(copy) == reference
 
 
 # ----------------------------------------------------------------------------- scenes
@@ -739,7 +743,7 @@ def test_ctrl_c_during_a_parallel_data_build_is_one_line(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ds.REPO_ROOT,
+        cwd=REPO_ROOT,
         start_new_session=True,
         # as from a terminal: SIGINT at its default, whatever this test process inherited (an ignored
         # signal stays ignored across exec, and Python then installs no KeyboardInterrupt handler)
@@ -755,4 +759,4 @@ def test_ctrl_c_during_a_parallel_data_build_is_one_line(tmp_path):
         "Traceback" not in err
         and err.strip().splitlines()[-1] == "mmgeo: interrupted; rerun the same command to resume"
     )
-    assert not (out / ds.MANIFEST).exists()  # nothing vouches for the partial build
+    assert not (out / MANIFEST).exists()  # nothing vouches for the partial build

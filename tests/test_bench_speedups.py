@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mmgeo_utils import cli
+from mmgeo_utils.clip import ContrastiveObjective, make_loader
 from mmgeo_utils.clip.models import allow_short_text, count_parameters, create_clip, get_tokenizer, text_extent
-from mmgeo_utils.clip.train import ContrastiveObjective, make_loader
 from mmgeo_utils.data.contrastive import HardNegativeDataset, default_transform
 from mmgeo_utils.experiments.bench import (
     SPEED_ROWS,

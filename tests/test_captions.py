@@ -9,9 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from mmgeo_utils.diagrams.captions import QA, Caption, describe, fact_to_text, make_qa, n_variants
+from mmgeo_utils.diagrams.captions import Caption, describe, fact_to_text, n_variants
 from mmgeo_utils.diagrams.facts import check_fact, shape_name
 from mmgeo_utils.diagrams.families import FAMILIES, generate_scene
+from mmgeo_utils.diagrams.qa import QA, make_qa
 from mmgeo_utils.diagrams.scene import FACT_KINDS, Fact, Scene
 
 SEEDS = range(8)

@@ -4,9 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mmgeo_utils.clip import HardNegativeLoss, cosine_with_warmup
 from mmgeo_utils.clip.checkpoint import CheckpointError, load_training_state, save_training_state
-from mmgeo_utils.clip.losses import HardNegativeLoss
-from mmgeo_utils.clip.train import cosine_with_warmup
 
 
 def _setup(seed=0):

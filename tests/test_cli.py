@@ -112,9 +112,9 @@ def _fake_run(folder, profile="smoke", nan=False):
 
     import torch
 
+    from mmgeo_utils.clip import MODEL_FILE, TrainConfig
     from mmgeo_utils.clip.checkpoint import save_model
     from mmgeo_utils.clip.models import create_clip
-    from mmgeo_utils.clip.train import MODEL_FILE, TrainConfig
     from mmgeo_utils.profiles import get_profile
 
     cfg = TrainConfig(profile=profile, loss="clip").resolved()

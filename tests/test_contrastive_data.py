@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgeo_utils.data.build import DatasetConfig, build_dataset, load_split
+from mmgeo_utils.data import DatasetConfig, build_dataset, load_split
 from mmgeo_utils.data.contrastive import HardNegativeDataset, NegativeConfig, make_collate, text_negative_slots
 from mmgeo_utils.diagrams.facts import check_fact
 from mmgeo_utils.diagrams.scene import Fact, Scene, fact_set
@@ -149,7 +149,7 @@ def test_positives_only_dataset_is_a_clear_error(tmp_path):
 def test_uint8_batches_normalised_on_the_device_equal_todays_float_batches(built):
     """Loader workers send uint8 pixels (4x less shared memory); normalize_images finishes the job
     on the device with exactly ToTensor's and Normalize's arithmetic."""
-    from mmgeo_utils.clip.train import encode_batch
+    from mmgeo_utils.clip import encode_batch
     from mmgeo_utils.data.contrastive import default_transform, normalize_images
 
     negatives = NegativeConfig(num_image=K, num_retrieval=K)

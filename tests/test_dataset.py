@@ -13,16 +13,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmgeo_utils.data import build as ds
-from mmgeo_utils.data.build import (
+from mmgeo_utils.data import (
     DatasetConfig,
     build_dataset,
     check_dataset,
+    default_dir,
     file_hashes,
     load_image,
     load_split,
     sample_seeds,
+    shards,
 )
+from mmgeo_utils.data import build as ds
+from mmgeo_utils.data.config import MANIFEST, METADATA, SHARD_DIR, SPLITS
 from mmgeo_utils.repro import REPO_ROOT
 
 TINY = DatasetConfig(name="tiny", image_size=48, n_train=5, n_val=2, n_test=2, seed=7)
@@ -45,18 +48,18 @@ def reference(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def count_shards(monkeypatch) -> list:
     """Record every shard the builder makes (in-process builds only)."""
     built: list = []
-    real = ds.build_shard
+    real = shards.build_shard
 
     def spy(config, root, shard):
         built.append(shard.name)
         return real(config, root, shard)
 
-    monkeypatch.setattr(ds, "build_shard", spy)
+    monkeypatch.setattr(shards, "build_shard", spy)
     return built
 
 
 def _manifest_without_provenance(root: Path) -> dict:
-    m = json.loads((root / ds.MANIFEST).read_text())
+    m = json.loads((root / MANIFEST).read_text())
     m.pop("provenance")
     return m
 
@@ -100,9 +103,9 @@ def test_sample_seeds_depend_only_on_seed_split_index():
 
 def test_default_folder_honours_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MMGEO_DATA_DIR", str(tmp_path))
-    assert ds.default_dir(TINY) == tmp_path / f"tiny-{TINY.key()}"
+    assert default_dir(TINY) == tmp_path / f"tiny-{TINY.key()}"
     monkeypatch.delenv("MMGEO_DATA_DIR")
-    assert ds.default_dir(TINY).parent == REPO_ROOT / "data"
+    assert default_dir(TINY).parent == REPO_ROOT / "data"
 
 
 # ----------------------------------------------------------------------------- layout and content
@@ -110,8 +113,8 @@ def test_default_folder_honours_env(tmp_path, monkeypatch):
 
 def test_imagefolder_layout_and_rows(reference):
     root, hashes = reference
-    assert (root / ds.MANIFEST).exists()
-    for split in ds.SPLITS:
+    assert (root / MANIFEST).exists()
+    for split in SPLITS:
         rows = load_split(root, split)
         assert len(rows) == TINY.size(split)
         assert [r["index"] for r in rows] == list(range(len(rows)))
@@ -138,8 +141,9 @@ def test_imagefolder_layout_and_rows(reference):
 
 def test_stored_row_re_renders_its_image(reference):
     """The row is the whole truth: scene + style in the row reproduce the PNG exactly."""
-    from mmgeo_utils.diagrams.render import RenderStyle, render
+    from mmgeo_utils.diagrams.render import render
     from mmgeo_utils.diagrams.scene import Scene
+    from mmgeo_utils.diagrams.style import RenderStyle
 
     root, _ = reference
     row = load_split(root, "val")[1]
@@ -167,7 +171,7 @@ def test_same_seed_same_bytes_any_worker_count(reference, tmp_path):
 
 def test_cache_hit_does_not_rebuild(reference, tmp_path, count_shards):
     root = build(tmp_path / "d")
-    assert len(count_shards) == len(ds.plan_shards(TINY, SHARD))
+    assert len(count_shards) == len(shards.plan_shards(TINY, SHARD))
     mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     count_shards.clear()
     assert build(root) == root
@@ -188,13 +192,13 @@ def _delete_png(root: Path) -> str:
 
 
 def _truncate_metadata(root: Path) -> str:
-    p = root / "test" / ds.METADATA
+    p = root / "test" / METADATA
     p.write_bytes(p.read_bytes()[:-40])
     return "test/metadata.jsonl"
 
 
 def _bad_manifest(root: Path) -> str:
-    (root / ds.MANIFEST).write_text("{not json")
+    (root / MANIFEST).write_text("{not json")
     return "manifest.json is unreadable"
 
 
@@ -236,8 +240,8 @@ def test_same_size_corruption_needs_full_verify(reference, tmp_path, caplog):
 def test_interrupted_build_resumes_and_ends_identical(reference, tmp_path, count_shards):
     _, hashes = reference
     root = build(tmp_path / "d")
-    (root / ds.MANIFEST).unlink()
-    (root / ds.SHARD_DIR / "train-00001.json").unlink()
+    (root / MANIFEST).unlink()
+    (root / SHARD_DIR / "train-00001.json").unlink()
     count_shards.clear()
     build(root)
     assert count_shards == ["train-00001.json"]
@@ -246,20 +250,20 @@ def test_interrupted_build_resumes_and_ends_identical(reference, tmp_path, count
 
 def test_crash_mid_build_keeps_finished_shards(reference, tmp_path, monkeypatch, count_shards):
     _, hashes = reference
-    real = ds.make_sample
+    real = shards.make_sample
 
     def crash_on_val(config, split, index):
         if split == "val":
             raise KeyboardInterrupt  # the user pressed Ctrl-C while val was being made
         return real(config, split, index)
 
-    monkeypatch.setattr(ds, "make_sample", crash_on_val)
+    monkeypatch.setattr(shards, "make_sample", crash_on_val)
     with pytest.raises(KeyboardInterrupt):
         build(tmp_path / "d")
     root = tmp_path / "d"
-    assert not (root / ds.MANIFEST).exists()
+    assert not (root / MANIFEST).exists()
     assert count_shards == ["train-00000.json", "train-00001.json", "train-00002.json", "val-00000.json"]
-    monkeypatch.setattr(ds, "make_sample", real)
+    monkeypatch.setattr(shards, "make_sample", real)
     count_shards.clear()
     build(root)
     assert count_shards == ["val-00000.json", "test-00000.json"]  # the train shards were kept
@@ -292,7 +296,7 @@ def test_load_split_errors(reference, tmp_path):
     with pytest.raises(ValueError, match="unknown split"):
         load_split(tmp_path, "dev")
     (tmp_path / "train").mkdir()
-    (tmp_path / "train" / ds.METADATA).write_text('{"file_name": "a.png"}\n{"file_na\n')
+    (tmp_path / "train" / METADATA).write_text('{"file_name": "a.png"}\n{"file_na\n')
     with pytest.raises(ValueError, match=r"metadata.jsonl:2 is not valid JSON"):
         load_split(tmp_path, "train")
     assert load_split(tmp_path, "train", limit=1) == [{"file_name": "a.png"}]  # stops before the bad line
@@ -321,7 +325,7 @@ def test_cli_data_build(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     config = DatasetConfig.from_profile("smoke")
     assert check_dataset(out, config, verify="full") is None
-    assert [len(load_split(out, s)) for s in ds.SPLITS] == [48, 16, 16]
+    assert [len(load_split(out, s)) for s in SPLITS] == [48, 16, 16]
     with Image.open(out / "train" / "train-000000.png") as im:
         assert im.size == (64, 64)
 
@@ -351,7 +355,7 @@ def test_verify_once_trusts_a_check_of_this_process_until_the_manifest_changes(t
     assert build(root, verify="once") == root and build(root, verify="once") == root
     assert checks == []  # trusted: no metadata hashed, no image stat'ed again
     assert build(root) == root and len(checks) == 1  # the default still checks every time
-    manifest = root / ds.MANIFEST
+    manifest = root / MANIFEST
     os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns + 1))  # a rebuild
     assert build(root, verify="once") == root and len(checks) == 2
     assert not ds._verified_earlier(root, dataclasses.replace(TINY, seed=8))  # another config is checked anew

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mmgeo_utils.clip import ContrastiveObjective, gather_features
 from mmgeo_utils.clip.distributed import DistInfo
-from mmgeo_utils.clip.train import ContrastiveObjective, gather_features
 
 
 def _features(seed=0, b=8, k=2, d=16):

@@ -106,7 +106,7 @@ def test_evaluate_clip_on_the_smoke_split(smoke_data):
 
 
 def test_a_split_without_negatives_is_an_error(tmp_path):
-    from mmgeo_utils.data.build import DatasetConfig, build_dataset
+    from mmgeo_utils.data import DatasetConfig, build_dataset
 
     root = build_dataset(
         DatasetConfig(n_train=2, n_val=0, n_test=2, image_size=64), out_dir=tmp_path / "d", workers=1, progress=False

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmgeo_utils.clip.train import train
+from mmgeo_utils.clip import train
 from mmgeo_utils.experiments.comparison import (
     aggregate,
     comparison_configs,

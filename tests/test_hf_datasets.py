@@ -2,8 +2,8 @@
 
 import pytest
 
-from mmgeo_utils.data.build import DatasetConfig, load_split
-from mmgeo_utils.diagrams.captions import QA
+from mmgeo_utils.data import DatasetConfig, load_split
+from mmgeo_utils.diagrams.qa import QA
 from mmgeo_utils.diagrams.scene import Fact, Scene
 
 datasets = pytest.importorskip("datasets")

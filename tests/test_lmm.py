@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
+from mmgeo_utils.clip import TrainConfig
 from mmgeo_utils.clip.checkpoint import CheckpointError
-from mmgeo_utils.clip.train import TrainConfig
-from mmgeo_utils.data.build import load_split
+from mmgeo_utils.data import load_split
 from mmgeo_utils.diagrams.scene import Scene
 from mmgeo_utils.lmm import data as D
 from mmgeo_utils.lmm.balance import QA_VERSION, balance_yes_no, balanced_questions, balanced_rows

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch.autograd import gradcheck
 
-from mmgeo_utils.clip.losses import (
+from mmgeo_utils.clip import (
     HardNegativeLoss,
     clip_loss,
     cmr_loss,

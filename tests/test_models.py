@@ -61,7 +61,7 @@ def test_paper_context_holds_its_captions():
     """The spelled-out captions and rule negatives of gpu/paper-sized scenes fit paper's context."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from mmgeo_utils.data.build import DatasetConfig, make_scene, sample_seeds
+    from mmgeo_utils.data import DatasetConfig, make_scene, sample_seeds
     from mmgeo_utils.diagrams.captions import describe
     from mmgeo_utils.negatives.text import make_text_negatives
     from mmgeo_utils.profiles import get_profile

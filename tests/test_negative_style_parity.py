@@ -13,7 +13,7 @@ precisely, for every perturbation type, on scenes drawn with *sampled* styles (a
   still drawn, unless the edit erased it (``remove_auxiliary``, ``move_midpoint``'s ticks, ...);
 * **untouched letters and values** (violated today: ``xfail(strict=True)``): a point letter whose point
   neither moved nor was renamed, and an angle value or length label whose mark is unchanged and whose
-  points did not move, is drawn at the same pixel anchor. Today ``perturb._legible`` re-places *every*
+  points did not move, is drawn at the same pixel anchor. Today ``negatives.draft._legible`` re-places *every*
   letter when one letter needs a spot (``add_auxiliary`` always: its new foot has no offset), the
   renderer turns a length label towards the centroid of *all* points (a new or moved point can flip
   it to the other side of its segment), and the layout sizes the annotation discs by the negative's
@@ -32,11 +32,13 @@ from scene_cache import scene_of
 from scipy import ndimage
 
 from mmgeo_utils.diagrams.families import FAMILIES
-from mmgeo_utils.diagrams.render import _clamp_text, _Plan, _process_renderer, plan_scene, render, sample_style
+from mmgeo_utils.diagrams.plan import _Plan, plan_scene
+from mmgeo_utils.diagrams.render import _clamp_text, _process_renderer, render
 from mmgeo_utils.diagrams.scene import AngleMark, LengthLabel, RightAngleMark, Scene, element_points
-from mmgeo_utils.negatives.image import PERTURBATIONS, ImageNegative, apply_perturbation
+from mmgeo_utils.diagrams.style import sample_style
+from mmgeo_utils.negatives import PERTURBATIONS, ImageNegative, apply_perturbation
 
-BLOCKED = {"similar_congruent", "tangent_to_secant"}  # never apply to the families (perturb's docstring)
+BLOCKED = {"similar_congruent", "tangent_to_secant"}  # never apply to the families (negatives.image's docstring)
 TYPES = sorted(set(PERTURBATIONS) - BLOCKED - {p for p, s in PERTURBATIONS.items() if s.drastic})
 SEEDS = range(6)
 IMAGE_SIZE = 96  # the cpu profile's size
@@ -139,7 +141,7 @@ def test_strokes_through_untouched_points_are_kept(name):
         dropped = set(pos.points) - set(neg.scene.points)
         for el in pos.elements:
             if isinstance(el, ANNOTATION_MARKS) or type(el).__name__ in ("EqualTicks", "ParallelArrows"):
-                continue  # marks follow facts (perturb._sync_marks); checked by test_perturb
+                continue  # marks follow facts (negatives.marks._sync_marks); checked by test_perturb
             if set(element_points(el)) <= still and name != "remove_auxiliary":
                 assert el in neg.scene.elements, (family, seed, el)
             elif name == "remove_auxiliary" and el not in neg.scene.elements:
@@ -184,7 +186,7 @@ def parity_violations(name: str, family: str, seed: int, pos: Scene, neg: ImageN
 
 @pytest.mark.xfail(
     strict=True,
-    reason="generator: perturb._legible re-places every letter when one needs a spot (add_auxiliary always), "
+    reason="generator: negatives.draft._legible re-places every letter when one needs a spot (add_auxiliary always), "
     "render._outside_reference turns length labels towards the centroid of all points, and the layout "
     "sizes annotation discs by the negative's own extent; fix described in docs/results.md (needs a "
     "GENERATOR_VERSION bump)",

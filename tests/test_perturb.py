@@ -16,7 +16,7 @@ from scene_cache import scene_of
 
 from mmgeo_utils.diagrams.facts import check_fact
 from mmgeo_utils.diagrams.families import FAMILIES
-from mmgeo_utils.diagrams.render import default_style, render
+from mmgeo_utils.diagrams.render import render
 from mmgeo_utils.diagrams.scene import (
     AngleMark,
     Circle,
@@ -29,19 +29,20 @@ from mmgeo_utils.diagrams.scene import (
     Scene,
     fact_set,
 )
-from mmgeo_utils.negatives.image import (
+from mmgeo_utils.diagrams.style import default_style
+from mmgeo_utils.negatives import (
     ANNOTATION_ONLY,
     CATEGORIES,
     PERTURBATIONS,
     ImageNegative,
     NotApplicable,
-    _rename_scene,
     apply_perturbation,
     make_image_negatives,
     mark_supporters,
     rename_fact,
     verify_negative,
 )
+from mmgeo_utils.negatives.draft import _rename_scene
 
 SEEDS = range(8)  # per family: enough for every applicable type to show up (searched in a fixed order)
 # Never applicable to the current families, for a documented reason (see the module docstring);
@@ -403,8 +404,9 @@ def test_negatives_are_drawn_in_the_positive_frame():
     import numpy as np
 
     from mmgeo_utils.diagrams.families import FAMILIES, generate_scene
-    from mmgeo_utils.diagrams.render import render, sample_style
-    from mmgeo_utils.negatives.image import PERTURBATIONS, NotApplicable, apply_perturbation
+    from mmgeo_utils.diagrams.render import render
+    from mmgeo_utils.diagrams.style import sample_style
+    from mmgeo_utils.negatives import PERTURBATIONS, NotApplicable, apply_perturbation
 
     checked = 0
     for family in sorted(FAMILIES):

@@ -14,16 +14,7 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.diagrams.geometry import angle_at, foot_of_perpendicular, line_angle_between, polar
-from mmgeo_utils.diagrams.render import (
-    DiagramRenderer,
-    RenderStyle,
-    boxes_overlap,
-    default_style,
-    overlapping_labels,
-    render,
-    render_scene,
-    sample_style,
-)
+from mmgeo_utils.diagrams.render import DiagramRenderer, boxes_overlap, overlapping_labels, render, render_scene
 from mmgeo_utils.diagrams.scene import (
     AngleMark,
     Arc,
@@ -39,6 +30,7 @@ from mmgeo_utils.diagrams.scene import (
     Scene,
     Segment,
 )
+from mmgeo_utils.diagrams.style import RenderStyle, default_style, sample_style
 
 # ----------------------------------------------------------------------------- hand-made scenes
 

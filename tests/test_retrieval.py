@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mmgeo_utils.diagrams.scene import Fact, Polygon, Scene
-from mmgeo_utils.negatives.retrieval import (
+from mmgeo_utils.experiments.bench_retrieval import bench_retrieval
+from mmgeo_utils.negatives import (
     STATUS_NAMES,
     EncoderUnavailableError,
-    bench_retrieval,
     embed_captions,
     load_sentence_encoder,
     mine_retrieval_negatives,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mmgeo_utils.clip import LOSSES, ContrastiveObjective, TrainConfig, load_config, read_csv, train
 from mmgeo_utils.clip.checkpoint import CheckpointError
 from mmgeo_utils.clip.losses import clip_loss, per_anchor_hard_negative_loss
 from mmgeo_utils.clip.models import create_clip
-from mmgeo_utils.clip.train import LOSSES, ContrastiveObjective, TrainConfig, load_config, read_csv, train
-from mmgeo_utils.data.build import load_split
+from mmgeo_utils.data import load_split
 from mmgeo_utils.data.contrastive import StepBatchSampler, hard_order, neighbour_lists
 
 
@@ -65,32 +65,32 @@ def test_images_per_step_counts_image_negatives():
     ],
 )
 def test_auto_precision_uses_bf16_only_where_native(monkeypatch, native, emulated, expected):
-    from mmgeo_utils.clip import train as train_mod
+    from mmgeo_utils.clip import loop
 
     def is_bf16_supported(including_emulation=True):
         return native or (including_emulation and emulated)
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    assert train_mod.resolve_precision("auto", "cuda") is expected
-    assert train_mod.resolve_precision("auto", "cpu") is None
-    assert train_mod.resolve_precision("bf16", "cuda") is torch.bfloat16  # an explicit choice is kept
+    assert loop.resolve_precision("auto", "cuda") is expected
+    assert loop.resolve_precision("auto", "cpu") is None
+    assert loop.resolve_precision("bf16", "cuda") is torch.bfloat16  # an explicit choice is kept
     made = {}  # this host has no CUDA, where a real GradScaler("cuda") disables itself: record the request
     monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: made.update(device=device, enabled=enabled))
-    *_, amp_dtype = train_mod.make_optimization(torch.nn.Linear(2, 2), _cfg().resolved(), "cuda")
+    *_, amp_dtype = loop.make_optimization(torch.nn.Linear(2, 2), _cfg().resolved(), "cuda")
     assert amp_dtype is expected and made == {"device": "cuda", "enabled": expected is torch.float16}
 
 
 def test_auto_precision_on_old_torch_asks_the_capability(monkeypatch):
-    from mmgeo_utils.clip import train as train_mod
+    from mmgeo_utils.clip import loop
 
     def old_signature():  # torch < 2.4 has no including_emulation
         return True
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_signature)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    assert train_mod.resolve_precision("auto", "cuda") is torch.float16
+    assert loop.resolve_precision("auto", "cuda") is torch.float16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
-    assert train_mod.resolve_precision("auto", "cuda") is torch.bfloat16
+    assert loop.resolve_precision("auto", "cuda") is torch.bfloat16
 
 
 # ----------------------------------------------------------------------------- batch order
@@ -328,7 +328,7 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
 
 
 def test_two_stage_init_starts_from_the_first_stage(smoke_data, tmp_path):
-    from mmgeo_utils.clip.train import load_init
+    from mmgeo_utils.clip import load_init
 
     first = train(
         _cfg(loss="clip", negatives=(), steps=2), out_dir=tmp_path / "s1", data_root=smoke_data, progress=False
@@ -408,7 +408,7 @@ def test_an_interrupt_inside_a_step_resumes_bit_exact(
     """
     import signal
 
-    from mmgeo_utils.clip.train import TrainingInterrupted
+    from mmgeo_utils.clip import TrainingInterrupted
 
     cfg, whole = uninterrupted
     # a terminal's Ctrl-C reaches Python's default handler; the test must not depend on what an earlier
@@ -430,7 +430,7 @@ def test_an_interrupt_inside_a_step_resumes_bit_exact(
 
 
 def test_a_non_finite_loss_stops_training_before_a_model_is_written(smoke_data, tmp_path, monkeypatch):
-    from mmgeo_utils.clip.train import TrainingDiverged
+    from mmgeo_utils.clip import TrainingDiverged
 
     forward, calls = ContrastiveObjective.forward, []
 
@@ -462,7 +462,7 @@ def test_lr_and_weight_must_be_finite():
 
 
 def test_a_run_records_its_data_and_resumes_only_on_it(smoke_data, tmp_path):
-    from mmgeo_utils.data.build import split_fingerprint
+    from mmgeo_utils.data import split_fingerprint
 
     cfg = _cfg(loss="clip", negatives=(), steps=2)
     run = train(cfg, out_dir=tmp_path / "r", data_root=smoke_data, progress=False).run_dir
@@ -473,7 +473,7 @@ def test_a_run_records_its_data_and_resumes_only_on_it(smoke_data, tmp_path):
 
 
 def test_pretrained_weights_fine_tune_at_a_small_rate_with_warm_up():
-    from mmgeo_utils.clip.train import DEFAULT_LR, FINETUNE_LR
+    from mmgeo_utils.clip import DEFAULT_LR, FINETUNE_LR
 
     paper = TrainConfig(profile="paper").resolved()
     assert paper.pretrained == "openai" and paper.lr == FINETUNE_LR == 2e-5
@@ -507,9 +507,8 @@ def test_grad_checkpointing_saves_memory_without_changing_the_step(smoke_data, t
 
 def test_loader_workers_fit_the_machine_on_cuda(smoke_data, monkeypatch):
     """With CUDA, up to 8 workers with one core left to feed the GPU: 1 on Colab's 2 vCPUs, not 8."""
-    from mmgeo_utils.clip import evaluate
+    from mmgeo_utils.clip import evaluate, make_loader
     from mmgeo_utils.clip.models import get_tokenizer
-    from mmgeo_utils.clip.train import make_loader
     from mmgeo_utils.data.contrastive import HardNegativeDataset
 
     cfg = TrainConfig(profile="smoke", loss="clip", steps=2).resolved()

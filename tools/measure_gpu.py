@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from mmgeo_utils.clip import default_run_dir, train
 from mmgeo_utils.clip.evaluate import headline
-from mmgeo_utils.clip.train import default_run_dir, train
-from mmgeo_utils.data.build import DatasetConfig, build_dataset
+from mmgeo_utils.data import DatasetConfig, build_dataset
 from mmgeo_utils.experiments.bench import bench_train
 from mmgeo_utils.experiments.comparison import comparison_configs, evaluate_run
 from mmgeo_utils.profiles import get_profile

@@ -40,9 +40,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mmgeo_utils.data.build import load_split
-from mmgeo_utils.diagrams.render import RenderStyle, plan_scene, render
+from mmgeo_utils.data import load_split
+from mmgeo_utils.diagrams.plan import plan_scene
+from mmgeo_utils.diagrams.render import render
 from mmgeo_utils.diagrams.scene import Scene
+from mmgeo_utils.diagrams.style import RenderStyle
 
 INK_LEVEL = 128  # a pixel is ink when its grey level is below this (ink is drawn at 0-51 on white)
 STATS = ("ink", "mean_intensity", "edge_energy", "bbox_area", "components", "png_bytes")

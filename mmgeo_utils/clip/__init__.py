@@ -1,1 +1,125 @@
-"""clip"""
+"""Lessons 03-05: CLIP and MMCLIP with open_clip, their losses, the training run and the benchmark.
+
+=====================  ==============================================================
+module                 what it holds
+=====================  ==============================================================
+``models``             open_clip models from shipped configs (``model_configs/``), hub
+                       tags or local files; the tokenizer that spells point names
+``losses``             CLIP, hard-negative CLIP and MMCLIP's per-anchor loss
+``ce_clip_losses``     CE-CLIP's IMC and CMR, and ``HardNegativeLoss`` combining them
+``config``             ``TrainConfig``: a run's recipe, its checks, name and folder
+``objective``          ``ContrastiveObjective``: the loss ``TrainConfig.loss`` selects
+``loop``               the loop's pieces: optimizer, precision, one step, loader, CSV logs
+``run_folder``         a run folder's files, when it may be trained into, resume checks
+``train``              ``train()``: one run, resumable (``mmgeo train-clip``)
+``checkpoint``         training state in safetensors (weights, optimizer, RNGs)
+``distributed``        torchrun/DDP set-up and feature gathering across processes
+``evaluate``           fine-grained benchmark, retrieval, robustness variants
+``ac_score``           the alignment and correspondence (A, C) scores of an encoder
+=====================  ==============================================================
+
+``from mmgeo_utils.clip import train`` gives the function :func:`~mmgeo_utils.clip.train.train`, not
+the module; ``importlib.import_module("mmgeo_utils.clip.train")`` gives the module.
+"""
+
+from .ce_clip_losses import HardNegativeLoss, cmr_logits, cmr_loss, cmr_threshold, imc_loss
+from .checkpoint import CheckpointError, load_model, save_model
+from .config import DEFAULT_LR, FINETUNE_LR, LOSSES, PRECISIONS, TrainConfig, default_run_dir, load_config, runs_root
+from .evaluate import (
+    EVAL_VERSION,
+    VARIANTS,
+    encode_items,
+    eval_transform,
+    evaluate_clip,
+    headline,
+    i2t_choices,
+    i2t_fine_hits,
+    split_items,
+    tidy_table,
+)
+from .loop import (
+    CsvLog,
+    autocast_context,
+    cosine_with_warmup,
+    encode_batch,
+    gather_features,
+    make_loader,
+    make_optimization,
+    micro_batches,
+    native_bf16,
+    read_csv,
+    resolve_precision,
+    train_step,
+)
+from .losses import (
+    GradientWeights,
+    clip_loss,
+    hard_negative_clip_loss,
+    per_anchor_gradient_weights,
+    per_anchor_hard_negative_loss,
+)
+from .models import count_parameters, create_clip, create_clip_for_profile, find_pretrained, get_tokenizer
+from .objective import ContrastiveObjective
+from .run_folder import MODEL_FILE, RESUMABLE_CHANGES, STATE_FILE, load_init
+from .train import TrainingDiverged, TrainingInterrupted, TrainResult, dataset_root, train
+
+__all__ = [
+    "DEFAULT_LR",
+    "EVAL_VERSION",
+    "FINETUNE_LR",
+    "LOSSES",
+    "MODEL_FILE",
+    "PRECISIONS",
+    "RESUMABLE_CHANGES",
+    "STATE_FILE",
+    "VARIANTS",
+    "CheckpointError",
+    "ContrastiveObjective",
+    "CsvLog",
+    "GradientWeights",
+    "HardNegativeLoss",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "autocast_context",
+    "clip_loss",
+    "cmr_logits",
+    "cmr_loss",
+    "cmr_threshold",
+    "cosine_with_warmup",
+    "count_parameters",
+    "create_clip",
+    "create_clip_for_profile",
+    "dataset_root",
+    "default_run_dir",
+    "encode_batch",
+    "encode_items",
+    "eval_transform",
+    "evaluate_clip",
+    "find_pretrained",
+    "gather_features",
+    "get_tokenizer",
+    "hard_negative_clip_loss",
+    "headline",
+    "i2t_choices",
+    "i2t_fine_hits",
+    "imc_loss",
+    "load_config",
+    "load_init",
+    "load_model",
+    "make_loader",
+    "make_optimization",
+    "micro_batches",
+    "native_bf16",
+    "per_anchor_gradient_weights",
+    "per_anchor_hard_negative_loss",
+    "read_csv",
+    "resolve_precision",
+    "runs_root",
+    "save_model",
+    "split_items",
+    "tidy_table",
+    "train",
+    "train_step",
+]

@@ -30,6 +30,7 @@ least squares). It needs downstream scores of several fully trained LMMs, which 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..data.build import load_split
+from ..data.read import load_split
+from ..diagrams.render import render
+from ..diagrams.scene import Scene
+from ..diagrams.style import RenderStyle, sample_style
 from .evaluate import encode_images, eval_transform
 from .models import dense_image_features
 
@@ -127,11 +131,6 @@ def keypoint_pairs(
 
     Deterministic in ``seed``; only points that moved at least ``min_move`` × image size count.
     """
-    import dataclasses
-
-    from ..diagrams.render import RenderStyle, render, sample_style
-    from ..diagrams.scene import Scene
-
     root = Path(root)
     rng = np.random.default_rng(seed)
     pairs: list[KeypointPair] = []

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 
 FORMAT = "mmgeo-train-state/1"
@@ -130,9 +132,6 @@ def save_training_state(
 
 def read_training_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a checkpoint, with a clear error for a bad file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
@@ -216,9 +215,6 @@ def load_model(path: Path | str, model: nn.Module) -> Path:
     truncated or foreign one, a training state (``state.safetensors``) given as a model, or
     weights of another model or image size.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found (give a run folder or its model.safetensors)")
@@ -256,8 +252,6 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     reproducibility checks and the evaluation cache compare). The header is JSON; re-serialising it
     with sorted keys and the same 8-byte padding leaves every tensor's offsets and bytes untouched.
     """
-    from safetensors.torch import save
-
     blob = save(tensors, metadata=metadata)
     n = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8 : 8 + n])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,6 @@ def gather(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Concatenate ``x`` from every process along dim 0, keeping gradients for the local slice."""
     if not info.enabled:
         return x
-    import torch.distributed.nn as dist_nn
-
     return torch.cat([_ContiguousGrad.apply(part) for part in dist_nn.all_gather(x.contiguous())], dim=0)
 
 

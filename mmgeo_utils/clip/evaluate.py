@@ -49,8 +49,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.build import load_split
 from ..data.contrastive import CLIP_MEAN, CLIP_STD
+from ..data.read import load_split
 from ..negatives.text import ERROR_TYPES
 from ..repro import usable_cores
 
@@ -70,7 +70,7 @@ def eval_transform(image_size: int, variant: str = "clean") -> Callable[[Image.I
     cue no diagram has). Downscaling halves the resolution and scales back up, so the model
     sees its usual input size with half the detail, as in MMGeoLM's robustness test.
     """
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # local: torchvision takes about a second to import
 
     steps: list[Any] = []
     if variant == "rotate30":
@@ -508,7 +508,7 @@ def headline(result: dict) -> dict[str, float]:
 
 def tidy_table(result: dict, model: str | None = None):
     """One row per number: benchmark, breakdown, accuracy %, chance %, items (a pandas DataFrame)."""
-    import pandas as pd
+    import pandas as pd  # local: only the table needs pandas
 
     rows = []
 

@@ -32,6 +32,7 @@ from safetensors import safe_open
 from torch import nn
 
 from ..profiles import Profile, get_profile
+from .checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def shipped_models() -> list[str]:
 def model_config(model_name: str) -> dict:
     """The open_clip config of ``model_name``: a shipped one or any of open_clip's own (``paper``'s
     ``ViT-B-32-quickgelu``), as open_clip reads it. An unknown name is an error that lists ours."""
-    import open_clip
+    import open_clip  # local: open_clip takes ~3 s to import (torchvision, timm, transformers)
 
     register_model_configs()
     config = open_clip.get_model_config(model_name)
@@ -63,7 +64,7 @@ def register_model_configs() -> None:
     """Make the shipped configs known to open_clip (idempotent)."""
     global _registered
     if not _registered:
-        import open_clip
+        import open_clip  # local: open_clip takes ~3 s to import (torchvision, timm, transformers)
 
         open_clip.add_model_config(CONFIG_DIR)
         _registered = True
@@ -98,7 +99,7 @@ def create_clip(
     OpenAI's weights were trained with QuickGELU: the ``openai`` tag turns it on for any model name
     (open_clip's ``force_quick_gelu``; the ``-quickgelu`` names already have it).
     """
-    import open_clip
+    import open_clip  # local: open_clip takes ~3 s to import (torchvision, timm, transformers)
 
     register_model_configs()
     if model_name not in open_clip.list_models():
@@ -118,8 +119,6 @@ def create_clip(
         try:
             context_length = checkpoint_context_length(pretrained)
         except Exception as e:  # not a safetensors file at all: name it, as for any unloadable checkpoint
-            from .checkpoint import CheckpointError
-
             raise CheckpointError(
                 f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: it is not a "
                 f"safetensors file ({' '.join(str(e).split())[:300]})"
@@ -139,8 +138,6 @@ def create_clip(
         except Exception as e:  # a truncated, garbage or other model's file fails deep in open_clip or torch
             if pretrained is None or not Path(pretrained).is_file():
                 raise
-            from .checkpoint import CheckpointError
-
             raise CheckpointError(
                 f"pretrained checkpoint {pretrained} cannot be loaded into {model_name}: "
                 f"{' '.join(str(e).split())[:300]}"
@@ -157,7 +154,7 @@ def find_pretrained(model_name: str, pretrained: str) -> Path:
     inside ``train()`` with open_clip's generic download error. Notebook 00 calls this, so a machine
     without them learns at once which weights are missing and how to bring them from a local folder.
     """
-    import open_clip
+    import open_clip  # local: open_clip takes ~3 s to import (torchvision, timm, transformers)
     from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
     looks_like_path = any(c in pretrained for c in "/\\") or Path(pretrained).suffix
@@ -262,7 +259,7 @@ def get_tokenizer(model_name: str, context_length: int | None = None) -> Geometr
     model config's (96 for our small models: our captions state many facts) unless one is given:
     pass the model's own (``model.context_length``) for a model built with another.
     """
-    import open_clip
+    import open_clip  # local: open_clip takes ~3 s to import (torchvision, timm, transformers)
 
     register_model_configs()
     return GeometryTokenizer(open_clip.get_tokenizer(model_name, context_length=context_length))

@@ -26,525 +26,35 @@ Three properties make it something a course can rely on:
   re-hashes every image) and returns at once if it holds; anything missing,
   truncated or altered is reported by name and rebuilt.
 
-The per-sample work is one pure function, :func:`make_sample`, so lesson 02 adds
+The per-sample work is one pure function, :func:`~mmgeo_utils.data.samples.make_sample`, so lesson 02 adds
 hard negatives beside each positive in exactly one place.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import itertools
 import json
 import logging
+import multiprocessing as mp
 import os
 import platform
+import signal
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..profiles import Profile, get_profile
-from ..repro import REPO_ROOT, atomic_write_bytes, atomic_write_text, git_commit, package_versions
+from ..diagrams.scene import Fact, Scene
+from ..negatives import load_sentence_encoder, mine_retrieval_negatives
+from ..repro import atomic_write_text, cpu_model, git_commit, package_versions, usable_cores
+from .config import FORMAT_VERSION, MANIFEST, METADATA, SHARD_DIR, SPLITS, DatasetConfig, default_dir
+from .samples import decode_row
+from .shards import SHARD_SIZE, Shard, _build_shard_task, _dumps, _sha256, check_dataset, plan_shards, read_shard
 
 log = logging.getLogger(__name__)
-
-# Bump when any code that decides a sample's pixels or text changes (families, layout,
-# captions, rendering, this module): the version is part of every cache key, so old
-# caches are rebuilt instead of silently mixed with new samples.
-GENERATOR_VERSION = "5"  # 5: fact and answer values typed (value number, value_text string)
-SPLITS = ("train", "val", "test")
-SHARD_SIZE = 256
-MANIFEST = "manifest.json"
-METADATA = "metadata.jsonl"
-SHARD_DIR = ".shards"
-FORMAT_VERSION = 1  # layout of manifest.json and shard manifests
-PNG_OPTIONS = {"format": "PNG", "compress_level": 3, "optimize": False}
-SEED_BITS = 53  # seeds stay exact in any JSON reader (JavaScript numbers included)
-
-
-# ----------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Everything that decides a dataset's content, and nothing else.
-
-    ``name`` only names the folder; it is not part of :meth:`key`, so two profiles of
-    the same sizes describe the same data. ``families=None`` means every registered
-    family, resolved here so that adding a family changes the key.
-    """
-
-    name: str = "custom"
-    image_size: int = 128
-    n_train: int = 0
-    n_val: int = 0
-    n_test: int = 0
-    seed: int = 0
-    families: tuple[str, ...] | None = None
-    # hard negatives (lesson 02): K image and K rule negatives per sample, and retrieval
-    # negatives mined from the split's captions; 0 builds positives only
-    num_negatives: int = 0
-    allow_drastic: bool = False  # drastic relation flips (∥ → ⟂) in *image* negatives
-    retrieval_candidates: int = 0
-    sentence_encoder: str = "minilm"
-    generator_version: str = GENERATOR_VERSION
-
-    def __post_init__(self) -> None:
-        from ..diagrams.families import FAMILIES
-
-        known = tuple(FAMILIES)
-        fams = known if self.families is None else tuple(self.families)
-        unknown = [f for f in fams if f not in FAMILIES]
-        if unknown or not fams:
-            raise ValueError(f"unknown or no families {unknown or list(fams)}; known: {', '.join(known)}")
-        object.__setattr__(self, "families", fams)
-        if not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):
-            raise ValueError(f"dataset seed must be a non-negative integer, got {self.seed!r}")
-        for split in SPLITS:
-            n = self.size(split)
-            if not (isinstance(n, (int, np.integer)) and n >= 0):
-                raise ValueError(f"n_{split} must be a non-negative integer, got {n!r}")
-        if not (isinstance(self.image_size, int) and self.image_size >= 16):
-            raise ValueError(f"image_size must be an integer ≥ 16, got {self.image_size!r}")
-        if self.num_negatives < 0 or self.retrieval_candidates < 0:
-            raise ValueError("num_negatives and retrieval_candidates must be non-negative")
-
-    @classmethod
-    def from_profile(cls, profile: Profile | str | None = None, seed: int = 0, negatives: bool = True) -> DatasetConfig:
-        """The profile's dataset; ``negatives=False`` builds positives only (lesson 01)."""
-        p = get_profile(profile)
-        neg = (
-            {
-                "num_negatives": p.num_negatives,
-                "retrieval_candidates": p.retrieval_candidates,
-                "sentence_encoder": p.sentence_encoder,
-            }
-            if negatives
-            else {}
-        )
-        name = p.name if negatives else f"{p.name}-positives"
-        return cls(
-            name=name, image_size=p.image_size, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=seed, **neg
-        )
-
-    def size(self, split: str) -> int:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-        return getattr(self, f"n_{split}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["families"] = list(self.families or ())
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DatasetConfig:
-        d = dict(d)
-        d["families"] = tuple(d["families"])
-        return cls(**d)
-
-    def key(self) -> str:
-        """A short hash of the content-deciding fields (generator version included)."""
-        content = {k: v for k, v in self.to_dict().items() if k != "name"}
-        blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def data_root() -> Path:
-    """``data/`` in the repository, or ``$MMGEO_DATA_DIR``."""
-    return Path(os.environ.get("MMGEO_DATA_DIR") or REPO_ROOT / "data")
-
-
-def default_dir(config: DatasetConfig) -> Path:
-    return data_root() / f"{config.name}-{config.key()}"
-
-
-# ----------------------------------------------------------------------------- one sample
-
-
-@dataclass(frozen=True)
-class SampleSeeds:
-    """Independent seeds for each random choice of one sample."""
-
-    scene: int
-    style: int
-    caption: int
-    qa: int
-    image_negatives: int
-    text_negatives: int
-
-
-def sample_seeds(config: DatasetConfig, split: str, index: int) -> SampleSeeds:
-    """Seeds of sample ``index`` of ``split``: a function of (config.seed, split, index) only.
-
-    ``SeedSequence`` spawn keys give statistically independent streams for every
-    (split, index), so splits never share samples and worker order cannot matter.
-    """
-    ss = np.random.SeedSequence(int(config.seed), spawn_key=(SPLITS.index(split), int(index)))
-    words = ss.generate_state(6, dtype=np.uint64) >> np.uint64(64 - SEED_BITS)
-    return SampleSeeds(*(int(w) for w in words))
-
-
-@dataclass
-class SampleRecord:
-    """One sample: its metadata row and the files it writes (name relative to the split folder → bytes).
-
-    A later lesson adds hard-negative images to ``files`` and links them from ``row``.
-    """
-
-    row: dict[str, Any]
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
-def sample_id(split: str, index: int) -> str:
-    return f"{split}-{index:06d}"
-
-
-def encode_png(image) -> bytes:
-    """PNG bytes with fixed options (no timestamps, fixed compression): same pixels, same bytes."""
-    buf = io.BytesIO()
-    image.save(buf, **PNG_OPTIONS)
-    return buf.getvalue()
-
-
-def _jsonable(x: Any) -> Any:
-    """Dataclasses (facts, QA pairs) as plain dicts, for the metadata row."""
-    if hasattr(x, "to_dict"):
-        return x.to_dict()
-    if hasattr(x, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(x, k)) for k in x.__dataclass_fields__}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-def make_scene(config: DatasetConfig, seeds: SampleSeeds):
-    """The sample's scene, labels placed (the part negatives will perturb)."""
-    from ..diagrams.families import sample_scene
-
-    return sample_scene(seeds.scene, families=list(config.families or ()))
-
-
-def make_sample(config: DatasetConfig, split: str, index: int) -> SampleRecord:
-    """Everything about one sample, from seeds alone: scene, image, caption, QA.
-
-    Pure: the same arguments give the same record in any process, which is what
-    makes the dataset independent of worker count and resumable shard by shard.
-    """
-    from ..diagrams.captions import describe, make_qa
-    from ..diagrams.render import render, sample_style
-
-    seeds = sample_seeds(config, split, index)
-    sid = sample_id(split, index)
-    try:
-        scene = make_scene(config, seeds)
-        style = sample_style(config.image_size, seeds.style)
-        png = encode_png(render(scene, style).image)
-        caption = describe(scene, seeds.caption)
-        qa = make_qa(scene, seeds.qa)
-    except Exception as e:  # name the sample, so the failure can be reproduced alone
-        raise RuntimeError(f"sample {sid} (scene seed {seeds.scene}) failed: {e}") from e
-    file_name = f"{sid}.png"
-    files = {file_name: png}
-    row = {
-        "file_name": file_name,
-        "id": sid,
-        "split": split,
-        "index": index,
-        "family": scene.family,
-        "seed": seeds.scene,
-        "scene": scene.to_dict(),
-        "caption": caption.text,
-        "caption_facts": _jsonable(caption.facts),
-        "qa": _jsonable(qa),
-        "style": style.to_dict(),
-    }
-    if config.num_negatives:
-        try:
-            row.update(make_negatives(config, scene, caption, style, seeds, sid, files))
-        except Exception as e:
-            raise RuntimeError(f"negatives of sample {sid} (scene seed {seeds.scene}) failed: {e}") from e
-    return SampleRecord(row=encode_row(row), files=files)
-
-
-# Every field of a metadata row keeps one JSON type in every row of every split, so Arrow, and so
-# Hugging Face ``datasets`` (``load_dataset("imagefolder", data_dir=root)``), reads metadata.jsonl
-# as a table. Two kinds of field would break that and are stored encoded; ``load_split`` decodes
-# them, so Python code sees the plain objects:
-SCENE_FIELD = "scene"  # a scene's points are keyed by their labels: stored as Scene.to_json()
-COUNT_FIELDS = ("image_negative_skips", "text_negative_rejections", "retrieval_counts")  # {reason: n} maps,
-# whose keys vary by row: stored as [{"reason": str, "count": int}, ...]
-
-
-def encode_row(row: dict) -> dict:
-    """A row as metadata.jsonl stores it (see ``SCENE_FIELD``, ``COUNT_FIELDS``)."""
-    out = dict(row)
-    if isinstance(out.get(SCENE_FIELD), dict):
-        out[SCENE_FIELD] = json.dumps(out[SCENE_FIELD], sort_keys=True, separators=(",", ":"))
-    if "image_negatives" in out:
-        out["image_negatives"] = [
-            {**n, SCENE_FIELD: json.dumps(n[SCENE_FIELD], sort_keys=True, separators=(",", ":"))}
-            if isinstance(n.get(SCENE_FIELD), dict)
-            else n
-            for n in out["image_negatives"]
-        ]
-    for name in COUNT_FIELDS:
-        if isinstance(out.get(name), dict):
-            out[name] = [{"reason": k, "count": int(v)} for k, v in sorted(out[name].items())]
-    return out
-
-
-def decode_row(row: dict) -> dict:
-    """The inverse of :func:`encode_row`: scenes as dicts, counts as ``{reason: count}``."""
-    out = dict(row)
-    if isinstance(out.get(SCENE_FIELD), str):
-        out[SCENE_FIELD] = json.loads(out[SCENE_FIELD])
-    if "image_negatives" in out:
-        out["image_negatives"] = [
-            {**n, SCENE_FIELD: json.loads(n[SCENE_FIELD])} if isinstance(n.get(SCENE_FIELD), str) else n
-            for n in out["image_negatives"]
-        ]
-    for name in COUNT_FIELDS:
-        if isinstance(out.get(name), list):
-            out[name] = {c["reason"]: c["count"] for c in out[name]}
-    return out
-
-
-NEGATIVE_DIR = "negatives"  # inside each split folder: negative images are not samples of their own
-
-
-def make_negatives(
-    config: DatasetConfig, scene, caption, style, seeds: SampleSeeds, sid: str, files: dict[str, bytes]
-) -> dict[str, Any]:
-    """The sample's image and rule hard negatives (lesson 02), linked from its row.
-
-    Image negatives are rendered with the positive's own style, so the only
-    difference a model can see is the perturbed fact. Skipped perturbations and
-    rejected rule edits are counted in the row: nothing is dropped silently.
-    """
-    from ..diagrams.render import render
-    from ..negatives.image import PERTURBATIONS, make_image_negatives
-    from ..negatives.text import make_text_negatives
-
-    image_negs, skips = make_image_negatives(
-        scene,
-        config.num_negatives,
-        seeds.image_negatives,
-        allow_drastic=config.allow_drastic,
-        style=style,
-        caption_seed=seeds.caption,
-    )
-    image_rows = []
-    for j, neg in enumerate(image_negs):
-        name = f"{NEGATIVE_DIR}/{sid}-img{j}.png"
-        files[name] = encode_png(neg.image if neg.image is not None else render(neg.scene, style, frame_of=scene).image)
-        image_rows.append(
-            {
-                "file_name": name,
-                "perturbation": neg.perturbation,
-                "category": PERTURBATIONS[neg.perturbation].category,
-                "change": neg.describe_change(),
-                "removed": _jsonable(neg.removed),
-                "added": _jsonable(neg.added),
-                "caption": neg.caption.text,
-                "scene": neg.scene.to_dict(),
-            }
-        )
-    text_negs, rejections = make_text_negatives(
-        scene, caption, config.num_negatives, seeds.text_negatives, caption_seed=seeds.caption
-    )
-    text_rows = [
-        {"text": t.text, "error_type": t.error_type, "facts": _jsonable(t.facts), "edits": _jsonable(t.edits)}
-        for t in text_negs
-    ]
-    return {
-        "image_negatives": image_rows,
-        "image_negative_skips": dict(sorted(skips.items())),
-        "text_negatives": text_rows,
-        "text_negative_rejections": dict(sorted(rejections.items())),
-    }
-
-
-# ----------------------------------------------------------------------------- shards
-
-
-@dataclass(frozen=True)
-class Shard:
-    split: str
-    index: int
-    start: int
-    stop: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.split}-{self.index:05d}.json"
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-
-def plan_shards(config: DatasetConfig, shard_size: int = SHARD_SIZE) -> list[Shard]:
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be ≥ 1, got {shard_size}")
-    out = []
-    for split in SPLITS:
-        n = config.size(split)
-        for i, start in enumerate(range(0, n, shard_size)):
-            out.append(Shard(split, i, start, min(n, start + shard_size)))
-    return out
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _dumps(obj: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces, UTF-8 text (° stays °)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def build_shard(config: DatasetConfig, root: Path, shard: Shard) -> int:
-    """Make and write one shard's samples, then its manifest (atomically, last)."""
-    rows, files = [], {}
-    split_dir = root / shard.split
-    for index in range(shard.start, shard.stop):
-        rec = make_sample(config, shard.split, index)
-        for name, data in rec.files.items():
-            atomic_write_bytes(split_dir / name, data)
-            files[name] = {"bytes": len(data), "sha256": _sha256(data)}
-        rows.append(rec.row)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "key": config.key(),
-        "split": shard.split,
-        "shard": shard.index,
-        "start": shard.start,
-        "stop": shard.stop,
-        "files": files,
-        "rows": rows,
-    }
-    atomic_write_text(root / SHARD_DIR / shard.name, _dumps(manifest) + "\n")
-    return len(shard)
-
-
-def _build_shard_task(args: tuple[DatasetConfig, Path, Shard]) -> int:
-    return build_shard(*args)
-
-
-def read_shard(root: Path, config: DatasetConfig, shard: Shard, rehash: bool = True) -> tuple[dict | None, str]:
-    """A complete, intact shard's manifest, or ``(None, why not)``."""
-    path = root / SHARD_DIR / shard.name
-    if not path.exists():
-        return None, "not built"
-    try:
-        m = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return None, f"{path.name} is not valid JSON ({e})"
-    want = {
-        "format": FORMAT_VERSION,
-        "key": config.key(),
-        "split": shard.split,
-        "shard": shard.index,
-        "start": shard.start,
-        "stop": shard.stop,
-    }
-    got = {k: m.get(k) for k in want}
-    if got != want:
-        return None, f"{path.name} belongs to another build ({got} != {want})"
-    if len(m.get("rows", [])) != len(shard):
-        return None, f"{path.name} has {len(m.get('rows', []))} rows, expected {len(shard)}"
-    problem = _check_files(root / shard.split, m.get("files", {}), rehash)
-    return (None, f"{shard.name}: {problem}") if problem else (m, "ok")
-
-
-def _check_files(folder: Path, files: dict[str, dict], rehash: bool) -> str | None:
-    """The first missing, resized or (with ``rehash``) altered file, described; None if all hold."""
-    for name, info in files.items():
-        path = folder / name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return f"{folder.name}/{name} is missing"
-        if size != info["bytes"]:
-            return f"{folder.name}/{name} has {size} bytes, expected {info['bytes']} (truncated or altered)"
-        if rehash and _file_sha256(path) != info["sha256"]:
-            return f"{folder.name}/{name} does not match its sha256 (corrupt)"
-    return None
-
-
-# ----------------------------------------------------------------------------- cache check
-
-
-def check_dataset(root: Path, config: DatasetConfig, verify: Literal["quick", "full"] = "quick") -> str | None:
-    """Why the dataset at ``root`` cannot be used for ``config``, or None if it can.
-
-    ``quick`` checks the manifest, the config, counts, every metadata file's hash and
-    every image's size; ``full`` also re-hashes every image.
-    """
-    if verify not in ("quick", "full"):
-        raise ValueError(f"verify must be 'quick' or 'full', got {verify!r}")
-    root = Path(root)
-    path = root / MANIFEST
-    if not path.exists():
-        return f"{MANIFEST} is missing (never built, or the build was interrupted)"
-    try:
-        manifest = json.loads(path.read_text())
-        splits = manifest["splits"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"{MANIFEST} is unreadable ({e!r})"
-    if manifest.get("key") != config.key() or manifest.get("config") != config.to_dict():
-        return f"it was built for another config (key {manifest.get('key')}, wanted {config.key()})"
-    for split in SPLITS:
-        try:
-            problem = _check_split(root, config, split, splits.get(split), verify == "full")
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            problem = f"{MANIFEST} or a shard manifest is malformed for split {split!r} ({e!r})"
-        if problem:
-            return problem
-    return None
-
-
-def _check_split(root: Path, config: DatasetConfig, split: str, info: dict | None, rehash: bool) -> str | None:
-    if not info:
-        return f"{MANIFEST} has no entry for split {split!r}"
-    meta = root / split / METADATA
-    if not meta.exists():
-        return f"{split}/{METADATA} is missing"
-    data = meta.read_bytes()
-    if len(data) != info["metadata_bytes"]:
-        return f"{split}/{METADATA} has {len(data)} bytes, expected {info['metadata_bytes']} (truncated or altered)"
-    if _sha256(data) != info["metadata_sha256"]:
-        return f"{split}/{METADATA} does not match its sha256 (altered)"
-    rows = data.count(b"\n")
-    if rows != config.size(split) or info["n"] != config.size(split):
-        return f"{split}/{METADATA} has {rows} rows, expected {config.size(split)}"
-    for name, sha in info["shards"].items():
-        spath = root / SHARD_DIR / name
-        if not spath.exists():
-            return f"shard manifest {SHARD_DIR}/{name} is missing"
-        sdata = spath.read_bytes()
-        if _sha256(sdata) != sha:
-            return f"shard manifest {SHARD_DIR}/{name} does not match its sha256"
-        problem = _check_files(root / split, json.loads(sdata)["files"], rehash)
-        if problem:
-            return problem
-    return None
 
 
 # ----------------------------------------------------------------------------- build
@@ -629,28 +139,6 @@ def _other_build(root: Path, config: DatasetConfig) -> str | None:
     return None
 
 
-def verify_dataset(root: Path | str, verify: Literal["quick", "full"] = "quick") -> Path:
-    """``root`` if the dataset there passes its own manifest's check, else a ``ValueError`` naming the problem.
-
-    For data given by folder (``--data DIR``), whose config the caller does not know: the manifest
-    says what was built, and :func:`check_dataset` whether the files still are that (``quick``:
-    sizes and metadata hashes; ``full``: every image re-hashed).
-    """
-    root = Path(root)
-    manifest = read_manifest(root)
-    try:
-        config = DatasetConfig.from_dict(manifest["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{root / MANIFEST} does not describe a dataset this version can read ({e})") from None
-    problem = check_dataset(root, config, verify)
-    if problem:
-        raise ValueError(
-            f"dataset {root} fails its {verify} check: {problem}; rebuild it (mmgeo data build with "
-            f"its profile and seed and --out {root} repairs it)"
-        )
-    return root
-
-
 # Datasets this process has checked: (root, config key) -> (manifest's mtime_ns and size, "quick"/"full").
 # Why: a course run calls build_dataset from every train() and evaluate_run, about 14 times, and a quick
 # check of a gpu-sized build hashes ~1.6 GB of metadata and stats ~600,000 images: minutes of idle GPU.
@@ -705,14 +193,10 @@ def _shards_to_build(root: Path, config: DatasetConfig, shards: list[Shard]) -> 
 
 def default_workers() -> int:
     """Render processes when none are asked for: one per core this process may use."""
-    from ..repro import usable_cores
-
     return usable_cores()
 
 
 def _run_shards(config: DatasetConfig, root: Path, todo: list[Shard], workers: int | None, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
     if not todo:
         return
     workers = min(workers or default_workers(), len(todo))
@@ -722,8 +206,6 @@ def _run_shards(config: DatasetConfig, root: Path, todo: list[Shard], workers: i
             for task in tasks:
                 bar.update(_build_shard_task(task))
             return
-        import multiprocessing as mp
-
         with mp.get_context().Pool(workers, initializer=_ignore_sigint) as pool:
             for n in pool.imap_unordered(_build_shard_task, tasks):
                 bar.update(n)
@@ -731,8 +213,6 @@ def _run_shards(config: DatasetConfig, root: Path, todo: list[Shard], workers: i
 
 def _ignore_sigint() -> None:
     """Ctrl-C stops the parent, which terminates the pool; workers printing their own tracebacks helps nobody."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -834,9 +314,6 @@ def add_retrieval_negatives(rows: list[dict], config: DatasetConfig, progress: b
 
 def _mine_split(rows: Iterable[dict], config: DatasetConfig, progress: bool) -> dict[str, Any]:
     """Retrieval negatives of every row of a split, from its captions, facts and scenes alone."""
-    from ..diagrams.scene import Fact, Scene
-    from ..negatives.retrieval import load_sentence_encoder, mine_retrieval_negatives
-
     ids, captions, facts, scenes = [], [], [], []
     for r in rows:
         ids.append(r["id"])
@@ -872,105 +349,4 @@ def _retrieval_fields(m: dict[str, Any], i: int) -> dict[str, Any]:
 
 def _host() -> str:
     """The CPU that built the data (building never touches a GPU, so torch is not imported)."""
-    from ..repro import cpu_model, usable_cores
-
     return f"{cpu_model()} ({platform.machine()} {platform.system()}), {usable_cores()} cores"
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def load_split(root: Path | str, split: str, limit: int | None = None) -> list[dict]:
-    """The metadata rows of one split, in index order; only the first ``limit`` when given.
-
-    ``limit`` stops reading there: a gpu-sized train split is ~1.6 GB of JSON, and a caller that
-    needs its first 1,000 rows (the AC score) should not parse the other 49,000.
-    """
-    return list(itertools.islice(iter_split(root, split), limit))
-
-
-def iter_split(root: Path | str, split: str) -> Iterator[dict]:
-    """The metadata rows of one split, one at a time: for readers that keep only a few fields of each
-    (the training dataset), so a split is never held as dicts all at once."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    path = Path(root) / split / METADATA
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: build the dataset first (mmgeo data build)")
-    return (decode_row(row) for row in _read_jsonl(path))
-
-
-def split_fingerprint(root: Path | str, split: str) -> str:
-    """Which data a split of the dataset at ``root`` is: its config key and the sha256 of its manifest entry.
-
-    Why: a cached evaluation must name the data it scored, not only the weights. The entry holds
-    the split's size, its metadata hash and the hash of every shard manifest (which hash every
-    image), so two builds agree here exactly when they hold the same files; scoring the same model
-    on another dataset (``data_root=...``, a rebuilt generator) then misses the cache instead of
-    being served another split's numbers.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    manifest = read_manifest(root)
-    try:
-        entry = manifest["splits"][split]
-        key = manifest["key"]
-    except (KeyError, TypeError) as e:
-        raise ValueError(
-            f"{Path(root) / MANIFEST} has no entry for split {split!r} ({e!r}); rebuild the dataset"
-        ) from None
-    return f"{key}/{split}/{_sha256(json.dumps(entry, sort_keys=True).encode())}"
-
-
-def read_manifest(root: Path | str) -> dict[str, Any]:
-    """The manifest of the dataset built at ``root``: its config, key and splits.
-
-    Code that reads a built dataset without knowing its config (an evaluation's cache key, a
-    benchmark on a smaller build) learns from here what the data is; a folder that holds none is
-    named as not a dataset.
-    """
-    path = Path(root) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} not found: {root} is not a built dataset (build_dataset / "
-            "mmgeo data build write the manifest last)"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is unreadable ({e!r}); rebuild the dataset") from None
-
-
-def _read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise ValueError(
-                    f"{path}:{lineno} is not valid JSON ({e}); the dataset is corrupt, "
-                    f"rebuild it with build_dataset / mmgeo data build"
-                ) from None
-            if not isinstance(row, dict) or "file_name" not in row:
-                raise ValueError(f"{path}:{lineno} is not a metadata row (no file_name); rebuild the dataset")
-            yield row
-
-
-def image_path(root: Path | str, row: dict) -> Path:
-    return Path(root) / row["split"] / row["file_name"]
-
-
-def load_image(root: Path | str, row: dict):
-    """The row's image as an RGB PIL image."""
-    from PIL import Image
-
-    with Image.open(image_path(root, row)) as im:
-        return im.convert("RGB")
-
-
-def file_hashes(root: Path | str, skip: Sequence[str] = (MANIFEST,)) -> dict[str, str]:
-    """sha256 of every file under ``root`` (relative path → hash): compare two builds with ``==``."""
-    root = Path(root)
-    return {
-        str(p.relative_to(root)): _file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip
-    }

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from ..negatives.text import ERROR_TYPES
-from .build import iter_split
+from .read import iter_split
 
 # open_clip's normalisation for models trained from OpenAI-style preprocessing
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -52,7 +52,7 @@ def default_transform(image_size: int | None = None, normalize: bool = True) -> 
     224 px need ~5 GB of ``/dev/shm``, where Docker gives 64 MB), and the host-to-GPU copy shrinks
     by the same factor.
     """
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # local: torchvision takes about a second to import
 
     steps: list[Any] = []
     if image_size is not None:

@@ -20,149 +20,28 @@ fixed set of artists and only swaps their data between calls:
 
 Everything a drawing depends on is set on every call, so nothing leaks from one
 diagram to the next: the same scene and style always give the same pixels.
+
+This module holds the canvas and the entry points; the style is :mod:`~mmgeo_utils.diagrams.style`'s,
+the frame :mod:`~mmgeo_utils.diagrams.frame`'s, the text outlines :mod:`~mmgeo_utils.diagrams.glyphs`'
+and the drawing plan :mod:`~mmgeo_utils.diagrams.plan`'s.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-from .scene import (
-    AngleMark,
-    Arc,
-    Circle,
-    EqualTicks,
-    LengthLabel,
-    Line,
-    ParallelArrows,
-    Polygon,
-    Ray,
-    RightAngleMark,
-    Scene,
-    Segment,
-    validate_scene,
-)
+from .glyphs import _glyphs
+from .plan import _Ctx, _Plan, plan_scene
+from .scene import Scene, validate_scene
+from .style import REFERENCE_SIZE, RenderStyle, default_style
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in pixels, y down
 XY = tuple[float, float]
-
-# fonts shipped inside matplotlib, so every machine draws the same glyphs
-FONT_FAMILIES = ("DejaVu Sans", "DejaVu Serif")
-FONT_STYLES = ("normal", "italic")
-REFERENCE_SIZE = 128  # the image size the pixel defaults below are tuned for
-
-
-# ----------------------------------------------------------------------------- style
-
-
-@dataclass(frozen=True)
-class RenderStyle:
-    """How a scene is drawn. Sizes are in pixels of the output image.
-
-    Varying the style (rotation, scale, stroke and font sizes, font) from sample to
-    sample keeps a contrastive model from keying on pixel positions: a negative that
-    differs in one fact must be told apart by geometry, not by a fixed layout.
-    """
-
-    image_size: int = REFERENCE_SIZE
-    line_width: float = 1.4  # main strokes
-    font_size: float = 11.0  # em size of letters and values
-    font_family: str = "DejaVu Sans"
-    font_style: str = "italic"  # textbooks set point names in italics
-    rotation_deg: float = 0.0  # counter-clockwise rotation of the whole scene
-    scale: float = 0.95  # fraction of the free frame the scene fills
-    point_size: float = 3.5  # diameter of point dots
-    margin: float = 0.07  # fraction of the image kept free on each side (labels go there)
-    mark_size: float = 9.0  # right-angle square side, angle-arc radius, tick length
-    ink: float = 0.0  # grey level of the ink: 0 is black
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.image_size, int) and 16 <= self.image_size <= 4096):
-            raise ValueError(f"image_size must be an int in [16, 4096], got {self.image_size!r}")
-        if self.font_family not in FONT_FAMILIES:
-            raise ValueError(f"font_family {self.font_family!r} is not one of {FONT_FAMILIES}")
-        if self.font_style not in FONT_STYLES:
-            raise ValueError(f"font_style {self.font_style!r} is not one of {FONT_STYLES}")
-        if not 0.0 <= self.margin < 0.4:
-            raise ValueError(f"margin must be in [0, 0.4), got {self.margin}")
-        if not 0.0 < self.scale <= 1.0:
-            raise ValueError(f"scale must be in (0, 1], got {self.scale}")
-        if not 0.0 <= self.ink <= 0.5:
-            raise ValueError(f"ink must be a grey level in [0, 0.5] (dark on white), got {self.ink}")
-        for name in ("line_width", "font_size", "point_size", "mark_size"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RenderStyle:
-        return cls(**d)
-
-
-def default_style(image_size: int = REFERENCE_SIZE) -> RenderStyle:
-    """The canonical style, with pixel sizes scaled from the 128 px reference."""
-    k = image_size / REFERENCE_SIZE
-    ref = RenderStyle()
-    return RenderStyle(
-        image_size=image_size,
-        line_width=round(ref.line_width * k, 3),
-        font_size=round(ref.font_size * k, 3),
-        point_size=round(ref.point_size * k, 3),
-        mark_size=round(ref.mark_size * k, 3),
-    )
-
-
-# The ranges sample_style draws from. Pixel sizes are for a 128 px image and scale with it.
-STYLE_RANGES: dict[str, tuple[float, float]] = {
-    "line_width": (1.1, 1.8),
-    "font_size": (10.0, 12.5),
-    "rotation_deg": (-15.0, 15.0),
-    "scale": (0.85, 1.0),
-    "point_size": (2.8, 4.2),
-    "margin": (0.05, 0.09),
-    "mark_size": (7.5, 10.5),
-    "ink": (0.0, 0.2),
-}
-_PIXEL_FIELDS = ("line_width", "font_size", "point_size", "mark_size")
-
-
-def sample_style(image_size: int, seed: int) -> RenderStyle:
-    """A seeded random style from :data:`STYLE_RANGES`: same ``(image_size, seed)``, same style.
-
-    Values are rounded so that the style stored in a dataset row re-renders the
-    stored image exactly.
-    """
-    rng = np.random.default_rng(seed)
-    k = image_size / REFERENCE_SIZE
-    values: dict = {}
-    for name, (lo, hi) in STYLE_RANGES.items():
-        f = k if name in _PIXEL_FIELDS else 1.0
-        values[name] = round(float(rng.uniform(lo * f, hi * f)), 2 if name == "rotation_deg" else 3)
-    values["font_family"] = FONT_FAMILIES[int(rng.integers(len(FONT_FAMILIES)))]
-    values["font_style"] = FONT_STYLES[int(rng.integers(len(FONT_STYLES)))]
-    return RenderStyle(image_size=image_size, **values)
-
-
-def max_em_fraction() -> float:
-    """The largest letter (em) size as a fraction of the scene's extent, over sampled styles.
-
-    Label layout works in scene units and cannot know the style a scene will be drawn
-    with; this bound (largest font, widest margin, smallest scale, most rotation, which
-    grows the rotated bounding box by up to cos θ + sin θ) tells it how big a letter can get.
-    """
-    font_hi = STYLE_RANGES["font_size"][1] / REFERENCE_SIZE
-    margin_hi = STYLE_RANGES["margin"][1]
-    scale_lo = STYLE_RANGES["scale"][0]
-    t = math.radians(max(abs(v) for v in STYLE_RANGES["rotation_deg"]))
-    return font_hi / ((1 - 2 * margin_hi) * scale_lo) * (math.cos(t) + math.sin(t))
 
 
 # ----------------------------------------------------------------------------- result
@@ -190,427 +69,6 @@ class RenderResult:
     marks: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------------- frame
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """Scene coordinates → display pixels (matplotlib's: origin bottom-left, y up)."""
-
-    matrix: np.ndarray  # 2x2: rotation times scale
-    offset: np.ndarray  # (2,)
-    size: int
-
-    def apply(self, pts: np.ndarray) -> np.ndarray:
-        return pts @ self.matrix.T + self.offset
-
-    @property
-    def scale(self) -> float:
-        return float(math.hypot(self.matrix[0, 0], self.matrix[1, 0]))
-
-    def pixel_affine(self) -> np.ndarray:
-        """The same map with y pointing down (image rows), as a 2x3 matrix."""
-        flip = np.array([[1.0, 0.0], [0.0, -1.0]])
-        m = flip @ self.matrix
-        t = flip @ self.offset + np.array([0.0, self.size])
-        return np.column_stack([m, t])
-
-
-def _rotation(deg: float) -> np.ndarray:
-    t = math.radians(deg)
-    c, s = math.cos(t), math.sin(t)
-    return np.array([[c, -s], [s, c]])
-
-
-def _scene_extent_points(scene: Scene, rot: np.ndarray) -> np.ndarray:
-    """Rotated points that must fit in the frame: points, circles, label anchors."""
-    pts = [np.array(list(scene.points.values()), dtype=float) @ rot.T]
-    for el in scene.elements:
-        if isinstance(el, Circle):
-            c = np.asarray(scene.points[el.center], dtype=float) @ rot.T
-            r = el.radius
-            pts.append(c + np.array([[r, r], [-r, -r]]))
-        elif isinstance(el, Arc):
-            sweep = (el.end_deg - el.start_deg) % 360.0 or 360.0
-            t = np.radians(el.start_deg + np.linspace(0.0, sweep, 25))
-            arc = np.asarray(scene.points[el.center], dtype=float) + el.radius * np.column_stack([np.cos(t), np.sin(t)])
-            pts.append(arc @ rot.T)
-    offs = [
-        (scene.points[k][0] + dx, scene.points[k][1] + dy)
-        for k, (dx, dy) in scene.label_offsets.items()
-        if k in scene.points
-    ]
-    if offs:
-        pts.append(np.array(offs, dtype=float) @ rot.T)
-    return np.concatenate(pts)
-
-
-def fit_frame(scene: Scene, style: RenderStyle) -> _Frame:
-    """Centre, rotate and scale the scene so it fills ``style.scale`` of the free frame.
-
-    The scene is scaled uniformly (equal aspect), so angles, parallels and ratios
-    in pixels are those of the scene.
-    """
-    rot = _rotation(style.rotation_deg)
-    ext = _scene_extent_points(scene, rot)
-    lo, hi = ext.min(axis=0), ext.max(axis=0)
-    span = float(max(hi - lo))
-    size = style.image_size
-    free = size * (1.0 - 2.0 * style.margin)
-    s = style.scale * free / span if span > 0 else 1.0
-    offset = size / 2.0 - s * (lo + hi) / 2.0
-    return _Frame(matrix=s * rot, offset=offset, size=size)
-
-
-# ----------------------------------------------------------------------------- text
-
-
-@dataclass(frozen=True)
-class _Glyphs:
-    """A string's outline, centred on its ink box, and that box's half sizes."""
-
-    vertices: np.ndarray
-    codes: np.ndarray | None
-    half_w: float
-    half_h: float
-
-
-_OUTLINE_SIZE = 100.0  # outlines are cached at this size and scaled: unhinted outlines scale exactly
-
-
-@lru_cache(maxsize=4096)
-def _outline(text: str, family: str, style: str) -> _Glyphs:
-    """Outline a string once per font: styles vary the size continuously, so cache size-free."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.path import Path
-    from matplotlib.textpath import TextPath
-
-    tp = TextPath((0, 0), text.replace("$", r"\$"), size=_OUTLINE_SIZE, prop=FontProperties(family=family, style=style))
-    # the ink box from the flattened outline (Agg's C flattening, within 0.1 % of the
-    # exact Bézier extents and ~20x faster than Path.get_extents)
-    ink = np.concatenate(Path(tp.vertices, tp.codes).to_polygons(closed_only=False))
-    lo, hi = ink.min(axis=0), ink.max(axis=0)
-    verts = (np.array(tp.vertices, dtype=float) - (lo + hi) / 2) / _OUTLINE_SIZE
-    verts.setflags(write=False)
-    codes = None if tp.codes is None else np.array(tp.codes)
-    half_w, half_h = (hi - lo) / 2 / _OUTLINE_SIZE
-    return _Glyphs(verts, codes, float(half_w), float(half_h))
-
-
-@lru_cache(maxsize=256)  # sizes vary continuously: this only serves repeats within a render
-def _glyphs(text: str, size: float, family: str, style: str) -> _Glyphs:
-    """The outline of ``text`` at ``size`` pixels, centred on its ink box."""
-    g = _outline(text, family, style)
-    verts = g.vertices * size
-    verts.setflags(write=False)
-    return _Glyphs(verts, g.codes, g.half_w * size, g.half_h * size)
-
-
-# ----------------------------------------------------------------------------- drawing plan
-
-
-@dataclass
-class _Plan:
-    """What to draw, in display pixels; filled by the element handlers below."""
-
-    main: list[np.ndarray] = field(default_factory=list)
-    dashed: list[np.ndarray] = field(default_factory=list)
-    marks: list[np.ndarray] = field(default_factory=list)
-    mark_tags: list[str] = field(default_factory=list)  # which element each mark polyline draws
-    # (text, anchor centre, kind, key): kind "point" keys by point name
-    texts: list[tuple[str, np.ndarray, str, str]] = field(default_factory=list)
-    dots: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-
-    def mark(self, tag: str, polyline: np.ndarray) -> None:
-        self.marks.append(polyline)
-        self.mark_tags.append(tag)
-
-
-class _Ctx:
-    """Per-call state shared by the element handlers: the scene in pixels and the style."""
-
-    def __init__(self, scene: Scene, style: RenderStyle, frame: _Frame):
-        self.scene, self.style, self.frame = scene, style, frame
-        names = list(scene.points)
-        xy = frame.apply(np.array([scene.points[n] for n in names], dtype=float))
-        self.px: dict[str, np.ndarray] = dict(zip(names, xy))
-        self.centroid = xy.mean(axis=0)
-        size = style.image_size
-        inset = style.margin * size * 0.5
-        self.clip_box = (inset, inset, size - inset, size - inset)
-        self.ticks_on = {_seg_key(e.a, e.b) for e in scene.elements if isinstance(e, EqualTicks)}
-        self.arrows_on = {_seg_key(e.a, e.b) for e in scene.elements if isinstance(e, ParallelArrows)}
-        self.polygons = [e.vertices for e in scene.elements if isinstance(e, Polygon)]
-        self.hints = _layout_hints(scene, frame)
-
-    def p(self, name: str, el) -> np.ndarray:
-        try:
-            return self.px[name]
-        except KeyError:
-            raise ValueError(f"{el.type} refers to missing point {name!r}; points: {', '.join(self.px)}") from None
-
-    def glyphs(self, text: str) -> _Glyphs:
-        s = self.style
-        return _glyphs(text, s.font_size, s.font_family, s.font_style)
-
-
-def _layout_hints(scene: Scene, frame: _Frame) -> dict[int, float]:
-    """How far out (pixels) the label layout expects each angle value and length label.
-
-    :func:`mmgeo_utils.diagrams.layout.place_labels` keeps point letters clear of where
-    :func:`~mmgeo_utils.diagrams.layout.annotation_discs` says values will be written, so the
-    renderer writes them at least that far out (further only when the text would
-    otherwise touch an arc or an arm). Keyed by ``id(element)``; empty when the
-    labels were not placed by the layout or its list does not match the scene's.
-    """
-    if not scene.label_offsets:
-        return {}
-    from .layout import annotation_discs
-
-    annotated = [e for e in scene.elements if (isinstance(e, AngleMark) and e.label) or isinstance(e, LengthLabel)]
-    discs = annotation_discs(scene)
-    texts = [e.label if isinstance(e, AngleMark) else e.text for e in annotated]
-    if texts != [d[0] for d in discs]:
-        return {}
-    hints = {}
-    for el, (_, centre, _) in zip(annotated, discs):
-        base = (
-            scene.points[el.vertex]
-            if isinstance(el, AngleMark)
-            else (np.asarray(scene.points[el.a]) + np.asarray(scene.points[el.b])) / 2
-        )
-        hints[id(el)] = float(np.hypot(*(np.asarray(centre) - base))) * frame.scale
-    return hints
-
-
-def _seg_key(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a <= b else (b, a)
-
-
-def _unit(v: np.ndarray, what: str) -> np.ndarray:
-    n = math.hypot(v[0], v[1])
-    if n < 1e-9:
-        raise ValueError(f"degenerate scene: {what} has zero length in the drawing")
-    return v / n
-
-
-def _perp(u: np.ndarray) -> np.ndarray:
-    return np.array([-u[1], u[0]])
-
-
-def _support(n: np.ndarray, g: _Glyphs) -> float:
-    """How far a text box reaches in direction ``n`` from its centre."""
-    return abs(n[0]) * g.half_w + abs(n[1]) * g.half_h
-
-
-def _clip(p: np.ndarray, d: np.ndarray, box: tuple[float, float, float, float], t_min: float) -> np.ndarray | None:
-    """Liang–Barsky: the part of p + t·d (t ≥ t_min) inside the box, or None."""
-    lo_t, hi_t = t_min, math.inf
-    for pi, di, lo, hi in ((p[0], d[0], box[0], box[2]), (p[1], d[1], box[1], box[3])):
-        if abs(di) < 1e-12:
-            if pi < lo or pi > hi:
-                return None
-            continue
-        t0, t1 = (lo - pi) / di, (hi - pi) / di
-        if t0 > t1:
-            t0, t1 = t1, t0
-        lo_t, hi_t = max(lo_t, t0), min(hi_t, t1)
-    if not math.isfinite(hi_t) or lo_t > hi_t:
-        return None
-    return np.array([p + lo_t * d, p + hi_t * d])
-
-
-def _arc_points(c: np.ndarray, r: float, a0: float, sweep: float) -> np.ndarray:
-    """Polyline of an arc (radians, display frame), about 2 px per chord."""
-    n = max(8, int(math.ceil(abs(sweep) * r / 2.0)) + 1)
-    t = a0 + np.linspace(0.0, sweep, n)
-    return np.column_stack([c[0] + r * np.cos(t), c[1] + r * np.sin(t)])
-
-
-def _bucket(plan: _Plan, dashed: bool) -> list[np.ndarray]:
-    return plan.dashed if dashed else plan.main
-
-
-def _draw_segment(el: Segment, ctx: _Ctx, plan: _Plan) -> None:
-    a, b = ctx.p(el.a, el), ctx.p(el.b, el)
-    _unit(b - a, f"segment {el.a}{el.b}")
-    _bucket(plan, el.dashed).append(np.array([a, b]))
-
-
-def _draw_line(el: Line | Ray, ctx: _Ctx, plan: _Plan) -> None:
-    a, b = ctx.p(el.a, el), ctx.p(el.b, el)
-    d = _unit(b - a, f"{el.type} {el.a}{el.b}")
-    seg = _clip(a, d, ctx.clip_box, -math.inf if isinstance(el, Line) else 0.0)
-    if seg is None:  # the ray starts outside the frame: draw at least A→B
-        seg = np.array([a, b])
-    _bucket(plan, el.dashed).append(seg)
-
-
-def _draw_polygon(el: Polygon, ctx: _Ctx, plan: _Plan) -> None:
-    pts = [ctx.p(v, el) for v in el.vertices]
-    plan.main.append(np.array(pts + pts[:1]))
-
-
-def _draw_circle(el: Circle | Arc, ctx: _Ctx, plan: _Plan) -> None:
-    c = ctx.p(el.center, el)
-    r = el.radius * ctx.frame.scale
-    if isinstance(el, Circle):
-        _bucket(plan, el.dashed).append(_arc_points(c, r, 0.0, 2 * math.pi))
-        return
-    rot = math.radians(ctx.style.rotation_deg)
-    sweep = (el.end_deg - el.start_deg) % 360.0 or 360.0
-    plan.main.append(_arc_points(c, r, math.radians(el.start_deg) + rot, math.radians(sweep)))
-
-
-def _arms(el: RightAngleMark | AngleMark, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    v = ctx.p(el.vertex, el)
-    da, db = ctx.p(el.a, el) - v, ctx.p(el.b, el) - v
-    what = f"an arm of the angle at {el.vertex}"
-    shortest = min(math.hypot(*da), math.hypot(*db))
-    return v, _unit(da, what), _unit(db, what), shortest
-
-
-def _draw_right_angle(el: RightAngleMark, ctx: _Ctx, plan: _Plan) -> None:
-    v, u, w, shortest = _arms(el, ctx)
-    m = min(ctx.style.mark_size * 0.8, 0.4 * shortest)
-    plan.mark(f"right_angle:{el.a}{el.vertex}{el.b}", np.array([v + m * u, v + m * (u + w), v + m * w]))
-
-
-def _draw_angle(el: AngleMark, ctx: _Ctx, plan: _Plan) -> None:
-    v, u, w, shortest = _arms(el, ctx)
-    a0 = math.atan2(u[1], u[0])
-    sweep = (math.atan2(w[1], w[0]) - a0 + math.pi) % (2 * math.pi) - math.pi  # the inner angle
-    r = min(ctx.style.mark_size * 1.1, 0.45 * shortest)
-    gap = max(1.6 * ctx.style.line_width, 0.2 * r)
-    radii = [r + i * gap for i in range(max(1, el.arcs))]
-    for ri in radii:
-        plan.mark(f"angle:{el.a}{el.vertex}{el.b}", _arc_points(v, ri, a0, sweep))
-    if el.label:
-        bis = np.array([math.cos(a0 + sweep / 2), math.sin(a0 + sweep / 2)])
-        g = ctx.glyphs(el.label)
-        pad = 0.2 * ctx.style.font_size
-        half = abs(sweep) / 2
-        # far enough out to clear the arcs, and to fit between the arms of a narrow angle
-        d = radii[-1] + pad + _support(bis, g)
-        if half > 1e-3:
-            arm_clear = max(_support(_perp(u), g), _support(_perp(w), g)) + pad
-            d = max(d, arm_clear / math.sin(min(half, math.pi / 2)))
-        d = max(d, ctx.hints.get(id(el), 0.0))
-        plan.texts.append((el.label, v + d * bis, "angle", f"{el.a}{el.vertex}{el.b}"))
-
-
-def _mark_centre(a: np.ndarray, u: np.ndarray, length: float, key: tuple[str, str], ctx: _Ctx, kind: str) -> np.ndarray:
-    """Midpoint of the segment; ticks and arrows on one segment step aside for each other."""
-    mid = a + u * length / 2
-    if key in ctx.ticks_on and key in ctx.arrows_on:
-        shift = 0.7 * ctx.style.mark_size
-        return mid + (-shift if kind == "ticks" else shift) * u
-    return mid
-
-
-def _segment_mark_frame(
-    el: EqualTicks | ParallelArrows, ctx: _Ctx, kind: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Where a mark on segment AB goes: its centre, the unit direction u, the normal n, and the mark size."""
-    a, b = ctx.p(el.a, el), ctx.p(el.b, el)
-    u = _unit(b - a, f"segment {el.a}{el.b}")
-    centre = _mark_centre(a, u, math.hypot(*(b - a)), _seg_key(el.a, el.b), ctx, kind)
-    return centre, u, _perp(u), ctx.style.mark_size
-
-
-def _draw_ticks(el: EqualTicks, ctx: _Ctx, plan: _Plan) -> None:
-    centre, u, n, m = _segment_mark_frame(el, ctx, "ticks")
-    half, step = 0.45 * m, 0.3 * m
-    for i in range(max(1, el.count)):
-        c = centre + (i - (el.count - 1) / 2) * step * u
-        plan.mark(f"ticks:{el.a}{el.b}", np.array([c - half * n, c + half * n]))
-
-
-def _draw_arrows(el: ParallelArrows, ctx: _Ctx, plan: _Plan) -> None:
-    centre, u, n, m = _segment_mark_frame(el, ctx, "arrows")
-    h, w, step = 0.45 * m, 0.35 * m, 0.35 * m
-    for i in range(max(1, el.count)):
-        tip = centre + ((i - (el.count - 1) / 2) * step + h / 2) * u
-        plan.mark(f"arrows:{el.a}{el.b}", np.array([tip - h * u + w * n, tip, tip - h * u - w * n]))
-
-
-def _outside_reference(el: LengthLabel, ctx: _Ctx) -> np.ndarray:
-    """A point the length label should move away from: the polygon owning the side, else the centroid."""
-    for verts in ctx.polygons:
-        sides = {_seg_key(p, q) for p, q in zip(verts, verts[1:] + verts[:1])}
-        if _seg_key(el.a, el.b) in sides:
-            return np.mean([ctx.px[v] for v in verts], axis=0)
-    return ctx.centroid
-
-
-def _draw_length(el: LengthLabel, ctx: _Ctx, plan: _Plan) -> None:
-    a, b = ctx.p(el.a, el), ctx.p(el.b, el)
-    u = _unit(b - a, f"segment {el.a}{el.b}")
-    mid = (a + b) / 2
-    n = _perp(u)
-    if np.dot(mid - _outside_reference(el, ctx), n) < 0:
-        n = -n
-    g = ctx.glyphs(el.text)
-    key = _seg_key(el.a, el.b)
-    clear = 0.45 * ctx.style.mark_size if (key in ctx.ticks_on or key in ctx.arrows_on) else 0.0
-    d = clear + 0.25 * ctx.style.font_size + ctx.style.line_width / 2 + _support(n, g)
-    d = max(d, ctx.hints.get(id(el), 0.0))
-    plan.texts.append((el.text, mid + d * n, "length", f"{el.a}{el.b}"))
-
-
-_HANDLERS = {
-    Segment: _draw_segment,
-    Line: _draw_line,
-    Ray: _draw_line,
-    Polygon: _draw_polygon,
-    Circle: _draw_circle,
-    Arc: _draw_circle,
-    RightAngleMark: _draw_right_angle,
-    AngleMark: _draw_angle,
-    EqualTicks: _draw_ticks,
-    ParallelArrows: _draw_arrows,
-    LengthLabel: _draw_length,
-}
-
-
-def _point_labels(ctx: _Ctx, plan: _Plan) -> None:
-    """Each point's letter at point + its placed offset, else pushed away from the centroid."""
-    scene, frame = ctx.scene, ctx.frame
-    for name, p in ctx.px.items():
-        off = scene.label_offsets.get(name)
-        if off is not None:
-            anchor = p + frame.matrix @ np.asarray(off, dtype=float)
-        else:
-            away = p - ctx.centroid
-            nrm = math.hypot(*away)
-            direction = away / nrm if nrm > 1e-6 else np.array([0.70710678, 0.70710678])
-            g = ctx.glyphs(name)
-            d = 0.5 * ctx.style.point_size + 0.2 * ctx.style.font_size + _support(direction, g)
-            anchor = p + d * direction
-        plan.texts.append((name, anchor, "point", name))
-
-
-def plan_scene(scene: Scene, style: RenderStyle, frame_of: Scene | None = None) -> tuple[_Plan, _Ctx]:
-    """Turn a scene into strokes and texts in display pixels (no matplotlib involved).
-
-    ``frame_of`` draws the scene in another scene's frame: a hard negative is drawn
-    where its positive was, so only the perturbed detail moves on the page.
-    """
-    if not scene.points:
-        raise ValueError("cannot render a scene without points")
-    frame = fit_frame(frame_of if frame_of is not None else scene, style)
-    ctx = _Ctx(scene, style, frame)
-    plan = _Plan()
-    for el in scene.elements:
-        handler = _HANDLERS.get(type(el))
-        if handler is None:
-            raise ValueError(f"the renderer cannot draw element type {type(el).__name__}")
-        handler(el, ctx, plan)
-    _point_labels(ctx, plan)
-    plan.dots = np.array(list(ctx.px.values()))
-    return plan, ctx
-
-
 # ----------------------------------------------------------------------------- renderer
 
 
@@ -618,6 +76,7 @@ class _Canvas:
     """One Agg figure of a fixed pixel size and the artists reused on every draw."""
 
     def __init__(self, size: int):
+        # local: matplotlib takes ~0.4 s to import; only a process that draws pays it (see glyphs._outline)
         import matplotlib.style
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.collections import LineCollection, PathCollection
@@ -651,7 +110,7 @@ class _Canvas:
             raise RuntimeError(f"Agg canvas is {w}x{h}, expected {size}x{size}")
 
     def draw(self, plan: _Plan, style: RenderStyle) -> Image.Image:
-        from matplotlib.path import Path
+        from matplotlib.path import Path  # local: as in __init__
 
         ink = (style.ink, style.ink, style.ink, 1.0)
         lw = style.line_width * self.pt
@@ -751,13 +210,6 @@ def _process_renderer() -> DiagramRenderer:
     return DiagramRenderer()
 
 
-def fits_frame(scene: Scene, style: RenderStyle, frame_of: Scene) -> bool:
-    """Whether ``scene`` drawn in ``frame_of``'s frame stays inside the image (points, circles, labels)."""
-    frame = fit_frame(frame_of, style)
-    px = frame.apply(_scene_extent_points(scene, np.eye(2)))  # the frame applies the rotation
-    return bool(np.all(px >= 0) and np.all(px <= style.image_size))
-
-
 def render(scene: Scene, style: RenderStyle | None = None, frame_of: Scene | None = None) -> RenderResult:
     """Render with this process's cached :class:`DiagramRenderer` (in ``frame_of``'s frame if given).
 
@@ -784,19 +236,10 @@ def overlapping_labels(result: RenderResult, pad: float = 0.0) -> list[tuple[str
 
 
 __all__ = [
-    "RenderStyle",
-    "RenderResult",
     "DiagramRenderer",
-    "STYLE_RANGES",
-    "FONT_FAMILIES",
-    "default_style",
-    "sample_style",
-    "max_em_fraction",
-    "fit_frame",
-    "fits_frame",
-    "plan_scene",
-    "render",
-    "render_scene",
+    "RenderResult",
     "boxes_overlap",
     "overlapping_labels",
+    "render",
+    "render_scene",
 ]

@@ -233,7 +233,8 @@ SHAPE_NAMES = (
 )
 
 
-def _seg(a: str, b: str) -> tuple[str, str]:
+def _segment_key(a: str, b: str) -> tuple[str, str]:
+    """A segment's key: its end points in sorted order, so AB and BA are one segment."""
     return (a, b) if a <= b else (b, a)
 
 
@@ -288,23 +289,23 @@ class Fact:
         """The same fact in a normal form, so that equal facts compare equal."""
         k, a = self.kind, self.args
         if k == "length":
-            args = _seg(*a)
+            args = _segment_key(*a)
         elif k == "angle":
             args = (min(a[0], a[2]), a[1], max(a[0], a[2]))
         elif k in ("perpendicular", "parallel", "equal_length"):
-            args = tuple(x for s in sorted((_seg(a[0], a[1]), _seg(a[2], a[3]))) for x in s)
+            args = tuple(x for s in sorted((_segment_key(a[0], a[1]), _segment_key(a[2], a[3]))) for x in s)
         elif k in ("midpoint", "on_segment"):
-            args = (a[0], *_seg(a[1], a[2]))
+            args = (a[0], *_segment_key(a[1], a[2]))
         elif k == "diameter":
-            args = (*_seg(a[0], a[1]), a[2])
+            args = (*_segment_key(a[0], a[1]), a[2])
         elif k == "altitude":
-            args = (a[0], a[1], *_seg(a[2], a[3]))
+            args = (a[0], a[1], *_segment_key(a[2], a[3]))
         elif k == "median":
-            args = (a[0], a[1], *_seg(a[2], a[3]))
+            args = (a[0], a[1], *_segment_key(a[2], a[3]))
         elif k == "bisector":
             args = (a[0], a[1], *sorted(a[2:]))
         elif k == "intersection":
-            s1, s2 = sorted((_seg(a[1], a[2]), _seg(a[3], a[4])))
+            s1, s2 = sorted((_segment_key(a[1], a[2]), _segment_key(a[3], a[4])))
             args = (a[0], *s1, *s2)
         elif k == "shape":
             args = _polygon_canonical(a)
@@ -421,8 +422,6 @@ class Scene:
     # -- convenience ---------------------------------------------------------
     def xy(self, name: str):
         """Coordinates of a point as a numpy array."""
-        import numpy as np
-
         if name not in self.points:
             raise KeyError(f"scene has no point {name!r}; points: {', '.join(self.points)}")
         return np.asarray(self.points[name], dtype=float)
@@ -488,8 +487,6 @@ def validate_scene(scene: Scene) -> Scene:
     Structural checks live here (labels, references, zero-length sides); whether the
     facts are *true* of the coordinates is :func:`mmgeo_utils.diagrams.facts.check_scene_facts`.
     """
-    import numpy as np
-
     if not scene.points:
         raise ValueError("scene has no points")
     for name in scene.points:

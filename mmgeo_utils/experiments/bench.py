@@ -26,8 +26,9 @@ _barrier = None  # set in pool workers so that all cores start timing together
 
 def _time_loop(config, n: int, offset: int) -> dict[str, float]:
     """Generate, render and encode ``n`` diagrams, timing each stage (seconds, perf_counter)."""
-    from ..data.build import encode_png, make_scene, sample_seeds
-    from ..diagrams.render import render, sample_style
+    from ..data import encode_png, make_scene, sample_seeds
+    from ..diagrams.render import render
+    from ..diagrams.style import sample_style
 
     def one(i: int, stages: dict[str, float] | None) -> None:
         seeds = sample_seeds(config, "train", i)
@@ -94,7 +95,7 @@ def bench_diagrams(
     """
     import multiprocessing as mp
 
-    from ..data.build import DatasetConfig, default_workers
+    from ..data import DatasetConfig, default_workers
     from ..repro import describe_device, write_results
 
     profile = get_profile(profile)
@@ -161,16 +162,16 @@ def bench_negatives(
     ``n`` scenes get the profile's K image negatives (perturb, check, render) and K rule
     negatives each; retrieval times the chunked top-k over ``retrieval_n`` caption
     embeddings (100k by default, the size MMGeoLM mines from) plus the real sentence
-    encoder's captions per second (see :func:`mmgeo_utils.negatives.retrieval.bench_retrieval`).
+    encoder's captions per second (see :func:`mmgeo_utils.experiments.bench_retrieval.bench_retrieval`).
     """
-    from ..data.build import DatasetConfig, sample_seeds
+    from ..data import DatasetConfig, sample_seeds
     from ..diagrams.captions import describe
     from ..diagrams.families import sample_scene
-    from ..diagrams.render import sample_style
+    from ..diagrams.style import sample_style
     from ..negatives.image import make_image_negatives
-    from ..negatives.retrieval import bench_retrieval
     from ..negatives.text import make_text_negatives
     from ..repro import write_results
+    from .bench_retrieval import bench_retrieval
 
     profile = get_profile(profile)
     _positive(n=n, k=k)
@@ -239,10 +240,10 @@ def bench_train(
     """
     import torch
 
+    from ..clip import ContrastiveObjective, autocast_context, make_loader, make_optimization, train_step
     from ..clip.distributed import DistInfo
     from ..clip.models import create_clip, get_tokenizer
-    from ..clip.train import ContrastiveObjective, autocast_context, make_loader, make_optimization, train_step
-    from ..data.build import DatasetConfig, build_dataset, read_manifest
+    from ..data import DatasetConfig, build_dataset, read_manifest
     from ..data.contrastive import HardNegativeDataset, default_transform
     from ..repro import check_device, seed_everything, write_results
     from .comparison import comparison_configs
@@ -332,7 +333,7 @@ def _time_loss(model, objective, batch, dev, autocast, device_type: str) -> floa
     """Forward + backward of the objective alone, on this batch's features (detached leaves)."""
     import torch
 
-    from ..clip.train import encode_batch
+    from ..clip import encode_batch
 
     with torch.no_grad(), autocast:
         feats = encode_batch(model, batch, dev)
@@ -381,7 +382,7 @@ def bf16_support(device_type: str) -> str:
     capability 8.0 and newer (:func:`mmgeo_utils.clip.train.native_bf16`).
     """
     if device_type == "cuda":
-        from ..clip.train import native_bf16
+        from ..clip import native_bf16
 
         return "native (CUDA compute capability >= 8.0)" if native_bf16() else "emulated (GPU older than Ampere)"
     try:
@@ -443,8 +444,8 @@ class _Variant:
     def __init__(self, levers, cfg, profile, batches, dev, device_type: str):
         import torch
 
+        from ..clip import autocast_context, make_optimization
         from ..clip.models import allow_short_text, count_parameters, create_clip
-        from ..clip.train import autocast_context, make_optimization
         from ..repro import seed_everything
 
         self.levers, self.dev, self.device_type = tuple(levers), dev, device_type
@@ -478,8 +479,8 @@ class _Variant:
         """Run ``n`` optimizer steps; the seconds of each."""
         import torch
 
+        from ..clip import train_step
         from ..clip.distributed import DistInfo
-        from ..clip.train import train_step
 
         times = []
         for _ in range(n):
@@ -533,9 +534,9 @@ def bench_train_speedups(
     """
     import torch
 
+    from ..clip import ContrastiveObjective, make_loader
     from ..clip.models import get_tokenizer, shipped_models
-    from ..clip.train import ContrastiveObjective, make_loader
-    from ..data.build import DatasetConfig, build_dataset, read_manifest
+    from ..data import DatasetConfig, build_dataset, read_manifest
     from ..data.contrastive import HardNegativeDataset, default_transform
     from ..repro import check_device, cpu_threads, git_commit, write_results
     from .comparison import comparison_configs

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..clip.train import (
+from ..clip import (
     MODEL_FILE,
     RESUMABLE_CHANGES,
     TrainConfig,
@@ -148,7 +148,7 @@ def _evaluate_cached(
     """
     from ..clip.checkpoint import CheckpointError
     from ..clip.evaluate import EVAL_VERSION
-    from ..data.build import split_fingerprint
+    from ..data import split_fingerprint
     from ..repro import atomic_write_text
 
     if not model_path.is_file():

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.build import SPLITS, DatasetConfig, build_dataset, make_sample
+from ..data import SPLITS, DatasetConfig, build_dataset, make_sample
 from ..profiles import Profile, get_profile
 
 FIXED_S = {"00_setup_and_tour": 10.0, "03_contrastive_loss_math": 20.0}  # no data, no training
@@ -46,9 +46,9 @@ def _per_scene_s(config: DatasetConfig, n: int) -> float:
 
 
 def _per_caption_embed_s(config: DatasetConfig, n: int = 64) -> float:
-    from ..data.build import make_scene, sample_seeds
+    from ..data import make_scene, sample_seeds
     from ..diagrams.captions import describe
-    from ..negatives.retrieval import embed_captions, load_sentence_encoder
+    from ..negatives import embed_captions, load_sentence_encoder
 
     texts = []
     for i in range(n):
@@ -75,9 +75,9 @@ def _synthetic_batch(b: int, k_i: int, k_t: int, size: int, context: int) -> dic
 
 
 def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str, float]]:
+    from ..clip import ContrastiveObjective, autocast_context, make_optimization, train_step
     from ..clip.distributed import DistInfo
     from ..clip.models import create_clip
-    from ..clip.train import ContrastiveObjective, autocast_context, make_optimization, train_step
     from ..repro import cpu_threads
     from .comparison import comparison_configs
 

@@ -40,7 +40,7 @@ EVAL_VERSION = 3  # what a cached score holds; a newer version scores again (2: 
 
 def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
     """Lesson 05's CLIP and MMCLIP run folders of ``seed`` (the comparison's default names)."""
-    from ..clip.train import default_run_dir
+    from ..clip import default_run_dir
     from .comparison import comparison_configs
 
     return {name: default_run_dir(cfg) for name, cfg in comparison_configs(profile, seed).items()}
@@ -57,7 +57,7 @@ def condition_config(
 
 def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = None) -> dict[str, Any]:
     """The test score of a trained condition, cached beside it (keyed by the split's fingerprint and limit)."""
-    from ..data.build import split_fingerprint
+    from ..data import split_fingerprint
 
     limit = limit or get_lmm_sizes(cfg.profile).eval_questions
     key = hashlib.sha256(f"{split_fingerprint(root, 'test')}|{limit}|{EVAL_VERSION}".encode()).hexdigest()[:16]

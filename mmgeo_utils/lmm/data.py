@@ -161,7 +161,7 @@ def collate(examples: Sequence[Example], pad_id: int, features: dict[str, torch.
 
 
 def feature_cache_path(cache_dir: Path, tower, root: Path | str, split: str, n: int) -> Path:
-    from ..data.build import split_fingerprint
+    from ..data import split_fingerprint
 
     data = hashlib.sha256(split_fingerprint(root, split).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"{tower.weights_hash()[:16]}-{data}-{split}-{n}.safetensors"
@@ -175,7 +175,7 @@ def cached_features(
     from safetensors.torch import save as save_bytes
     from tqdm.auto import tqdm
 
-    from ..data.build import load_image, load_split
+    from ..data import load_image, load_split
     from ..data.contrastive import default_transform
     from ..repro import atomic_write_bytes
 

@@ -153,7 +153,7 @@ def evaluate_lmm(
     The scored questions are the split's first ``limit``, yes/no balanced per relation with ``seed``
     (``yes_no_selection`` in the result says what was left out).
     """
-    from ..data.build import load_split
+    from ..data import load_split
     from ..profiles import get_lmm_sizes
     from .vision_language_model import load_lmm
 

@@ -145,7 +145,7 @@ class LMMConfig:
 
 
 def lmm_root(profile: str) -> Path:
-    from ..clip.train import runs_root
+    from ..clip import runs_root
 
     return runs_root() / get_profile(profile).name / "lmm"
 
@@ -211,8 +211,8 @@ def _fit(
     """
     import torch.distributed as dist
 
+    from ..clip import CsvLog, cosine_with_warmup
     from ..clip.distributed import barrier
-    from ..clip.train import CsvLog, cosine_with_warmup
     from ..data.contrastive import StepBatchSampler
 
     c = cfg.resolved()
@@ -356,7 +356,7 @@ def selected_rows(
     cfg: LMMConfig, split: str, data_root: Path | str | None = None
 ) -> tuple[Path, list[dict], YesNoSelection]:
     """:func:`dataset_rows` and the yes/no selection that cut its questions (what was dropped, per relation)."""
-    from ..data.build import DatasetConfig, build_dataset, load_split
+    from ..data import DatasetConfig, build_dataset, load_split
 
     # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
     # sample is a function of (seed, split, index) alone), without the hard negatives the LMM never reads
@@ -587,7 +587,7 @@ def train_sft_stage(
 
 
 def _clip_model(c: LMMConfig) -> str | None:
-    from ..clip.train import load_config
+    from ..clip import load_config
 
     if c.vision == "none":
         return None

@@ -36,7 +36,7 @@ SPECIAL_TOWERS = ("random", "none")
 
 def resolve_run(vision: str, profile: Profile | str | None = None) -> Path:
     """The run folder ``vision`` names: a path, or a run name under ``runs/<profile>/``."""
-    from ..clip.train import MODEL_FILE, runs_root
+    from ..clip import MODEL_FILE, runs_root
 
     p = get_profile(profile)
     path = Path(vision)
@@ -139,8 +139,8 @@ def load_vision_tower(
     position embedding (ViT) is sized for its own diagrams, and features of resized ones would be
     silently worse.
     """
+    from ..clip import MODEL_FILE, load_config
     from ..clip.models import create_clip
-    from ..clip.train import MODEL_FILE, load_config
 
     p = get_profile(profile)
     if vision == "none":
@@ -161,7 +161,7 @@ def load_vision_tower(
 def check_vision(vision: str, profile: Profile | str | None = None) -> Path | None:
     """The run folder ``--vision`` names (``None`` for ``none`` / ``random``), refused when unknown, unfinished or
     trained at another image size than the profile's; reads no weights, so a command checks it before training."""
-    from ..clip.train import load_config
+    from ..clip import load_config
 
     if vision in ("none", "random"):
         return None
