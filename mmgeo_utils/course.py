@@ -41,7 +41,7 @@ def code_sha256(notebook) -> str:
     ``notebook`` is a path or an ``nbformat`` notebook. What ran is decided by this hash, so a
     lesson whose prose changed need not run again, and a published copy stays current.
     """
-    import nbformat
+    import nbformat  # local: nbformat only reads notebooks
 
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, (str, Path)) else notebook
     h = hashlib.sha256()
@@ -54,8 +54,8 @@ def code_sha256(notebook) -> str:
 
 def execute_notebook(src: Path, dst: Path, profile: Profile, timeout: int = 6 * 3600) -> float:
     """Execute ``src`` with ``MMGEO_PROFILE`` set and write the executed copy to ``dst``."""
-    import nbformat
-    from nbclient import NotebookClient
+    import nbformat  # local: nbformat only reads notebooks
+    from nbclient import NotebookClient  # local: nbclient only runs notebooks
 
     nb = nbformat.read(src, as_version=4)
     old = os.environ.get("MMGEO_PROFILE")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mmgeo_utils.experiments.bench import bench_train
+from mmgeo_utils.experiments import bench_train
 
 
 def test_bench_train_times_both_models_on_the_given_data(smoke_data):

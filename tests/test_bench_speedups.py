@@ -16,7 +16,8 @@ from mmgeo_utils import cli
 from mmgeo_utils.clip import ContrastiveObjective, make_loader
 from mmgeo_utils.clip.models import allow_short_text, count_parameters, create_clip, get_tokenizer, text_extent
 from mmgeo_utils.data.contrastive import HardNegativeDataset, default_transform
-from mmgeo_utils.experiments.bench import (
+from mmgeo_utils.experiments import comparison_configs
+from mmgeo_utils.experiments.bench_speedups import (
     SPEED_ROWS,
     _Variant,
     bench_train_speedups,
@@ -24,7 +25,6 @@ from mmgeo_utils.experiments.bench import (
     format_speedups,
     trim_text_batch,
 )
-from mmgeo_utils.experiments.comparison import comparison_configs
 from mmgeo_utils.profiles import get_profile
 from mmgeo_utils.repro import cpu_threads
 
@@ -198,7 +198,7 @@ def test_compiled_variant_runs_a_step(smoke_data):
 
 def test_best_combination_takes_the_levers_that_helped_in_every_round(smoke_data, monkeypatch):
     """Which levers the best rows combine, with step times made up per lever (no timing noise)."""
-    from mmgeo_utils.experiments import bench
+    import mmgeo_utils.experiments.bench_speedups as bench_speedups
 
     factor = {"channels_last": 0.9, "bf16": 0.8, "trim": 1.1, "compile": 0.5, "narrow_text": 0.7}
 
@@ -209,7 +209,7 @@ def test_best_combination_takes_the_levers_that_helped_in_every_round(smoke_data
         return [t] * n
 
     monkeypatch.setattr(_Variant, "steps", fake_steps)
-    monkeypatch.setattr(bench, "bf16_support", lambda device_type: "emulated (the CPU has none of x)")
+    monkeypatch.setattr(bench_speedups, "bf16_support", lambda device_type: "emulated (the CPU has none of x)")
     out = bench_train_speedups("smoke", steps=1, rounds=2, device="cpu", data_root=smoke_data, threads=1)
     rows = out["rows"]
     # bf16 is faster here but emulated: training would keep fp32, so it is left out; trim is slower

@@ -195,7 +195,7 @@ def test_eval_clip_checks_its_output_before_evaluating(tmp_path, capsys, monkeyp
     def no_benchmark(*args, **kwargs):
         raise AssertionError("the benchmark ran before --out was checked")
 
-    monkeypatch.setattr("mmgeo_utils.experiments.comparison.evaluate_checkpoint", no_benchmark)
+    monkeypatch.setattr("mmgeo_utils.experiments.evaluation.evaluate_checkpoint", no_benchmark)
     run, _ = _fake_run(tmp_path / "run")
     (tmp_path / "a_file").write_text("")
     for out, message in ((tmp_path / "a_file" / "eval.json", "cannot be written"), (tmp_path, "is a folder")):

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from mmgeo_utils.clip import train
-from mmgeo_utils.experiments.comparison import (
+from mmgeo_utils.experiments import (
     aggregate,
     comparison_configs,
     comparison_table,
@@ -28,7 +28,7 @@ def test_both_models_get_the_same_images_per_step_and_steps():
 
 
 def test_relative_cost_counts_tower_inputs_so_mmclip_starts_first():
-    from mmgeo_utils.experiments.comparison import relative_cost
+    from mmgeo_utils.experiments import relative_cost
 
     cfgs = comparison_configs("cpu", seed=0)
     assert relative_cost(cfgs["mmclip"]) == 3 * relative_cost(cfgs["clip"])  # 6 tower inputs per positive vs 2
@@ -91,7 +91,7 @@ def test_run_comparison_writes_per_seed_numbers_and_reuses_evaluations(smoke_dat
 
 def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_data, tmp_path):
     from mmgeo_utils.clip.checkpoint import CheckpointError
-    from mmgeo_utils.experiments.comparison import validation_scores
+    from mmgeo_utils.experiments import validation_scores
 
     cfg = comparison_configs("smoke", 0, steps=1)["mmclip"]
     result = train(cfg, out_dir=tmp_path / "runs" / "a", data_root=smoke_data, progress=False)
@@ -129,7 +129,7 @@ def test_validation_scores_use_the_validation_split_and_name_bad_input(smoke_dat
 
 
 def test_gap_uncertainty_resamples_items_and_balances_families():
-    from mmgeo_utils.experiments.comparison import gap_uncertainty
+    from mmgeo_utils.experiments import gap_uncertainty
 
     # 300 diagrams of family a, 100 of b; the model wins every a diagram CLIP loses, ties on b
     families = ["a"] * 300 + ["b"] * 100
@@ -148,7 +148,7 @@ def test_gap_uncertainty_resamples_items_and_balances_families():
 
 
 def test_validation_takes_over_earlier_records_only_when_a_run_scored_twice_agrees(smoke_data, tmp_path):
-    from mmgeo_utils.experiments.comparison import recipe_of, validation_scores
+    from mmgeo_utils.experiments import recipe_of, validation_scores
 
     configs = comparison_configs("smoke", 0, steps=1)
     a, b = (train(configs[m], out_dir=tmp_path / "runs" / m, data_root=smoke_data, progress=False) for m in configs)
@@ -173,7 +173,7 @@ def test_validation_takes_over_earlier_records_only_when_a_run_scored_twice_agre
 
 
 def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_file():
-    from mmgeo_utils.experiments.comparison import MMCLIP_RECIPE, comparison_name
+    from mmgeo_utils.experiments import MMCLIP_RECIPE, comparison_name
 
     course, variant = comparison_configs("cpu", 1), comparison_configs("cpu", 1, recipe={"loss": "negclip"})
     assert variant["clip"] == course["clip"] and variant["mmclip"].loss == "negclip"
@@ -193,7 +193,7 @@ def test_a_recipe_variant_changes_only_the_hard_negative_model_and_its_results_f
 
 
 def test_both_models_start_at_the_comparison_temperature_unless_their_weights_bring_one():
-    from mmgeo_utils.experiments.comparison import COMPARISON_TEMPERATURE, comparison_name
+    from mmgeo_utils.experiments import COMPARISON_TEMPERATURE, comparison_name
 
     for profile in ("smoke", "cpu", "gpu"):  # from scratch: both models, the same temperature
         assert {c.temperature for c in comparison_configs(profile, 0).values()} == {COMPARISON_TEMPERATURE}
@@ -206,7 +206,7 @@ def test_both_models_start_at_the_comparison_temperature_unless_their_weights_br
 
 
 def _scores(loss, seed, i2t_fine, retrieval, **config):
-    from mmgeo_utils.experiments.comparison import HEADLINE
+    from mmgeo_utils.experiments import HEADLINE
 
     cfg = comparison_configs("cpu", seed, recipe=None if loss == "clip" else {"loss": loss})[
         "clip" if loss == "clip" else "mmclip"
@@ -216,7 +216,7 @@ def _scores(loss, seed, i2t_fine, retrieval, **config):
 
 
 def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
-    from mmgeo_utils.experiments.comparison import select_recipes
+    from mmgeo_utils.experiments import select_recipes
 
     runs = {f"clip-s{s}": _scores("clip", s, 0.20 + 0.01 * s, 0.30) for s in (0, 1, 2)}
     runs |= {f"good-s{s}": _scores("mmclip", s, 0.31 + 0.01 * s, 0.27) for s in (0, 1, 2)}  # +11, R -3
@@ -250,7 +250,7 @@ def test_recipes_are_judged_on_seed_means_against_clip_by_both_conditions():
 
 
 def test_default_jobs_fill_the_cores_at_the_runs_thread_count(monkeypatch):
-    from mmgeo_utils.experiments.comparison import default_jobs
+    from mmgeo_utils.experiments import default_jobs
 
     monkeypatch.setattr("mmgeo_utils.repro.usable_cores", lambda: 2)
     cpu = list(comparison_configs("cpu", 0).values())  # one thread each

@@ -8,7 +8,7 @@ import pytest
 from mmgeo_utils.cli import main
 from mmgeo_utils.clip import train
 from mmgeo_utils.data import load_split
-from mmgeo_utils.experiments.comparison import comparison_configs
+from mmgeo_utils.experiments import comparison_configs
 from mmgeo_utils.experiments.lmm_comparison import comparison_table, paired_bootstrap, run_lmm_comparison
 from mmgeo_utils.lmm.balance import balanced_questions
 

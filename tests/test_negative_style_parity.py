@@ -187,7 +187,7 @@ def parity_violations(name: str, family: str, seed: int, pos: Scene, neg: ImageN
 @pytest.mark.xfail(
     strict=True,
     reason="generator: negatives.draft._legible re-places every letter when one needs a spot (add_auxiliary always), "
-    "render._outside_reference turns length labels towards the centroid of all points, and the layout "
+    "diagrams.plan._outside_reference turns length labels towards the centroid of all points, and the layout "
     "sizes annotation discs by the negative's own extent; fix described in docs/results.md (needs a "
     "GENERATOR_VERSION bump)",
 )

@@ -171,7 +171,7 @@ def test_mmclip_is_in_batch_clip_plus_the_per_anchor_loss():
 
 
 def test_a_hard_weight_names_its_run_and_older_configs_read_as_weight_one(tmp_path):
-    from mmgeo_utils.experiments.comparison import recipe_of
+    from mmgeo_utils.experiments import recipe_of
 
     cfg = TrainConfig(profile="cpu", loss="mmclip", negatives=("rule",), num_negatives=1, hard_weight=0.5)
     assert cfg.run_name() == "mmclip-rule-k1-w0.5-random-s0"

@@ -24,8 +24,7 @@ import torch
 from mmgeo_utils.clip import default_run_dir, train
 from mmgeo_utils.clip.evaluate import headline
 from mmgeo_utils.data import DatasetConfig, build_dataset
-from mmgeo_utils.experiments.bench import bench_train
-from mmgeo_utils.experiments.comparison import comparison_configs, evaluate_run
+from mmgeo_utils.experiments import bench_train, comparison_configs, evaluate_run
 from mmgeo_utils.profiles import get_profile
 from mmgeo_utils.repro import detect_device, write_results
 

@@ -22,15 +22,25 @@ module                 what it holds
 the module; ``importlib.import_module("mmgeo_utils.clip.train")`` gives the module.
 """
 
+from .ac_score import (
+    caption_embeddings,
+    chance_correspondence,
+    correspondence_score,
+    encoder_alignment,
+    fit_ac_polynomial,
+    keypoint_pairs,
+)
 from .ce_clip_losses import HardNegativeLoss, cmr_logits, cmr_loss, cmr_threshold, imc_loss
 from .checkpoint import CheckpointError, load_model, save_model
 from .config import DEFAULT_LR, FINETUNE_LR, LOSSES, PRECISIONS, TrainConfig, default_run_dir, load_config, runs_root
+from .distributed import DistInfo, init_distributed
 from .evaluate import (
     EVAL_VERSION,
     VARIANTS,
     encode_items,
     eval_transform,
     evaluate_clip,
+    fine_grained_scores,
     headline,
     i2t_choices,
     i2t_fine_hits,
@@ -58,35 +68,47 @@ from .losses import (
     per_anchor_gradient_weights,
     per_anchor_hard_negative_loss,
 )
-from .models import count_parameters, create_clip, create_clip_for_profile, find_pretrained, get_tokenizer
+from .models import (
+    count_parameters,
+    create_clip,
+    create_clip_for_profile,
+    find_pretrained,
+    get_tokenizer,
+    model_config,
+    spell_point_names,
+)
 from .objective import ContrastiveObjective
 from .run_folder import MODEL_FILE, RESUMABLE_CHANGES, STATE_FILE, load_init
 from .train import TrainingDiverged, TrainingInterrupted, TrainResult, dataset_root, train
 
 __all__ = [
+    "CheckpointError",
+    "ContrastiveObjective",
+    "CsvLog",
     "DEFAULT_LR",
+    "DistInfo",
     "EVAL_VERSION",
     "FINETUNE_LR",
+    "GradientWeights",
+    "HardNegativeLoss",
     "LOSSES",
     "MODEL_FILE",
     "PRECISIONS",
     "RESUMABLE_CHANGES",
     "STATE_FILE",
-    "VARIANTS",
-    "CheckpointError",
-    "ContrastiveObjective",
-    "CsvLog",
-    "GradientWeights",
-    "HardNegativeLoss",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "VARIANTS",
     "autocast_context",
+    "caption_embeddings",
+    "chance_correspondence",
     "clip_loss",
     "cmr_logits",
     "cmr_loss",
     "cmr_threshold",
+    "correspondence_score",
     "cosine_with_warmup",
     "count_parameters",
     "create_clip",
@@ -95,9 +117,12 @@ __all__ = [
     "default_run_dir",
     "encode_batch",
     "encode_items",
+    "encoder_alignment",
     "eval_transform",
     "evaluate_clip",
     "find_pretrained",
+    "fine_grained_scores",
+    "fit_ac_polynomial",
     "gather_features",
     "get_tokenizer",
     "hard_negative_clip_loss",
@@ -105,12 +130,15 @@ __all__ = [
     "i2t_choices",
     "i2t_fine_hits",
     "imc_loss",
+    "init_distributed",
+    "keypoint_pairs",
     "load_config",
     "load_init",
     "load_model",
     "make_loader",
     "make_optimization",
     "micro_batches",
+    "model_config",
     "native_bf16",
     "per_anchor_gradient_weights",
     "per_anchor_hard_negative_loss",
@@ -118,6 +146,7 @@ __all__ = [
     "resolve_precision",
     "runs_root",
     "save_model",
+    "spell_point_names",
     "split_items",
     "tidy_table",
     "train",

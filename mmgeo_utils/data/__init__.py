@@ -13,7 +13,8 @@ module             what it holds
 ``contrastive``    torch Dataset, collate and batch order: positives with their negatives
 =================  ===================================================================
 
-``contrastive`` imports torch and is not re-exported here: ``mmgeo data build`` never needs it.
+``contrastive`` imports torch, so its names load on first use (``from mmgeo_utils.data import
+HardNegativeDataset``): ``mmgeo data build`` and reading a split never import torch.
 """
 
 from .build import add_retrieval_negatives, build_dataset, default_workers
@@ -54,3 +55,24 @@ __all__ = [
     "split_fingerprint",
     "verify_dataset",
 ]
+
+_CONTRASTIVE = (
+    "BATCHING",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "HardNegativeDataset",
+    "NegativeConfig",
+    "StepBatchSampler",
+    "default_transform",
+    "make_collate",
+    "normalize_images",
+)
+
+
+def __getattr__(name: str):
+    """The torch side of the data stage (:mod:`.contrastive`), imported when first asked for."""
+    if name in _CONTRASTIVE:
+        from . import contrastive  # local: torch loads only when a torch dataset is asked for
+
+        return getattr(contrastive, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,10 @@ from typing import Any
 
 import torch
 
+from ..lmm.data import cached_features
+from ..lmm.evaluate import evaluate_lmm
+from ..lmm.train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
+from ..lmm.vision_tower import load_vision_tower
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import cpu_threads, env_var
 
@@ -37,10 +41,6 @@ def bench_lmm(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Rates per stage and the extrapolated time of the profile's budgets (seconds)."""
-    from ..lmm.data import cached_features
-    from ..lmm.evaluate import evaluate_lmm
-    from ..lmm.train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
-    from ..lmm.vision_tower import load_vision_tower
 
     p, sizes = get_profile(profile), get_lmm_sizes(profile)
     threads = threads or p.train_threads

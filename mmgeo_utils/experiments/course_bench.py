@@ -22,6 +22,7 @@ are counted at their small fixed cost. Real runs of ``make course`` record their
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -29,9 +30,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from ..data import SPLITS, DatasetConfig, build_dataset, make_sample
+from ..clip import ContrastiveObjective, autocast_context, make_optimization, train_step
+from ..clip.distributed import DistInfo
+from ..clip.models import create_clip
+from ..course import course_notebooks
+from ..data import SPLITS, DatasetConfig, build_dataset, make_sample, make_scene, sample_seeds
+from ..data.contrastive import HardNegativeDataset, NegativeConfig
+from ..diagrams.captions import describe
+from ..negatives import embed_captions, load_sentence_encoder
 from ..profiles import Profile, get_profile
+from ..repro import cpu_threads, detect_device, usable_cores
+from .comparison import comparison_configs
+from .jobs import default_jobs
 
 FIXED_S = {"00_setup_and_tour": 10.0, "03_contrastive_loss_math": 20.0}  # no data, no training
 EVAL_VARIANTS = 3  # clean, rotate30, downscale0.5
@@ -46,9 +58,6 @@ def _per_scene_s(config: DatasetConfig, n: int) -> float:
 
 
 def _per_caption_embed_s(config: DatasetConfig, n: int = 64) -> float:
-    from ..data import make_scene, sample_seeds
-    from ..diagrams.captions import describe
-    from ..negatives import embed_captions, load_sentence_encoder
 
     texts = []
     for i in range(n):
@@ -75,11 +84,6 @@ def _synthetic_batch(b: int, k_i: int, k_t: int, size: int, context: int) -> dic
 
 
 def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str, float]]:
-    from ..clip import ContrastiveObjective, autocast_context, make_optimization, train_step
-    from ..clip.distributed import DistInfo
-    from ..clip.models import create_clip
-    from ..repro import cpu_threads
-    from .comparison import comparison_configs
 
     dev = torch.device(device)
     out = {}
@@ -144,7 +148,6 @@ def _time_steps(profile: Profile, device: str, steps: int) -> dict[str, dict[str
 
 
 def _decode_s(root: Path, n: int = 32) -> float:
-    from PIL import Image
 
     paths = sorted((root / "train").glob("*.png"))[:n] + sorted((root / "train" / "negatives").glob("*.png"))[:n]
     t = time.perf_counter()
@@ -156,7 +159,6 @@ def _decode_s(root: Path, n: int = 32) -> float:
 
 def _bytes_per_row(root: Path, profile: Profile) -> float:
     """Host bytes the training dataset keeps per row (its packed columns), measured."""
-    from ..data.contrastive import HardNegativeDataset, NegativeConfig
 
     neg = NegativeConfig(num_image=profile.num_negatives, num_retrieval=profile.num_negatives)
     tracemalloc.start()
@@ -181,10 +183,6 @@ def bench_course(
     ``cores`` (data build) and ``workers`` (PNG decoding) default to this machine's; pass others to
     estimate another machine from this one's per-core timings.
     """
-    import tempfile
-
-    from ..repro import detect_device, usable_cores
-    from .comparison import comparison_configs, default_jobs
 
     p = get_profile(profile)
     device = device or detect_device()
@@ -237,7 +235,6 @@ def bench_course(
         "04_training_mmclip": pair_train,
         "05_evaluating_encoders": (p.seeds - 1) * pair_train + p.seeds * pair_test,
     }
-    from ..course import course_notebooks
 
     unmodelled = [nb.stem for nb in course_notebooks() if nb.stem not in lessons]  # a lesson added since
     dataset_bytes = per_row * p.n_train

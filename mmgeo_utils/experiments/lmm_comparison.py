@@ -28,9 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from ..clip import default_run_dir
+from ..data import split_fingerprint
 from ..lmm.evaluate import evaluate_lmm, write_eval
-from ..lmm.train import LMMConfig, lmm_root, stage_dir, train_lmm
+from ..lmm.train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
+from ..repro import Timer, write_results
+from .comparison import comparison_configs
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
 EVAL_FILE = "test_eval.json"
@@ -40,8 +44,6 @@ EVAL_VERSION = 3  # what a cached score holds; a newer version scores again (2: 
 
 def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
     """Lesson 05's CLIP and MMCLIP run folders of ``seed`` (the comparison's default names)."""
-    from ..clip import default_run_dir
-    from .comparison import comparison_configs
 
     return {name: default_run_dir(cfg) for name, cfg in comparison_configs(profile, seed).items()}
 
@@ -57,7 +59,6 @@ def condition_config(
 
 def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = None) -> dict[str, Any]:
     """The test score of a trained condition, cached beside it (keyed by the split's fingerprint and limit)."""
-    from ..data import split_fingerprint
 
     limit = limit or get_lmm_sizes(cfg.profile).eval_questions
     key = hashlib.sha256(f"{split_fingerprint(root, 'test')}|{limit}|{EVAL_VERSION}".encode()).hexdigest()[:16]
@@ -115,8 +116,6 @@ def run_lmm_comparison(
     runs of each seed under ``runs/<profile>/``); a missing one is an error naming it, before any
     training.
     """
-    from ..lmm.train import dataset_rows
-    from ..repro import Timer, write_results
 
     p = get_profile(profile)
     seeds = list(seeds)
@@ -196,7 +195,7 @@ def run_lmm_comparison(
 
 def comparison_table(record: dict[str, Any]):
     """Conditions × (overall, kinds) as 'mean ± std' percentages, with the majority baseline as a row."""
-    import pandas as pd
+    import pandas as pd  # local: pandas only for the table
 
     rows = {}
     for cond, r in record["conditions"].items():

@@ -14,25 +14,52 @@ module                         part
 ``vision_language_model``      the wrapper: splice image tokens into ``inputs_embeds``; save/load
 ``data``                       each stage's token sequences and labels; the feature cache
 ``balance``                    yes/no questions balanced per relation (the wording gives nothing away)
-``train``                      the stages ``lm`` → ``align`` → ``sft``, resumable
+``config``                     ``LMMConfig``, the stages, and where each stage's folder lives
+``loop``                       one resumable training loop for every stage (``_fit``)
+``train``                      the stages ``lm`` → ``align`` → ``sft``, and ``train_lmm``
 ``evaluate``                   greedy decoding, exact match per question kind, facts re-checked
 =============================  ==============================================================
+
+The comparison over towers and seeds and the LMM benchmark are runners:
+:mod:`mmgeo_utils.experiments.lmm_comparison` and :mod:`mmgeo_utils.experiments.bench_lmm`.
 """
 
+from .balance import balanced_questions, balanced_rows
+from .config import STAGES, LMMConfig, stage_dir
+from .evaluate import answer, claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
+from .language_model import build_lm, load_lm
 from .projector import Projector
 from .tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
-from .vision_language_model import GeometryLMM, expand_image_tokens, load_lmm, save_lmm
-from .vision_tower import VisionTower, load_vision_tower
+from .train import train_lmm
+from .vision_language_model import IGNORE_INDEX, GeometryLMM, expand_image_tokens, load_lmm, save_lmm
+from .vision_tower import VisionTower, join, load_vision_tower, token_shape
 
 __all__ = [
     "GeometryLMM",
+    "IGNORE_INDEX",
     "IMAGE_TOKEN",
+    "LMMConfig",
     "Projector",
+    "STAGES",
     "VisionTower",
+    "answer",
+    "balanced_questions",
+    "balanced_rows",
+    "build_lm",
+    "claimed_fact",
+    "evaluate_lmm",
+    "exact_match",
     "expand_image_tokens",
+    "join",
+    "load_lm",
     "load_lmm",
     "load_tokenizer",
     "load_vision_tower",
+    "majority_answers",
+    "normalize",
     "save_lmm",
+    "stage_dir",
+    "token_shape",
+    "train_lmm",
     "train_tokenizer",
 ]

@@ -1,6 +1,6 @@
 """Yes/no questions balanced per relation, so the relation word cannot give the answer away.
 
-``captions.make_qa`` (generator version 5) asks a "yes" question of any relational fact the scene
+``diagrams.qa.make_qa`` (generator version 5) asks a "yes" question of any relational fact the scene
 states, but builds "no" questions only for ``parallel``, ``perpendicular``, ``equal_length`` and
 ``on_circle``: every ``midpoint``, ``similar`` and ``congruent`` question is "yes", and the others are
 far from even (a cpu build: ``on_circle`` 89 % "yes", ``perpendicular`` 19 %, ``equal_length`` 27 %).

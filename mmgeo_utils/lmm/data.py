@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
+from tqdm.auto import tqdm
 
+from ..data import load_image, load_split, split_fingerprint
+from ..data.contrastive import default_transform
+from ..repro import atomic_write_bytes
 from .tokenizer import IMAGE_TOKEN
 from .vision_language_model import IGNORE_INDEX, expand_image_tokens
 
@@ -161,7 +167,6 @@ def collate(examples: Sequence[Example], pad_id: int, features: dict[str, torch.
 
 
 def feature_cache_path(cache_dir: Path, tower, root: Path | str, split: str, n: int) -> Path:
-    from ..data import split_fingerprint
 
     data = hashlib.sha256(split_fingerprint(root, split).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"{tower.weights_hash()[:16]}-{data}-{split}-{n}.safetensors"
@@ -171,13 +176,6 @@ def cached_features(
     tower, root: Path | str, split: str, n: int, cache_dir: Path | str, *, batch_size: int = 64, progress: bool = False
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """``({"grid": (n, G, C), "pooled": (n, C)}, hit)``: the tower's features of the split's first n diagrams."""
-    from safetensors.torch import load_file
-    from safetensors.torch import save as save_bytes
-    from tqdm.auto import tqdm
-
-    from ..data import load_image, load_split
-    from ..data.contrastive import default_transform
-    from ..repro import atomic_write_bytes
 
     path = feature_cache_path(Path(cache_dir), tower, root, split, n)
     if path.is_file():

@@ -30,10 +30,14 @@ from typing import Any
 
 import torch
 
+from ..data import load_split
 from ..diagrams.facts import REL_TOL, check_fact, describe_fact
 from ..diagrams.scene import Fact, Scene
+from ..profiles import get_lmm_sizes
+from ..repro import atomic_write_text
 from . import data as D
 from .balance import balance_yes_no, balanced_questions
+from .vision_language_model import load_lmm
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -153,9 +157,6 @@ def evaluate_lmm(
     The scored questions are the split's first ``limit``, yes/no balanced per relation with ``seed``
     (``yes_no_selection`` in the result says what was left out).
     """
-    from ..data import load_split
-    from ..profiles import get_lmm_sizes
-    from .vision_language_model import load_lmm
 
     model, tok, info = load_lmm(model_dir)
     sizes = get_lmm_sizes(info["profile"])
@@ -166,10 +167,8 @@ def evaluate_lmm(
     feats = None
     n_img = info.get("image_tokens", 0)
     if model.tower is not None:
-        from .data import cached_features
-
         needed = max(i for i, _, _ in qs) + 1
-        feats, _ = cached_features(model.tower, root, split, needed, cache_dir or Path(model_dir).parent / "features")
+        feats, _ = D.cached_features(model.tower, root, split, needed, cache_dir or Path(model_dir).parent / "features")
     majority = majority_answers(train_rows if train_rows is not None else load_split(root, "train"), seed)
     records = []
     for b in range(0, len(qs), batch_size):
@@ -243,7 +242,6 @@ def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:
 
 
 def write_eval(result: dict[str, Any], path: Path | str) -> Path:
-    from ..repro import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(result, indent=1) + "\n")
     return Path(path)

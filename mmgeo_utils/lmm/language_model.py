@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config
+from transformers.utils import logging as hf_logging
 
 from ..profiles import LMMSizes
 
@@ -23,7 +24,6 @@ from ..profiles import LMMSizes
 def quiet():
     """No per-file progress bars while a small LM is loaded or saved, and no warning of peft's about a
     transformers attribute it reads (``is_gradient_checkpointing``, deprecated in transformers 5)."""
-    from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

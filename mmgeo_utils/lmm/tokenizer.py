@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -61,7 +62,6 @@ def train_tokenizer(
 
 
 def _supports_extra() -> bool:
-    import transformers
 
     return int(transformers.__version__.split(".")[0]) >= 5
 

@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ..clip.models import CONFIG_DIR, _quiet_random_init
+from .language_model import quiet
 from .projector import Projector
 from .vision_tower import VisionTower, join
 
@@ -156,10 +160,7 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
     adapter (peft) over ``lm/``; ``tokenizer/``; ``projector.safetensors``; ``vision_tower.safetensors``
     + ``vision/<model>.json`` (open_clip's own config format); ``lmm.json`` says how they fit.
     """
-    from peft import PeftModel
-    from safetensors.torch import save_file
-
-    from .language_model import quiet
+    from peft import PeftModel  # local: peft is imported only where an adapter is built or loaded
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,8 +189,6 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
     if model.tower is not None:
         visual = model.tower.visual
         save_file({k: v.detach().cpu().contiguous() for k, v in visual.state_dict().items()}, str(folder / TOWER_FILE))
-        from ..clip.models import CONFIG_DIR
-
         shipped = CONFIG_DIR / f"{info.get('clip_model')}.json"
         if shipped.is_file():  # a course config: copied, so open_clip alone can rebuild the tower
             (folder / "vision").mkdir(exist_ok=True)
@@ -200,16 +199,13 @@ def save_lmm(model: GeometryLMM, folder: Path | str, tokenizer, info: dict[str, 
 
 def load_lmm(folder: Path | str) -> tuple[GeometryLMM, Any, dict]:
     """``(model, tokenizer, info)`` of a folder written by :func:`save_lmm`, in eval mode on the CPU."""
-    import open_clip
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import open_clip  # local: open_clip takes ~3 s to import (torchvision, timm, transformers)
+    from peft import PeftModel  # local: peft is imported only where an adapter is built or loaded
 
     folder = Path(folder)
     if not (folder / LMM_FILE).is_file():
         raise FileNotFoundError(f"{folder} holds no trained LMM ({LMM_FILE} missing): train one with mmgeo train-lmm")
     meta = json.loads((folder / LMM_FILE).read_text())
-    from .language_model import quiet
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
     with quiet():
@@ -224,8 +220,6 @@ def load_lmm(folder: Path | str) -> tuple[GeometryLMM, Any, dict]:
     if (folder / TOWER_FILE).is_file():
         if (folder / "vision").is_dir():
             open_clip.add_model_config(str(folder / "vision"))
-        from ..clip.models import _quiet_random_init
-
         with _quiet_random_init(True):  # the weights come next, from vision_tower.safetensors
             clip = open_clip.create_model(meta["clip_model"], force_image_size=meta["image_size"])
         clip.visual.load_state_dict(load_file(str(folder / TOWER_FILE)))

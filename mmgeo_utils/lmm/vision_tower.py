@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..profiles import Profile, get_profile
+from ..clip import MODEL_FILE, load_config, runs_root
+from ..clip.models import create_clip
+from ..profiles import Profile, get_lmm_sizes, get_profile
 
 TOKEN_GRIDS = ("layer3+pooled", "layer3", "pooled", "patches")
 SPECIAL_TOWERS = ("random", "none")
@@ -36,7 +38,6 @@ SPECIAL_TOWERS = ("random", "none")
 
 def resolve_run(vision: str, profile: Profile | str | None = None) -> Path:
     """The run folder ``vision`` names: a path, or a run name under ``runs/<profile>/``."""
-    from ..clip import MODEL_FILE, runs_root
 
     p = get_profile(profile)
     path = Path(vision)
@@ -125,7 +126,6 @@ def token_shape(shapes: dict[str, tuple[int, ...]], token_grid: str) -> tuple[in
 
 def default_token_grid(profile: Profile | str | None, visual: nn.Module) -> str:
     """The profile's token grid, or ``patches`` for a ViT tower (the only grid a ViT has)."""
-    from ..profiles import get_lmm_sizes
 
     return get_lmm_sizes(profile).token_grid if hasattr(visual, "attnpool") else "patches"
 
@@ -139,8 +139,6 @@ def load_vision_tower(
     position embedding (ViT) is sized for its own diagrams, and features of resized ones would be
     silently worse.
     """
-    from ..clip import MODEL_FILE, load_config
-    from ..clip.models import create_clip
 
     p = get_profile(profile)
     if vision == "none":
@@ -161,7 +159,6 @@ def load_vision_tower(
 def check_vision(vision: str, profile: Profile | str | None = None) -> Path | None:
     """The run folder ``--vision`` names (``None`` for ``none`` / ``random``), refused when unknown, unfinished or
     trained at another image size than the profile's; reads no weights, so a command checks it before training."""
-    from ..clip import load_config
 
     if vision in ("none", "random"):
         return None

@@ -1,0 +1,182 @@
+"""Lesson 06's commands: ``mmgeo train-lmm``, ``eval-lmm``, ``experiment lmm-comparison`` and ``bench lmm``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..profiles import get_profile
+from .args import _add_profile
+
+
+def _lmm_config(args: argparse.Namespace):
+    from ..lmm.train import LMMConfig  # local: keeps `mmgeo --help` fast
+
+    return LMMConfig(
+        profile=get_profile(args.profile).name,
+        vision=args.vision,
+        lora_r=args.lora_r,
+        full=args.full,
+        seed=args.seed,
+        token_grid=args.token_grid,
+        lm=args.lm,
+        lm_steps=args.lm_steps,
+        align_steps=args.align_steps,
+        sft_steps=args.sft_steps,
+        train_scenes=args.train_scenes,
+        threads=args.threads,
+    )
+
+
+def cmd_train_lmm(args: argparse.Namespace) -> int:
+    from ..lmm.train import stage_dir, train_lmm  # local: keeps `mmgeo --help` fast
+
+    cfg = _lmm_config(args)
+    summaries = train_lmm(cfg, args.stage, resume=args.resume, data_root=args.data)
+    for stage, s in summaries.items():
+        print(
+            f"{stage:6s} {stage_dir(cfg, stage)}  steps {s.get('steps')}  "
+            f"{s.get('tokens_per_s') or 0:.0f} tokens/s  {s.get('wall_time_s') or 0:.1f} s"
+        )
+    print(
+        json.dumps(
+            {
+                k: {kk: v for kk, v in s.items() if isinstance(v, (int, float, str, bool)) or v is None}
+                for k, s in summaries.items()
+            }
+        )
+    )
+    return 0
+
+
+def cmd_eval_lmm(args: argparse.Namespace) -> int:
+    from ..experiments.lmm_comparison import evaluate_condition  # local: keeps `mmgeo --help` fast
+    from ..lmm.train import dataset_rows, stage_dir
+
+    cfg = _lmm_config(args)
+    if not (stage_dir(cfg, "sft") / "summary.json").exists():
+        raise FileNotFoundError(
+            f"no trained LMM in {stage_dir(cfg, 'sft')}: train it with mmgeo train-lmm (same options)"
+        )
+    root, _ = dataset_rows(cfg, "train", args.data)
+    r = evaluate_condition(cfg, root, limit=args.limit)
+    print(f"{'kind':8s} {'n':>5s} {'exact match':>12s} {'majority':>9s}  majority answer")
+    for kind, k in r["by_kind"].items():
+        print(
+            f"{kind:8s} {k['n']:5d} {100 * k['accuracy']:11.1f}% {100 * k['majority_baseline']:8.1f}%  {k['majority_answer']}"
+        )
+    print(f"{'overall':8s} {r['n']:5d} {100 * r['overall']:11.1f}% {100 * r['overall_majority_baseline']:8.1f}%")
+    print("yes/no per relation (balanced: a 'yes' share of 50 %, so the wording cannot give the answer away):")
+    for rel, k in r["yes_no_by_relation"].items():
+        print(f"  {rel:14s} {k['n']:5d} {100 * k['accuracy']:6.1f}%  yes share {100 * k['yes_share']:5.1f}%")
+    dropped = r["yes_no_selection"]["dropped_relations"]
+    print(
+        f"yes/no questions left out to balance them: {r['yes_no_selection']['n_dropped']}"
+        + (
+            f"; relations with one answer only, dropped: {', '.join(f'{k} ({v})' for k, v in dropped.items())}"
+            if dropped
+            else ""
+        )
+    )
+    held = r["claims_that_hold"]
+    print(
+        f"answers whose asserted fact holds on the scene: {'n/a' if held is None else f'{100 * held:.1f}%'} "
+        f"of {r['claims_checked']} checkable"
+    )
+    return 0
+
+
+def cmd_lmm_comparison(args: argparse.Namespace) -> int:
+    from ..experiments.lmm_comparison import comparison_table, run_lmm_comparison  # local: keeps `mmgeo --help` fast
+
+    record = run_lmm_comparison(
+        args.profile,
+        seeds=args.seeds,
+        conditions=args.conditions,
+        clip_runs=args.clip,
+        mmclip_runs=args.mmclip,
+        data_root=args.data,
+        limit=args.limit,
+        **({"threads": args.threads} if args.threads else {}),
+    )
+    print(comparison_table(record).to_string())
+    for name, b in record["paired_bootstrap"].items():
+        print(
+            f"{name:18s} {100 * b['mean']:+5.1f} points, 95 % interval [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}]"
+            f" over {b['n_questions']} questions"
+        )
+    return 0
+
+
+def cmd_bench_lmm(args: argparse.Namespace) -> int:
+    from ..experiments.bench_lmm import bench_lmm  # local: keeps `mmgeo --help` fast
+
+    print(
+        json.dumps(
+            bench_lmm(args.profile, steps=args.steps, vision=args.vision, data_root=args.data, threads=args.threads)
+        )
+    )  # the last line is machine-readable JSON
+    return 0
+
+
+def _add_lmm_options(p: argparse.ArgumentParser) -> None:
+    _add_profile(p)
+    p.add_argument(
+        "--vision",
+        required=True,
+        help="the tower: a run of mmgeo train-clip (its name under runs/<profile>/ or its folder), "
+        "'random' (same architecture, untrained) or 'none' (a blind LMM)",
+    )
+    lora = p.add_mutually_exclusive_group()
+    lora.add_argument("--lora-r", type=int, default=None, help="LoRA rank of stage sft (default: the profile's)")
+    lora.add_argument("--full", action="store_true", help="fine-tune the whole LM in stage sft instead of LoRA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--token-grid", default=None, help="layer3+pooled, layer3, pooled (ResNet) or patches (ViT)")
+    p.add_argument("--lm", default=None, help="hub name or local folder of the LM (default: the profile's)")
+    for stage in ("lm", "align", "sft"):
+        p.add_argument(f"--{stage}-steps", type=int, default=None)
+    p.add_argument("--train-scenes", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's)")
+
+
+def _add_lmm_parsers(sub, bench, exp) -> None:
+    p = sub.add_parser("train-lmm", help="lesson 06: train the LLaVA-style LMM's stages on a tower")
+    _add_lmm_options(p)
+    p.add_argument("--stage", choices=("lm", "align", "sft", "all"), default="all")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
+    p.set_defaults(func=cmd_train_lmm)
+    p = sub.add_parser(
+        "eval-lmm", help="lesson 06: exact match per question kind, majority baselines, facts re-checked"
+    )
+    _add_lmm_options(p)
+    p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
+    p.set_defaults(func=cmd_eval_lmm)
+    p = exp.add_parser(
+        "lmm-comparison",
+        help="blind, random, CLIP and MMCLIP towers under one LMM -> results/<profile>/lmm_comparison.json",
+    )
+    _add_profile(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        default=["blind", "random", "clip", "mmclip"],
+        choices=["blind", "random", "clip", "mmclip"],
+    )
+    p.add_argument(
+        "--clip", type=Path, nargs="+", default=None, help="CLIP run folders, one per seed (default: lesson 05's runs)"
+    )
+    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
+    p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(func=cmd_lmm_comparison)
+    p = bench.add_parser("lmm", help="lesson 06: samples/s and tokens/s per stage, feature cache, peak memory")
+    _add_profile(p)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--vision", default="random")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(func=cmd_bench_lmm)
