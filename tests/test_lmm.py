@@ -15,11 +15,12 @@ from mmgeo_utils.data import load_split
 from mmgeo_utils.diagrams.scene import Scene
 from mmgeo_utils.lmm import data as D
 from mmgeo_utils.lmm.balance import QA_VERSION, balance_yes_no, balanced_questions, balanced_rows
+from mmgeo_utils.lmm.config import LMMConfig, stage_dir
 from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
 from mmgeo_utils.lmm.language_model import build_lm, load_lm
 from mmgeo_utils.lmm.projector import Projector
 from mmgeo_utils.lmm.tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
-from mmgeo_utils.lmm.train import LMMConfig, stage_dir, train_lmm
+from mmgeo_utils.lmm.train import train_lmm
 from mmgeo_utils.lmm.vision_language_model import IGNORE_INDEX, GeometryLMM, expand_image_tokens, load_lmm
 from mmgeo_utils.lmm.vision_tower import join, load_vision_tower
 from mmgeo_utils.profiles import get_lmm_sizes

@@ -103,7 +103,7 @@ def test_torchrun_two_processes_on_cpu_train_like_one(smoke_data, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from mmgeo_utils.lmm.train import LMMConfig, stage_dir
+    from mmgeo_utils.lmm.config import LMMConfig, stage_dir
 
     args = [
         "train-lmm",

@@ -11,7 +11,7 @@ from .args import _add_profile
 
 
 def _lmm_config(args: argparse.Namespace):
-    from ..lmm.train import LMMConfig  # local: keeps `mmgeo --help` fast
+    from ..lmm.config import LMMConfig  # local: keeps `mmgeo --help` fast
 
     return LMMConfig(
         profile=get_profile(args.profile).name,
@@ -30,7 +30,8 @@ def _lmm_config(args: argparse.Namespace):
 
 
 def cmd_train_lmm(args: argparse.Namespace) -> int:
-    from ..lmm.train import stage_dir, train_lmm  # local: keeps `mmgeo --help` fast
+    from ..lmm.config import stage_dir  # local: keeps `mmgeo --help` fast
+    from ..lmm.train import train_lmm
 
     cfg = _lmm_config(args)
     summaries = train_lmm(cfg, args.stage, resume=args.resume, data_root=args.data)
@@ -52,7 +53,8 @@ def cmd_train_lmm(args: argparse.Namespace) -> int:
 
 def cmd_eval_lmm(args: argparse.Namespace) -> int:
     from ..experiments.lmm_comparison import evaluate_condition  # local: keeps `mmgeo --help` fast
-    from ..lmm.train import dataset_rows, stage_dir
+    from ..lmm.config import stage_dir
+    from ..lmm.train import dataset_rows
 
     cfg = _lmm_config(args)
     if not (stage_dir(cfg, "sft") / "summary.json").exists():

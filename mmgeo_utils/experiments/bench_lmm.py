@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from ..lmm.config import LMMConfig, lmm_root, stage_dir
 from ..lmm.data import cached_features
 from ..lmm.evaluate import evaluate_lmm
-from ..lmm.train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
+from ..lmm.train import dataset_rows, train_lmm
 from ..lmm.vision_tower import load_vision_tower
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import cpu_threads, env_var

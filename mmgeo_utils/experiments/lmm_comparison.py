@@ -30,8 +30,9 @@ import numpy as np
 
 from ..clip import default_run_dir
 from ..data import split_fingerprint
+from ..lmm.config import LMMConfig, lmm_root, stage_dir
 from ..lmm.evaluate import evaluate_lmm, write_eval
-from ..lmm.train import LMMConfig, dataset_rows, lmm_root, stage_dir, train_lmm
+from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import Timer, write_results
 from .comparison import comparison_configs

@@ -27,7 +27,6 @@ STATE_FILE, SUMMARY_FILE, CONFIG_FILE, LOG_FILE = "state.safetensors", "summary.
 
 def _dist():
     """This process's place under torchrun (one process without it) and its device."""
-
     device_type = "cuda" if detect_device() == "cuda" else "cpu"
     info = init_distributed(device_type)
     return info, torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else "cpu")

@@ -20,7 +20,7 @@ seed: blind, random, CLIP and MMCLIP differ from stage 1 on; ``qa2``: the questi
 complete LMM (:func:`~mmgeo_utils.lmm.vision_language_model.save_lmm`). The blind LMM has no
 projector, so its ``align`` stage is empty and its sft trains LoRA alone.
 
-Every stage uses :func:`_fit`: batches are a pure function of (seed, step)
+Every stage uses :func:`~mmgeo_utils.lmm.loop._fit`: batches are a pure function of (seed, step)
 (:class:`~mmgeo_utils.data.contrastive.StepBatchSampler`), the LM has no dropout, and checkpoints
 hold weights, AdamW, scheduler and RNG state (:mod:`mmgeo_utils.clip.checkpoint`), so ``resume=True``
 ends at the same weights, bit for bit, as an uninterrupted run. A finished stage is reused, never
