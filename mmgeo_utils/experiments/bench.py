@@ -12,9 +12,10 @@ import dataclasses
 import multiprocessing as mp
 import os
 import time
+from pathlib import Path
 from typing import Any
 
-from ..data import DatasetConfig, default_workers, encode_png, make_scene, sample_seeds
+from ..data import DatasetConfig, build_dataset, default_workers, encode_png, make_scene, read_manifest, sample_seeds
 from ..diagrams.captions import describe
 from ..diagrams.families import sample_scene
 from ..diagrams.render import render
@@ -75,6 +76,21 @@ def _positive(**sizes: int | None) -> None:
     for name, v in sizes.items():
         if v is not None and not (isinstance(v, int) and v >= 1):
             raise ValueError(f"{name} must be a positive integer, got {v!r} (leave it out for the default)")
+
+
+def _training_data(profile: Profile, data_root: Path | str | None) -> tuple[Path, dict[str, Any]]:
+    """The dataset a training benchmark reads (``data_root``, else the profile's build) and its config; it must
+    hold the profile's image size."""
+    root = (
+        Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile), progress=False)
+    )
+    data = read_manifest(root)["config"]
+    if data["image_size"] != profile.image_size:
+        raise ValueError(
+            f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
+            f"{profile.image_size} px"
+        )
+    return root, data
 
 
 def _rates(r: dict[str, float]) -> dict[str, float]:

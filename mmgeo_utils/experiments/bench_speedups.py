@@ -15,11 +15,10 @@ import torch
 from ..clip import ContrastiveObjective, autocast_context, make_loader, make_optimization, native_bf16, train_step
 from ..clip.distributed import DistInfo
 from ..clip.models import allow_short_text, count_parameters, create_clip, get_tokenizer, shipped_models, text_extent
-from ..data import DatasetConfig, build_dataset, read_manifest
 from ..data.contrastive import HardNegativeDataset, default_transform
 from ..profiles import Profile, get_profile
 from ..repro import check_device, cpu_threads, git_commit, seed_everything, write_results
-from .bench import _positive
+from .bench import _positive, _training_data
 from .comparison import comparison_configs
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # without them, torch emulates bf16 matmuls on a CPU
@@ -201,15 +200,7 @@ def bench_train_speedups(
     smoke = profile.name == "smoke"
     steps = steps or (1 if smoke else 3)
     rounds = rounds or (2 if smoke else 5)
-    root = (
-        Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile), progress=False)
-    )
-    data = read_manifest(root)["config"]
-    if data["image_size"] != profile.image_size:
-        raise ValueError(
-            f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
-            f"{profile.image_size} px"
-        )
+    root, data = _training_data(profile, data_root)
     # no learning-rate warm-up: every timed step is a real update (a schedule has no cost to time)
     configs = {k: c.resolved() for k, c in comparison_configs(profile, steps=10_000, warmup=0.0).items()}
     threads = threads or configs["clip"].threads

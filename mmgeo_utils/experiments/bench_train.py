@@ -12,11 +12,10 @@ import torch
 from ..clip import ContrastiveObjective, autocast_context, encode_batch, make_loader, make_optimization, train_step
 from ..clip.distributed import DistInfo
 from ..clip.models import create_clip, get_tokenizer
-from ..data import DatasetConfig, build_dataset, read_manifest
 from ..data.contrastive import HardNegativeDataset, default_transform
 from ..profiles import Profile, get_profile
 from ..repro import check_device, seed_everything, write_results
-from .bench import _positive
+from .bench import _positive, _training_data
 from .comparison import comparison_configs
 
 
@@ -46,15 +45,7 @@ def bench_train(
     device_type = check_device(device)
     dev = torch.device(device_type)
     steps = steps or (3 if profile.name == "smoke" else 20)
-    root = (
-        Path(data_root) if data_root is not None else build_dataset(DatasetConfig.from_profile(profile), progress=False)
-    )
-    data = read_manifest(root)["config"]
-    if data["image_size"] != profile.image_size:
-        raise ValueError(
-            f"{root} holds {data['image_size']} px diagrams; the {profile.name} profile trains on "
-            f"{profile.image_size} px"
-        )
+    root, data = _training_data(profile, data_root)
     out: dict[str, Any] = {
         "benchmark": "train",
         "profile": profile.name,
