@@ -438,6 +438,21 @@ def test_resume_with_another_config_names_the_difference(smoke_data):
         T.train_lmm(other, "sft", data_root=smoke_data, resume=True)
 
 
+def test_a_stage_trained_on_another_build_is_neither_resumed_nor_reused(smoke_data, tmp_path):
+    from mmgeo_utils.data import DatasetConfig, build_dataset
+
+    other = build_dataset(
+        DatasetConfig.from_profile("smoke", seed=1, negatives=False), out_dir=tmp_path / "d1", workers=1, progress=False
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_lmm(_cfg(), "lm", data_root=smoke_data, callbacks=[_Stop(1)])
+    with pytest.raises(CheckpointError, match=r"another dataset build.*config differs in data"):
+        train_lmm(_cfg(), "lm", data_root=other, resume=True)
+    train_lmm(_cfg(), "lm", data_root=smoke_data, resume=True)  # its own data: resumes and finishes
+    with pytest.raises(CheckpointError, match="another dataset build"):  # a finished stage is not reused either
+        train_lmm(_cfg(), "lm", data_root=other)
+
+
 def test_a_vit_tower_gives_its_patch_tokens_and_refuses_resnet_grids():
     tower = load_vision_tower("random", "gpu")  # the gpu profile's ViT, untrained
     assert tower.token_grid == "patches"

@@ -3,8 +3,10 @@
 Questions (:func:`make_qa`) are computed from the coordinates, not copied from the
 caption: lengths and angles the figure does not state (a hypotenuse from a
 Pythagorean triple, an alternate angle, Thales' right angle), yes/no questions
-with both answers (the false ones checked false by :func:`~mmgeo_utils.diagrams.facts.check_fact`),
-which-segment and shape questions. Lesson 01 stores them with every dataset row.
+answered "yes" (the scene's relational facts) or "no" (false ones checked false by
+:func:`~mmgeo_utils.diagrams.facts.check_fact`), which-segment and shape questions. "No" questions exist only
+for parallel, perpendicular, equal length and on-circle: a midpoint, similar or congruent question is always
+"yes" (lesson 06 balances yes/no per relation, :mod:`~mmgeo_utils.lmm.balance`). Lesson 01 stores them with every dataset row.
 """
 
 from __future__ import annotations
@@ -248,7 +250,8 @@ def make_qa(scene: Scene, seed: int = 0) -> list[QA]:
     """Question–answer pairs about ``scene`` whose answers are measured from its coordinates.
 
     Deterministic in ``(scene, seed)``; exact (whole or one-decimal) lengths and
-    whole-degree angles come first, yes/no questions come in both polarities.
+    whole-degree angles come first. Yes/no questions come in both polarities only for parallel,
+    perpendicular, equal length and on-circle (see the module docstring).
     """
     rng = np.random.default_rng(seed)
     yes, no = _yes_no_questions(scene)

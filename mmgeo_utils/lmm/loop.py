@@ -16,6 +16,7 @@ from torch import nn
 from ..clip import CsvLog, cosine_with_warmup
 from ..clip.checkpoint import CheckpointError, load_training_state, save_training_state
 from ..clip.distributed import barrier, init_distributed
+from ..data import split_fingerprint
 from ..data.contrastive import StepBatchSampler
 from ..repro import atomic_write_text, detect_device, provenance
 from . import data as D
@@ -144,18 +145,24 @@ def _fit(
     }
 
 
-def _begin(cfg: LMMConfig, stage: str, resume: bool) -> tuple[Path, dict | None]:
-    """The stage folder, and its summary when the stage is already finished (then it is reused)."""
+def _begin(cfg: LMMConfig, stage: str, resume: bool, data_root: Path) -> tuple[Path, dict | None]:
+    """The stage folder, and its summary when the stage is already finished (then it is reused).
+
+    The saved config holds the training split's fingerprint, so a stage trained on another build (another
+    generator version, another seed, a ``--data`` folder) is neither resumed nor reused.
+    """
     run_dir = stage_dir(cfg, stage)
-    want = cfg.stage_config(stage)
+    want = {**cfg.stage_config(stage), "data": split_fingerprint(data_root, "train")}
     saved = run_dir / CONFIG_FILE
     if saved.exists():
         have = json.loads(saved.read_text())
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
+            hint = " (it was trained on another dataset build)" if "data" in diff else ""
             raise CheckpointError(
-                f"cannot resume {run_dir}: its config differs in "
+                f"cannot resume or reuse {run_dir}{hint}: its config differs in "
                 + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items())
+                + "; remove that folder to train it again"
             )
         if (run_dir / SUMMARY_FILE).exists():
             return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text())

@@ -66,15 +66,22 @@ def dataset_rows(cfg: LMMConfig, split: str, data_root: Path | str | None = None
     return root, rows
 
 
+def dataset_root(cfg: LMMConfig, data_root: Path | str | None = None) -> Path:
+    """The dataset folder a stage reads: ``data_root``, or the profile's positives-only build (made if missing)."""
+
+    if data_root:
+        return Path(data_root)
+    # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
+    # sample is a function of (seed, split, index) alone), without the hard negatives the LMM never reads
+    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed, negatives=False), progress=False)
+
+
 def selected_rows(
     cfg: LMMConfig, split: str, data_root: Path | str | None = None
 ) -> tuple[Path, list[dict], YesNoSelection]:
     """:func:`dataset_rows` and the yes/no selection that cut its questions (what was dropped, per relation)."""
 
-    # the positives-only build: the same diagrams, captions and questions as the encoders' dataset (a
-    # sample is a function of (seed, split, index) alone), without the hard negatives the LMM never reads
-    config = DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed, negatives=False)
-    root = Path(data_root) if data_root else build_dataset(config, progress=False)
+    root = dataset_root(cfg, data_root)
     rows = load_split(root, split)
     rows, selection = balanced_rows(rows[: cfg.resolved().train_scenes] if split == "train" else rows, cfg.data_seed)
     return root, rows, selection
@@ -92,7 +99,7 @@ def train_lm_stage(
 ) -> dict[str, Any]:
     """Stage 0: a BPE and a Qwen2 LM trained on geometry text (``lm/``, ``tokenizer/``)."""
     c = cfg.resolved()
-    run_dir, done = _begin(cfg, "lm", resume)
+    run_dir, done = _begin(cfg, "lm", resume, dataset_root(c, data_root))
     if done is not None:
         return done
     root, rows, selection = selected_rows(c, "train", data_root)
@@ -173,7 +180,7 @@ def train_align_stage(
     """Stage 1: image → caption with the LM and tower frozen; only the projector learns."""
     c = cfg.resolved()
     lm_dir = _require_finished(cfg, "align", "lm")
-    run_dir, done = _begin(cfg, "align", resume)
+    run_dir, done = _begin(cfg, "align", resume, dataset_root(c, data_root))
     if done is not None:
         return done
     root, rows = dataset_rows(c, "train", data_root)
@@ -248,7 +255,7 @@ def train_sft_stage(
     """Stage 2: image + question → answer; LoRA + projector (or the whole LM) learn. Saves the LMM."""
     c = cfg.resolved()
     _require_finished(cfg, "sft", "align")
-    run_dir, done = _begin(cfg, "sft", resume)
+    run_dir, done = _begin(cfg, "sft", resume, dataset_root(c, data_root))
     if done is not None:
         return done
     root, rows, selection = selected_rows(c, "train", data_root)
