@@ -49,6 +49,22 @@ def test_lmm_comparison_writes_four_conditions_with_baselines_and_intervals(smok
     assert again["conditions"] == record["conditions"]  # trained runs and scores are reused, not redone
 
 
+def test_conditions_trained_two_at_a_time_match_one_after_another(smoke_data, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    clip = train(comparison_configs("smoke", 0)["clip"], data_root=smoke_data, progress=False).run_dir
+    kw = dict(seeds=[0], conditions=["random", "clip"], clip_runs=[clip], data_root=smoke_data, limit=8, write=False)
+    records = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv("MMGEO_RUNS_DIR", str(tmp_path / f"jobs{jobs}"))
+        records[jobs] = run_lmm_comparison("smoke", jobs=jobs, threads=1, **kw, **SMALL)
+    for cond in ("random", "clip"):
+        one, two = (records[j]["conditions"][cond]["seeds"][0] for j in (1, 2))
+        assert one["overall"] == two["overall"] and one["by_kind"] == two["by_kind"]
+        weights = [load_file(f"{r['run']}/model/projector.safetensors") for r in (one, two)]
+        assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])  # the same weights, bit for bit
+
+
 def test_lmm_comparison_names_a_missing_encoder_before_training(smoke_data):
     with pytest.raises(FileNotFoundError, match="the clip encoder of seed 0 is not trained"):
         run_lmm_comparison("smoke", seeds=[0], data_root=smoke_data, **SMALL)

@@ -100,6 +100,7 @@ def cmd_lmm_comparison(args: argparse.Namespace) -> int:
         mmclip_runs=args.mmclip,
         data_root=args.data,
         limit=args.limit,
+        jobs=args.jobs,
         **({"threads": args.threads} if args.threads else {}),
     )
     print(comparison_table(record).to_string())
@@ -173,6 +174,12 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
     p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="LMMs trained at once (default: as many as the CPU's cores hold; 1 on a GPU)",
+    )
     p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_lmm_comparison)
     p = bench.add_parser("lmm", help="lesson 06: samples/s and tokens/s per stage, feature cache, peak memory")

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from ..lmm.config import LMMConfig, lmm_root, stage_dir
 from ..lmm.evaluate import evaluate_lmm, write_eval
 from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
-from ..repro import Timer, write_results
+from ..repro import Timer, detect_device, usable_cores, write_results
 from .comparison import comparison_configs
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
@@ -76,6 +78,44 @@ def evaluate_condition(cfg: LMMConfig, root: Path | str, *, limit: int | None = 
     return result
 
 
+def default_lmm_jobs(configs: Sequence[LMMConfig], device: str | None = None) -> int:
+    """How many LMMs to train at once: on a CPU as many as its cores hold at their thread count, else one.
+
+    Lesson 06 on a 2-core laptop: its one-thread conditions train two at a time, about twice as fast
+    as one after another (a stage's weights depend on its config alone, not on what ran beside it).
+    """
+    if (device or detect_device()) != "cpu" or not configs:
+        return 1
+    threads = max(c.resolved().threads or usable_cores() for c in configs)
+    return max(1, min(len(configs), usable_cores() // threads))
+
+
+def _train_and_score(cfg: LMMConfig, root: Path, limit: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    return train_lmm(cfg, data_root=root), evaluate_condition(cfg, root, limit=limit)
+
+
+def train_and_score(
+    configs: Sequence[LMMConfig], root: Path | str, *, limit: int | None = None, jobs: int | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Train (or reuse) and score every LMM of ``configs``, ``jobs`` at a time; ``(summaries, score)`` each.
+
+    Stage 0 (the LM of a seed, shared by every tower) is trained first, once per seed, so parallel
+    conditions never train the same folder; then the conditions run in spawned processes (a forked
+    copy of a process that already ran torch threads can deadlock).
+    """
+    root = Path(root)
+    jobs = default_lmm_jobs(configs) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs == 1 or len(configs) == 1:
+        return [_train_and_score(cfg, root, limit) for cfg in configs]
+    for lm_cfg in {stage_dir(cfg, "lm"): cfg for cfg in configs}.values():
+        train_lmm(lm_cfg, "lm", data_root=root)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_and_score, cfg, root, limit) for cfg in configs]
+        return [f.result() for f in futures]
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
     """Mean of ``b − a`` over questions, and its 95 % interval from resampling the questions.
 
@@ -107,6 +147,7 @@ def run_lmm_comparison(
     mmclip_runs: Sequence[Path | str] | None = None,
     data_root: Path | str | None = None,
     limit: int | None = None,
+    jobs: int | None = None,
     write: bool = True,
     results_root: Path | str | None = None,
     **overrides: Any,
@@ -115,7 +156,7 @@ def run_lmm_comparison(
 
     ``clip_runs`` / ``mmclip_runs`` give the encoder run folders seed by seed (default: lesson 05's
     runs of each seed under ``runs/<profile>/``); a missing one is an error naming it, before any
-    training.
+    training. ``jobs`` LMMs train at once (default :func:`default_lmm_jobs`: two on a 2-core CPU).
     """
 
     p = get_profile(profile)
@@ -142,28 +183,30 @@ def run_lmm_comparison(
         LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)}), "train", data_root
     )
     per: dict[str, list[dict]] = {c: [] for c in conditions}
+    planned = [
+        (seed, cond, condition_config(p, cond, seed, towers.get((cond, seed)), **overrides))
+        for seed in seeds
+        for cond in conditions
+    ]
     with Timer() as t:
-        for seed in seeds:
-            for cond in conditions:
-                cfg = condition_config(p, cond, seed, towers.get((cond, seed)), **overrides)
-                summaries = train_lmm(cfg, data_root=root)
-                r = evaluate_condition(cfg, root, limit=limit)
-                per[cond].append(
-                    {
-                        "seed": seed,
-                        "vision": cfg.vision,
-                        "run": str(stage_dir(cfg, "sft")),
-                        "overall": r["overall"],
-                        "by_kind": {k: v["accuracy"] for k, v in r["by_kind"].items()},
-                        "claims_that_hold": r["claims_that_hold"],
-                        "train_wall_time_s": sum(s.get("wall_time_s") or 0 for k, s in summaries.items() if k != "lm"),
-                        "correct": [int(a["correct"]) for a in r["answers"]],
-                    }
-                )
-                majority = {k: v["majority_baseline"] for k, v in r["by_kind"].items()}
-                majority_answers = {k: v["majority_answer"] for k, v in r["by_kind"].items()}
-                overall_majority = r["overall_majority_baseline"]
-                test_selection = r["yes_no_selection"]
+        done = train_and_score([cfg for _, _, cfg in planned], root, limit=limit, jobs=jobs)
+        for (seed, cond, cfg), (summaries, r) in zip(planned, done):
+            per[cond].append(
+                {
+                    "seed": seed,
+                    "vision": cfg.vision,
+                    "run": str(stage_dir(cfg, "sft")),
+                    "overall": r["overall"],
+                    "by_kind": {k: v["accuracy"] for k, v in r["by_kind"].items()},
+                    "claims_that_hold": r["claims_that_hold"],
+                    "train_wall_time_s": sum(s.get("wall_time_s") or 0 for k, s in summaries.items() if k != "lm"),
+                    "correct": [int(a["correct"]) for a in r["answers"]],
+                }
+            )
+            majority = {k: v["majority_baseline"] for k, v in r["by_kind"].items()}
+            majority_answers = {k: v["majority_answer"] for k, v in r["by_kind"].items()}
+            overall_majority = r["overall_majority_baseline"]
+            test_selection = r["yes_no_selection"]
     record: dict[str, Any] = {
         "seeds": seeds,
         "conditions": {},
