@@ -216,6 +216,8 @@ class LMMSizes:
     sft_lr: float = 5e-4
     lora_r: int = 16
     max_answer_tokens: int = 12
+    gem_steps: int = 0  # lesson 07, MM-GEM: steps of the embedding / generation objectives (after stage 1)
+    gem_captions: int = 0  # lesson 07: test diagrams captioned and scored by their facts
 
 
 LMM_SIZES: dict[str, LMMSizes] = {
@@ -235,6 +237,8 @@ LMM_SIZES: dict[str, LMMSizes] = {
         align_steps=3,
         sft_steps=3,
         lora_r=4,
+        gem_steps=3,
+        gem_captions=6,
     ),
     # sized from `mmgeo bench lmm --profile cpu` (one thread, a loaded 2-core AMD EPYC): 0.64 / 1.31 / 0.71 s per
     # lm / align / sft step at batch 32, features at 25 diagrams/s, 33 questions/s answered; stage 0 plus four
@@ -255,6 +259,8 @@ LMM_SIZES: dict[str, LMMSizes] = {
         align_steps=150,
         sft_steps=600,
         lora_r=16,
+        gem_steps=400,
+        gem_captions=200,
     ),
     "gpu": LMMSizes(
         lm=None,
@@ -272,6 +278,8 @@ LMM_SIZES: dict[str, LMMSizes] = {
         align_steps=1000,
         sft_steps=6000,
         lora_r=32,
+        gem_steps=3000,
+        gem_captions=1000,
     ),
     "paper": LMMSizes(
         lm="Qwen/Qwen2.5-0.5B-Instruct",
@@ -292,6 +300,8 @@ LMM_SIZES: dict[str, LMMSizes] = {
         sft_lr=2e-4,
         lora_r=64,
         max_answer_tokens=16,
+        gem_steps=3000,
+        gem_captions=1000,
     ),
 }
 

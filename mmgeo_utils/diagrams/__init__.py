@@ -12,6 +12,7 @@ module              what it holds
 ``families``        the problem families (a package): random but valid scenes, and their registry
 ``layout``          letter placement clear of strokes, letters and numbers
 ``captions``        facts → captions in several phrasings
+``parse``           captions → facts (the inverse), and a caption's fact precision / recall (lesson 07)
 ``qa``              question–answer pairs measured from the coordinates (lesson 06's questions)
 ``style``           how a scene is drawn: :class:`RenderStyle`, default and seeded random styles
 ``frame``           scene coordinates → image pixels
@@ -28,12 +29,16 @@ from .captions import Caption, describe, fact_to_text
 from .facts import check_fact, check_scene_facts, describe_fact, shape_name
 from .families import FAMILIES, check_legible, drawn_sides, format_number, generate_scene, nice_value, sample_scene
 from .layout import place_labels
+from .parse import ParsedCaption, caption_fact_scores, parse_caption
 from .qa import QA, make_qa
 from .render import DiagramRenderer, RenderResult, render_scene
 from .scene import Fact, Scene, fact_set, validate_scene
 from .style import RenderStyle, default_style, sample_style
 
 __all__ = [
+    "ParsedCaption",
+    "caption_fact_scores",
+    "parse_caption",
     "FAMILIES",
     "QA",
     "Caption",

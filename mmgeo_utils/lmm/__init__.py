@@ -18,6 +18,8 @@ module                         part
 ``loop``                       one resumable training loop for every stage (``_fit``)
 ``train``                      the stages ``lm`` → ``align`` → ``sft``, and ``train_lmm``
 ``evaluate``                   greedy decoding, exact match per question kind, facts re-checked
+``embedding``                  lesson 07, MM-GEM: the ``<emb>`` token, the two heads, the losses
+``gem``                        lesson 07: train one LM to embed and caption; score it at both
 =============================  ==============================================================
 
 The comparison over towers and seeds and the LMM benchmark are runners:
@@ -26,7 +28,9 @@ The comparison over towers and seeds and the LMM benchmark are runners:
 
 from .balance import balanced_questions, balanced_rows
 from .config import STAGES, LMMConfig, stage_dir
+from .embedding import EMB_TOKEN, OBJECTIVES, GeometryEmbedder, add_embedding_token
 from .evaluate import answer, claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
+from .gem import evaluate_gem, gem_dir, load_gem, train_gem
 from .language_model import build_lm, load_lm
 from .projector import Projector
 from .tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
@@ -35,6 +39,14 @@ from .vision_language_model import IGNORE_INDEX, GeometryLMM, expand_image_token
 from .vision_tower import VisionTower, join, load_vision_tower, token_shape
 
 __all__ = [
+    "EMB_TOKEN",
+    "GeometryEmbedder",
+    "OBJECTIVES",
+    "add_embedding_token",
+    "evaluate_gem",
+    "gem_dir",
+    "load_gem",
+    "train_gem",
     "GeometryLMM",
     "IGNORE_INDEX",
     "IMAGE_TOKEN",

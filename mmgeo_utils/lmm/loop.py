@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from ..data.contrastive import StepBatchSampler
 from ..repro import atomic_write_text, detect_device, provenance
 from . import data as D
 from .config import LMMConfig, stage_dir
-from .vision_language_model import GeometryLMM
 
 STATE_FILE, SUMMARY_FILE, CONFIG_FILE, LOG_FILE = "state.safetensors", "summary.json", "config.json", "train_log.csv"
 
@@ -33,10 +32,27 @@ def _dist():
     return info, torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else "cpu")
 
 
+def lm_step_loss(model: nn.Module, batch: dict, dev: torch.device, info) -> tuple[torch.Tensor, int]:
+    """The LM loss of one batch: the *sum* of target-token cross-entropies over the global batch divided
+    by the global number of target tokens (transformers' ``num_items_in_batch``), so N processes compute
+    the loss one process computes on the whole batch, not a mean of per-process means over unequal token
+    counts. Returns the loss and this process's token count."""
+    ids, mask, labels = (batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels"))
+    feats = None if batch["features"] is None else {k: v.to(dev) for k, v in batch["features"].items()}
+    n_items = (labels[:, 1:] != D.IGNORE_INDEX).sum()
+    if info.enabled:
+        dist.all_reduce(n_items)
+    return model(ids, mask, labels, feats, num_items_in_batch=n_items).loss, int(mask.sum())
+
+
+StepLoss = Callable[[nn.Module, dict, torch.device, Any], tuple[torch.Tensor, int]]
+Collate = Callable[[Sequence[Any], int, Any], dict]
+
+
 def _fit(
-    model: GeometryLMM,
+    model: nn.Module,
     params: list[nn.Parameter],
-    examples: list[D.Example],
+    examples: Sequence[Any],
     features: dict[str, torch.Tensor] | None,
     *,
     steps: int,
@@ -46,13 +62,14 @@ def _fit(
     resume: bool,
     pad_id: int,
     callbacks: Iterable[Callable[[int, dict], None]] = (),
+    collate: Collate = D.collate,
+    step_loss: StepLoss = lm_step_loss,
 ) -> dict[str, Any]:
     """AdamW with warm-up and cosine decay over ``steps`` batches of ``examples``; checkpointed.
 
-    Under torchrun each process takes its slice of the global batch and DDP averages gradients. The
-    loss is the *sum* of answer-token cross-entropies over the global batch divided by the global
-    number of answer tokens (transformers' ``num_items_in_batch``), so N processes compute the loss one
-    process computes on the whole batch, not a mean of per-process means over unequal token counts.
+    Under torchrun each process takes its slice of the global batch and DDP averages gradients.
+    ``collate`` turns a batch of examples into tensors and ``step_loss`` scores it (default: lesson 06's
+    LM loss, :func:`lm_step_loss`; lesson 07's embedding objectives bring their own).
     """
 
     c = cfg.resolved()
@@ -95,23 +112,18 @@ def _fit(
     try:
         for idx in sampler:
             t1 = time.perf_counter()
-            batch = D.collate([examples[i] for i in idx], pad_id, features)
-            ids, mask, labels = (batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels"))
-            feats = None if batch["features"] is None else {k: v.to(dev) for k, v in batch["features"].items()}
-            n_items = (labels[:, 1:] != D.IGNORE_INDEX).sum()
-            if info.enabled:
-                dist.all_reduce(n_items)
-            out = train_model(ids, mask, labels, feats, num_items_in_batch=n_items)
-            (out.loss * info.world_size).backward()  # DDP averages over processes; the loss is a global sum
+            batch = collate([examples[i] for i in idx], pad_id, features)
+            loss, n_tok = step_loss(train_model, batch, dev, info)
+            (loss * info.world_size).backward()  # DDP averages over processes; the loss is a global sum
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
-            loss = out.loss.detach()
+            loss = loss.detach()
             if info.enabled:
                 dist.all_reduce(loss)
-            n_tok = int(mask.sum()) * info.world_size
+            n_tok *= info.world_size
             tokens, samples = tokens + n_tok, samples + len(idx) * info.world_size
             dt = max(time.perf_counter() - t1, 1e-9)
             record = {
@@ -145,14 +157,25 @@ def _fit(
     }
 
 
-def _begin(cfg: LMMConfig, stage: str, resume: bool, data_root: Path) -> tuple[Path, dict | None]:
+def _begin(
+    cfg: LMMConfig,
+    stage: str,
+    resume: bool,
+    data_root: Path,
+    *,
+    run_dir: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    label: str | None = None,
+) -> tuple[Path, dict | None]:
     """The stage folder, and its summary when the stage is already finished (then it is reused).
 
     The saved config holds the training split's fingerprint, so a stage trained on another build (another
-    generator version, another seed, a ``--data`` folder) is neither resumed nor reused.
+    generator version, another seed, a ``--data`` folder) is neither resumed nor reused. Stages built on
+    lesson 06's (lesson 07's) pass their own ``run_dir``, what else their result depends on (``extra``) and
+    the name messages use (``label``).
     """
-    run_dir = stage_dir(cfg, stage)
-    want = {**cfg.stage_config(stage), "data": split_fingerprint(data_root, "train")}
+    run_dir = run_dir or stage_dir(cfg, stage)
+    want = {**cfg.stage_config(stage), **(extra or {}), "data": split_fingerprint(data_root, "train")}
     saved = run_dir / CONFIG_FILE
     if saved.exists():
         have = json.loads(saved.read_text())
@@ -167,7 +190,7 @@ def _begin(cfg: LMMConfig, stage: str, resume: bool, data_root: Path) -> tuple[P
         if (run_dir / SUMMARY_FILE).exists():
             return run_dir, json.loads((run_dir / SUMMARY_FILE).read_text())
         if (run_dir / STATE_FILE).exists() and not resume:
-            raise FileExistsError(f"{run_dir} holds an unfinished {stage} stage; pass --resume to continue it")
+            raise FileExistsError(f"{run_dir} holds an unfinished {label or stage} stage; pass --resume to continue it")
     info, _ = _dist()
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
