@@ -1,5 +1,6 @@
 """Lesson 07, MM-GEM: the <emb> token, the embedding heads, the three objectives, saving and scoring."""
 
+import json
 import subprocess
 import sys
 
@@ -175,3 +176,31 @@ def test_tokenizer_with_emb_round_trips_through_save(tiny, tmp_path):
     tok.save_pretrained(str(tmp_path / "tok"))
     again = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     assert again.convert_tokens_to_ids(EMB_TOKEN) == emb and again.convert_tokens_to_ids(IMAGE_TOKEN) < emb
+
+
+def test_gem_comparison_writes_every_arm_beside_lesson05_and_reuses_runs(smoke_data, tmp_path, capsys):
+    from mmgeo_utils.cli import main
+    from mmgeo_utils.clip import train
+    from mmgeo_utils.experiments import comparison_configs
+    from mmgeo_utils.experiments.gem_comparison import ARMS, gem_table, run_gem_comparison
+
+    small = {"lm_steps": 2, "align_steps": 2, "train_scenes": 16}
+    mmclip = comparison_configs("smoke", 0)["mmclip"]
+    run = train(mmclip, data_root=smoke_data, progress=False).run_dir
+    with pytest.raises(ValueError, match="unknown arm"):
+        run_gem_comparison("smoke", arms=["both"], data_root=smoke_data, **small)
+    with pytest.raises(FileNotFoundError, match="MMCLIP encoder of seed 1 is not trained"):
+        run_gem_comparison("smoke", seeds=[1], data_root=smoke_data, **small)
+    record = run_gem_comparison("smoke", seeds=[0], data_root=smoke_data, captions=2, jobs=1, **small)
+    saved = json.loads((tmp_path / "results" / "smoke" / "gem_comparison.json").read_text())["metrics"]
+    assert set(saved["arms"]) == set(ARMS) and saved["seeds"] == [0]
+    for arm, r in saved["arms"].items():
+        assert (r["objective"], r["hard_negatives"]) == ARMS[arm] and r["seeds"][0]["vision"] == str(run)
+        assert 0 <= r["i2t_fine"]["mean"] <= 1 and r["captions"]["f1"]["n"] == 1
+    assert saved["chance"]["i2t_fine"] < 1 and saved["lesson05_text_towers"] is None  # no lesson 05 record here
+    assert "chance" in gem_table(record).index
+    again = run_gem_comparison("smoke", seeds=[0], data_root=smoke_data, captions=2, jobs=1, write=False, **small)
+    assert again["arms"] == record["arms"]  # trained arms and their scores are reused, not redone
+    assert main(["experiment", "gem-comparison", "--profile", "smoke", "--data", str(smoke_data), "--captions", "2",
+                 "--arms", "embed", "--jobs", "1"]) == 0  # fmt: skip
+    assert "LM: embed" in capsys.readouterr().out

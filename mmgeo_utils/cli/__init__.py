@@ -15,6 +15,8 @@
     mmgeo eval-lmm     --vision RUN|random|none [--seed S] [--limit N]   # exact match per question kind
     mmgeo experiment lmm-comparison --profile cpu [--seeds 0 1 2]       # blind, random, CLIP, MMCLIP
     mmgeo bench lmm    [--profile P]      # samples/s and tokens/s per stage, feature cache, peak memory
+    mmgeo train-gem    --vision RUN --objective joint|embed|generate [--in-batch]   # lesson 07, MM-GEM
+    mmgeo experiment gem-comparison --profile cpu [--seeds 0 1 2]       # joint vs embed vs generate
 
 Training runs on several GPUs with torchrun (one process per GPU, gloo on CPU):
 

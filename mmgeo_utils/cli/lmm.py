@@ -1,4 +1,5 @@
-"""Lesson 06's commands: ``mmgeo train-lmm``, ``eval-lmm``, ``experiment lmm-comparison`` and ``bench lmm``."""
+"""Lessons 06–07's commands: ``mmgeo train-lmm``, ``eval-lmm``, ``experiment lmm-comparison``, ``bench lmm``;
+``train-gem`` and ``experiment gem-comparison`` (MM-GEM)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,44 @@ def cmd_lmm_comparison(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_gem(args: argparse.Namespace) -> int:
+    from ..experiments.gem_comparison import ARMS, evaluate_arm  # local: keeps `mmgeo --help` fast
+    from ..lmm.gem import gem_dir, negatives_root, train_gem
+
+    cfg = _lmm_config(args)
+    hard = not args.in_batch
+    s = train_gem(cfg, args.objective, hard_negatives=hard, steps=args.steps, resume=args.resume, data_root=args.data)
+    arm = next(a for a, v in ARMS.items() if v == (args.objective, hard))
+    print(f"gem-{arm} {gem_dir(cfg, args.objective, hard)}  steps {s.get('steps')}  {s.get('wall_time_s') or 0:.1f} s")
+    r = evaluate_arm(cfg, arm, negatives_root(cfg), captions=args.captions)
+    print(
+        " ".join(f"{k} {100 * r[k]:.1f}%" for k in ("i2t_fine", "t2i_fine", "i2t_r1", "i2t_r5"))
+        + (
+            f"  captions: fact precision {100 * r['captions']['precision']:.1f}%, recall {100 * r['captions']['recall']:.1f}%"
+            if r.get("captions")
+            else ""
+        )
+    )
+    return 0
+
+
+def cmd_gem_comparison(args: argparse.Namespace) -> int:
+    from ..experiments.gem_comparison import gem_table, run_gem_comparison  # local: keeps `mmgeo --help` fast
+
+    record = run_gem_comparison(
+        args.profile,
+        seeds=args.seeds,
+        arms=args.arms,
+        mmclip_runs=args.mmclip,
+        data_root=args.data,
+        captions=args.captions,
+        jobs=args.jobs,
+        **({"threads": args.threads} if args.threads else {}),
+    )
+    print(gem_table(record).to_string())
+    return 0
+
+
 def cmd_bench_lmm(args: argparse.Namespace) -> int:
     from ..experiments.bench_lmm import bench_lmm  # local: keeps `mmgeo --help` fast
 
@@ -182,6 +221,7 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     )
     p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_lmm_comparison)
+    _add_gem_parsers(sub, exp)
     p = bench.add_parser("lmm", help="lesson 06: samples/s and tokens/s per stage, feature cache, peak memory")
     _add_profile(p)
     p.add_argument("--steps", type=int, default=5)
@@ -189,3 +229,32 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_bench_lmm)
+
+
+def _add_gem_parsers(sub, exp) -> None:
+    p = sub.add_parser("train-gem", help="lesson 07: train lesson 06's LMM to embed, caption, or both (MM-GEM)")
+    _add_lmm_options(p)
+    p.add_argument("--objective", choices=("joint", "embed", "generate"), default="joint")
+    p.add_argument("--in-batch", action="store_true", help="InfoNCE with in-batch negatives only (MM-GEM's own)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's gem_steps)")
+    p.add_argument("--captions", type=int, default=None, help="test captions generated and scored")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.set_defaults(func=cmd_train_gem)
+    p = exp.add_parser(
+        "gem-comparison",
+        help="joint / embed / generate on one LM at equal steps -> results/<profile>/gem_comparison.json",
+    )
+    _add_profile(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=["joint", "joint-in-batch", "embed", "generate"],
+        choices=["joint", "joint-in-batch", "embed", "generate"],
+    )
+    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
+    p.add_argument("--captions", type=int, default=None, help="test captions generated and scored")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=None, help="arms trained at once (default: as the CPU's cores hold)")
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(func=cmd_gem_comparison)
