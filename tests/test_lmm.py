@@ -454,10 +454,18 @@ def test_a_stage_trained_on_another_build_is_neither_resumed_nor_reused(smoke_da
 
 
 def test_a_vit_tower_gives_its_patch_tokens_and_refuses_resnet_grids():
+    from mmgeo_utils.clip.models import dense_visual_features
+
     tower = load_vision_tower("random", "gpu")  # the gpu profile's ViT, untrained
     assert tower.token_grid == "patches"
     feats = tower(torch.zeros(1, 3, 224, 224))
     assert join(feats, "patches").shape == (1, 196, 384)  # 14 × 14 patches of 16 px
+    # the tokens are lesson 05's dense features (open_clip's public forward_intermediates), row-major
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        dense = dense_visual_features(tower.visual, x)
+        assert torch.equal(tower(x)["grid"], dense.flatten(2).transpose(1, 2)) and dense.shape[-2:] == (14, 14)
+        assert torch.allclose(tower(x)["grid"], tower.visual.transformer(tower.visual._embeds(x))[:, 1:], atol=1e-5)
     from mmgeo_utils.lmm.vision_tower import VisionTower
 
     with pytest.raises(ValueError, match="reads a ResNet's stages"):

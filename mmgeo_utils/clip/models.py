@@ -281,7 +281,11 @@ def dense_image_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor
     laid out on the patch grid (stride = patch size, 16 for our ViT), through open_clip's public
     ``forward_intermediates`` (open_clip >= 2.32, the floor requirements.txt sets).
     """
-    visual = model.visual
+    return dense_visual_features(model.visual, images)
+
+
+def dense_visual_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """:func:`dense_image_features` of an image tower alone (lesson 06's LMM holds only the tower)."""
     if hasattr(visual, "attnpool"):  # open_clip.modified_resnet.ModifiedResNet
         x = visual.stem(images.to(visual.conv1.weight.dtype))
         for layer in (visual.layer1, visual.layer2, visual.layer3):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..clip import MODEL_FILE, load_config, runs_root
-from ..clip.models import create_clip
+from ..clip.models import create_clip, dense_visual_features
 from ..profiles import Profile, get_lmm_sizes, get_profile
 
 TOKEN_GRIDS = ("layer3+pooled", "layer3", "pooled", "patches")
@@ -76,14 +76,9 @@ class VisionTower(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         v = self.visual
-        if hasattr(v, "attnpool"):  # open_clip.modified_resnet.ModifiedResNet, step by step
-            x = v.stem(images.to(v.conv1.weight.dtype))
-            x = v.layer3(v.layer2(v.layer1(x)))
-            out = {"grid": x.flatten(2).transpose(1, 2)}  # (B, h*w, C3): row-major over the image
-            out["pooled"] = v.attnpool(v.layer4(x))
-            return out
-        x = v.transformer(v._embeds(images))  # open_clip's patchify + cls + positions + ln_pre
-        return {"grid": x[:, 1:], "pooled": v(images)}
+        grid = dense_visual_features(v, images)  # ResNet: layer3; ViT: the last block's patch tokens
+        pooled = v.attnpool(v.layer4(grid)) if hasattr(v, "attnpool") else v(images)
+        return {"grid": grid.flatten(2).transpose(1, 2), "pooled": pooled}  # grid (B, h*w, C), row-major
 
     @torch.no_grad()
     def feature_shapes(self, image_size: int) -> dict[str, tuple[int, ...]]:
