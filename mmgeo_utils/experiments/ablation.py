@@ -1,0 +1,288 @@
+"""Lesson 08's ablations: MMGeoLM's studies in miniature, each arm a CLIP/MMCLIP run over seeds.
+
+A study is a list of arms; an arm is the hard-negative recipe it changes (``None``: plain CLIP, in-batch
+negatives only) and the paper's number for it, so every plot can put the paper beside us.
+
+===============  =================================================================  ==================
+study            arms                                                               the paper
+===============  =================================================================  ==================
+``negatives``    in-batch · rule · retrieval · image · rule+retrieval · all         MMGeoLM Table 3
+``k``            K image + K retrieval negatives per anchor, K up to the build's K  MMGeoLM Fig. 5
+``batching``     random batches vs batches of mutual hard negatives                 MMGeoLM Table 6
+``robustness``   image negatives vs text negatives, on rotated / downscaled tests   MMGeoLM Table 7
+===============  =================================================================  ==================
+
+Every arm trains at the profile's budget (or ``steps``), from the same data, at every seed, through
+:func:`~mmgeo_utils.experiments.jobs.train_all` (two at a time on a 2-core CPU) and is scored by lesson 05's
+benchmark (:func:`~mmgeo_utils.experiments.evaluation.evaluate_run`, cached in each run). With ``lmm=True``
+each arm's tower also gets lesson 06's LMM and its exact-match QA accuracy: the paper's own metric.
+:func:`run_ablation` writes ``results/<profile>/ablation_<study>.json``, one record per study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clip import TrainConfig, default_run_dir
+from ..data import DatasetConfig
+from ..profiles import Profile, get_profile
+from ..repro import Timer, detect_device, write_results
+from .comparison import COMPARISON_TEMPERATURE, MMCLIP_RECIPE
+from .evaluation import evaluate_run
+from .jobs import train_all
+from .lmm_comparison import _mean_std
+
+METRICS = ("i2t_fine", "t2i_fine", "i2t_r1", "t2i_r1")
+VARIANTS = ("rotate30", "downscale0.5")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: the recipe keys it sets on the course's MMCLIP recipe (``None``: plain CLIP)."""
+
+    name: str
+    recipe: dict[str, Any] | None
+    paper: float | None = None  # the paper's GeoQA accuracy (or the study's own number) for this arm
+    x: float | None = None  # the arm's position on a curve (K)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    paper_source: str
+    arms: tuple[Arm, ...]
+    note: str = ""
+    metrics: tuple[str, ...] = field(default=METRICS)
+
+
+def _k_values(profile: Profile) -> tuple[int, ...]:
+    """K = 1, 2, 4, 8, 16 up to the K the profile's build holds (cpu: 4, gpu: 10 → 1, 2, 4, 8, 10)."""
+    built = DatasetConfig.from_profile(profile).num_negatives
+    return tuple(sorted({k for k in (1, 2, 4, 8, 16) if k <= built} | {built}))
+
+
+def studies(profile: Profile | str | None = None) -> dict[str, Study]:
+    """The studies of lesson 08 on ``profile`` (the K study's values depend on the profile's build)."""
+    p = get_profile(profile)
+    every = ("image", "rule", "retrieval")
+    return {
+        "negatives": Study(
+            "negatives",
+            "Which kind of negative helps",
+            "MMGeoLM Table 3 (GeoQA accuracy, AltCLIP + MAmmoTH2-7B, 1:10 negatives)",
+            (
+                Arm("in-batch", None, 45.4),
+                Arm("rule", {"negatives": ("rule",)}, 48.8),
+                Arm("retrieval", {"negatives": ("retrieval",)}, 53.0),
+                Arm("image", {"negatives": ("image",)}, 54.9),
+                Arm("rule+retrieval", {"negatives": ("rule", "retrieval")}, 56.5),
+                Arm("all", {"negatives": every}, 58.2),
+            ),
+            note="the paper's 'random' arm (400K extra in-batch captions) has no counterpart yet: our data "
+            "has no source of random extra captions",
+        ),
+        "k": Study(
+            "k",
+            "How many negatives per anchor",
+            "MMGeoLM Fig. 5 (MM-Math accuracy rises up to ~30 retrieval negatives per positive, then flattens)",
+            tuple(
+                Arm(f"K={k}", {"negatives": ("image", "retrieval"), "num_negatives": k}, None, k) for k in _k_values(p)
+            ),
+            note=f"K up to the {p.name} build's K = {DatasetConfig.from_profile(p).num_negatives} image and "
+            "retrieval negatives per sample; rule negatives (one per error type) are left out so that K is "
+            "the only change",
+        ),
+        "batching": Study(
+            "batching",
+            "Batches of mutual hard negatives",
+            "MMGeoLM Table 6 (GeoQA: random batches 46.2, mutual hard-negative batches 57.3)",
+            (
+                Arm("random batches", {"negatives": every, "batching": "random"}, 46.2),
+                Arm("hard batches", {"negatives": every, "batching": "hard"}, 57.3),
+            ),
+        ),
+        "robustness": Study(
+            "robustness",
+            "Image vs text negatives on rotated and downscaled diagrams",
+            "MMGeoLM Table 7 (MM-Math avg: text negatives 31.9 → 31.0 rotated → 28.4 downscaled; "
+            "image negatives 29.0 → 29.0 → 28.7)",
+            (
+                Arm("text negatives", {"negatives": ("rule", "retrieval")}, 31.9),
+                Arm("image negatives", {"negatives": ("image",)}, 29.0),
+            ),
+            metrics=("i2t_fine", "t2i_fine"),
+        ),
+    }
+
+
+def arm_config(profile: Profile | str | None, arm: Arm, seed: int, **overrides: Any) -> TrainConfig:
+    """The run of ``arm`` at ``seed``: lesson 05's comparison settings, the arm's recipe on MMCLIP's."""
+    p = get_profile(profile)
+    base: dict[str, Any] = {"profile": p.name, "seed": seed, **overrides}
+    if not (base.get("pretrained") or p.clip_pretrained or base.get("init")):
+        base.setdefault("temperature", COMPARISON_TEMPERATURE)
+    if arm.recipe is None:
+        return TrainConfig(loss="clip", negatives=(), **base)
+    return TrainConfig(**{**MMCLIP_RECIPE, **arm.recipe}, **base)
+
+
+def _entry(seed: int, run: Path, full: dict[str, Any]) -> dict[str, Any]:
+    from ..clip.evaluate import headline  # local: the benchmark's summary, as lesson 05 reports it
+
+    h = headline(full)
+    out = {"seed": seed, "run": str(run), **{k: h[k] for k in METRICS}, "i2t_fine_by_type": h["i2t_fine_by_type"]}
+    out["robustness"] = {v: {k: r[k]["acc"] for k in ("i2t_fine", "t2i_fine")} for v, r in full["robustness"].items()}
+    return out
+
+
+def run_ablation(
+    study: str,
+    profile: Profile | str | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    arms: Sequence[str] | None = None,
+    lmm: bool = False,
+    lmm_overrides: dict[str, Any] | None = None,
+    jobs: int | None = None,
+    device: str | None = None,
+    write: bool = True,
+    progress: bool = False,
+    results_root: Path | str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train (or reuse) and score every arm of ``study`` at every seed; write ``ablation_<study>.json``.
+
+    ``overrides`` (``steps``, ``images_per_step``, ...) apply to every arm: a cheap declared version of a
+    study is the same study with fewer steps or seeds, recorded as such. Finished runs are reused, an
+    interrupted one resumes, so the command can be stopped and run again. ``lmm_overrides`` (``sft_steps``,
+    ``train_scenes``, ...) size the LMMs of ``lmm=True``.
+    """
+    p = get_profile(profile)
+    known = studies(p)
+    if study not in known:
+        raise ValueError(f"unknown study {study!r}; studies: {', '.join(known)}")
+    s = known[study]
+    chosen = [a for a in s.arms if arms is None or a.name in arms]
+    missing = set(arms or ()) - {a.name for a in s.arms}
+    if missing:
+        raise ValueError(
+            f"study {study!r} has no arm(s) {', '.join(sorted(missing))}; arms: {', '.join(a.name for a in s.arms)}"
+        )
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("no seeds to run")
+    device = device or detect_device()
+    planned = [(arm, seed, arm_config(p, arm, seed, **overrides)) for arm in chosen for seed in seeds]
+    with Timer() as t:
+        results = train_all(
+            [(cfg, default_run_dir(cfg)) for _, _, cfg in planned], jobs=jobs, device=device, progress=progress
+        )
+        per: dict[str, list[dict]] = {a.name: [] for a in chosen}
+        for (arm, seed, _), result in zip(planned, results):
+            full = evaluate_run(result, device=device)
+            per[arm.name].append(_entry(seed, result.run_dir, full))
+            chance = {k: full[k]["all"]["chance"] for k in ("i2t_fine", "t2i_fine")}
+            chance |= {k: full["retrieval"][k]["chance"] for k in ("i2t_r1", "t2i_r1")}
+        if lmm:
+            _add_lmm_scores(p, planned, results, per, lmm_overrides or {})
+    record: dict[str, Any] = {
+        "study": s.name,
+        "title": s.title,
+        "paper_source": s.paper_source,
+        "note": s.note,
+        "seeds": seeds,
+        "chance": chance,
+        "overrides": dict(overrides),
+        "lmm_overrides": dict(lmm_overrides or {}) if lmm else None,
+        "arms": {},
+    }
+    for arm in chosen:
+        entries = per[arm.name]
+        summary: dict[str, Any] = {k: _mean_std([e[k] for e in entries]) for k in s.metrics}
+        summary["robustness"] = {
+            v: {k: _mean_std([e["robustness"][v][k] for e in entries]) for k in ("i2t_fine", "t2i_fine")}
+            for v in VARIANTS
+            if all(v in e["robustness"] for e in entries)
+        }
+        if lmm:
+            summary["qa"] = _mean_std([e["qa"] for e in entries])
+        record["arms"][arm.name] = {"recipe": arm.recipe, "paper": arm.paper, "x": arm.x, "seeds": entries, **summary}
+    if write:
+        write_results(f"ablation_{study}", record, profile=p, seed=None, wall_time_s=t.seconds, root=results_root)
+    return record
+
+
+def _add_lmm_scores(p: Profile, planned, results, per: dict[str, list[dict]], overrides: dict[str, Any]) -> None:
+    """Lesson 06's LMM on every arm's tower (same seed), its overall exact match added to each entry."""
+    from ..lmm.train import dataset_rows  # local: the LMM stack only when asked for
+    from .lmm_comparison import condition_config, train_and_score
+
+    configs = [condition_config(p, "mmclip", seed, r.run_dir, **overrides) for (_, seed, _), r in zip(planned, results)]
+    root, _ = dataset_rows(configs[0], "train", None)
+    scores = train_and_score(configs, root)
+    for (arm, seed, _), (_, score) in zip(planned, scores):
+        entry = next(e for e in per[arm.name] if e["seed"] == seed)
+        entry["qa"] = score["overall"]
+
+
+def ablation_table(record: dict[str, Any]):
+    """Arms × metrics as 'mean ± std' percentages, the paper's number beside them, chance as the last row."""
+    import pandas as pd  # local: pandas only for the table
+
+    metrics = [k for k in (*METRICS, "qa") if all(k in a for a in record["arms"].values())]
+    rows = {
+        name: {k: f"{100 * a[k]['mean']:.1f} ± {100 * a[k]['std']:.1f}" for k in metrics}
+        | {"paper": "–" if a["paper"] is None else f"{a['paper']:.1f}"}
+        for name, a in record["arms"].items()
+    }
+    rows["chance"] = {k: f"{100 * record['chance'][k]:.1f}" for k in metrics if k in record["chance"]}
+    return pd.DataFrame(rows).T.fillna("–")
+
+
+def plot_study(record: dict[str, Any], metric: str = "i2t_fine"):
+    """The study in the paper's shape: ours (mean ± std over seeds, chance dotted) beside the paper's numbers.
+
+    ``negatives`` and ``batching``: bars per arm; ``k``: a curve over K; ``robustness``: each arm over the
+    clean, rotated and downscaled test diagrams. The paper's panel is on the right, on its own axis (a
+    7B LMM's GeoQA accuracy is not our encoder's benchmark): compare the *order* of the arms, not the heights.
+    """
+    import matplotlib.pyplot as plt  # local: plotting only here
+
+    arms = record["arms"]
+    names = list(arms)
+    fig, (ours, paper) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
+    if record["study"] == "robustness":
+        for name, a in arms.items():
+            points = [a[metric]] + [a["robustness"][v][metric] for v in VARIANTS if v in a["robustness"]]
+            xs = ["clean", *[v for v in VARIANTS if v in a["robustness"]]]
+            ours.errorbar(xs, [100 * p["mean"] for p in points], yerr=[100 * p["std"] for p in points],
+                          marker="o", capsize=3, label=name)  # fmt: skip
+        ours.legend()
+    elif record["study"] == "k":
+        xs = [a["x"] for a in arms.values()]
+        ours.errorbar(xs, [100 * a[metric]["mean"] for a in arms.values()],
+                      yerr=[100 * a[metric]["std"] for a in arms.values()], marker="o", capsize=3)  # fmt: skip
+        ours.set_xlabel("negatives per anchor (K)")
+    else:
+        ours.bar(names, [100 * arms[n][metric]["mean"] for n in names], yerr=[100 * arms[n][metric]["std"] for n in names],
+                 capsize=3, color="C0")  # fmt: skip
+        ours.tick_params(axis="x", rotation=20)
+    if metric in record["chance"]:
+        ours.axhline(100 * record["chance"][metric], color="grey", linestyle=":", label="chance")
+    ours.set(title=f"ours: {metric} % ({len(record['seeds'])} seed(s))", ylabel=f"{metric} %")
+    with_paper = [n for n in names if arms[n]["paper"] is not None]
+    if with_paper:
+        paper.bar(with_paper, [arms[n]["paper"] for n in with_paper], color="C1")
+        paper.tick_params(axis="x", rotation=20)
+        lo = min(arms[n]["paper"] for n in with_paper)
+        paper.set_ylim(lo - 5, max(arms[n]["paper"] for n in with_paper) + 3)
+    else:
+        paper.text(0.5, 0.5, "the paper reports this study as a curve only", ha="center", transform=paper.transAxes)
+    paper.set(title="the paper", ylabel="accuracy %")
+    fig.suptitle(f"{record['title']} — {record['paper_source']}", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,77 @@
+"""Lesson 08's ablation runner: studies, arms, records, reuse, plots and the command line."""
+
+import json
+
+import pytest
+
+from mmgeo_utils.cli import main
+from mmgeo_utils.data import DatasetConfig
+from mmgeo_utils.experiments.ablation import (
+    ablation_table,
+    arm_config,
+    plot_study,
+    run_ablation,
+    studies,
+)
+from mmgeo_utils.experiments.comparison import MMCLIP_RECIPE, comparison_configs
+from mmgeo_utils.experiments.evaluation import evaluate_run
+
+
+def test_every_study_is_declared_with_the_papers_numbers_and_valid_runs():
+    for profile in ("smoke", "cpu", "gpu"):
+        for s in studies(profile).values():
+            assert s.arms and s.paper_source and len({a.name for a in s.arms}) == len(s.arms)
+            for arm in s.arms:
+                cfg = arm_config(profile, arm, 0)  # every arm is a valid run of the profile
+                assert cfg.profile == profile and (cfg.loss == "clip") == (arm.recipe is None)
+    ks = [a.x for a in studies("cpu")["k"].arms]
+    assert ks == [1, 2, 4] and max(ks) == DatasetConfig.from_profile("cpu").num_negatives
+    assert [a.x for a in studies("gpu")["k"].arms] == [1, 2, 4, 8, 10]
+    table3 = {a.name: a.paper for a in studies()["negatives"].arms}
+    assert table3["in-batch"] < table3["rule"] < table3["retrieval"] < table3["image"] < table3["all"]
+    # the in-batch arm is lesson 05's CLIP run, and an arm that changes nothing is its MMCLIP run
+    base = comparison_configs("smoke", 0)
+    assert arm_config("smoke", studies("smoke")["negatives"].arms[0], 0) == base["clip"]
+    same = studies("smoke")["negatives"].arms[1]  # rule, the course's recipe
+    assert same.recipe["negatives"] == MMCLIP_RECIPE["negatives"] and arm_config("smoke", same, 0) == base["mmclip"]
+
+
+def test_a_study_trains_scores_writes_and_is_reused(smoke_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMGEO_DATA_DIR", str(smoke_data.parent))
+    monkeypatch.setattr(
+        "mmgeo_utils.experiments.ablation.evaluate_run",
+        lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw),
+    )
+    with pytest.raises(ValueError, match="unknown study 'colour'"):
+        run_ablation("colour", "smoke")
+    with pytest.raises(ValueError, match="has no arm"):
+        run_ablation("robustness", "smoke", arms=["pictures"])
+    record = run_ablation("robustness", "smoke", seeds=[0], jobs=1, steps=2)
+    saved = json.loads((tmp_path / "results" / "smoke" / "ablation_robustness.json").read_text())["metrics"]
+    assert set(saved["arms"]) == {"text negatives", "image negatives"} and saved["overrides"] == {"steps": 2}
+    for arm in saved["arms"].values():
+        assert 0 <= arm["i2t_fine"]["mean"] <= 1 and set(arm["robustness"]) == {"rotate30", "downscale0.5"}
+        assert arm["seeds"][0]["seed"] == 0 and arm["paper"] is not None
+    assert 0 < saved["chance"]["i2t_fine"] < 1
+    assert "chance" in ablation_table(record).index
+    assert plot_study(record).axes  # the paper-shaped figure draws
+    again = run_ablation("robustness", "smoke", seeds=[0], jobs=1, steps=2, write=False)
+    assert again["arms"] == record["arms"]  # runs and evaluations are reused
+    assert main(["experiment", "ablate", "--study", "robustness", "--profile", "smoke", "--seeds", "0",
+                 "--steps", "2", "--jobs", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "MMGeoLM Table 7" in out and "image negatives" in out
+
+
+def test_curve_and_bar_studies_plot_from_a_record():
+    def arm(x, paper, v):
+        m = {"mean": v, "std": 0.01, "n": 3}
+        return {"x": x, "paper": paper, "i2t_fine": m, "t2i_fine": m, "i2t_r1": m, "t2i_r1": m, "robustness": {}}
+
+    base = {"seeds": [0, 1, 2], "chance": {"i2t_fine": 0.2}, "title": "t", "paper_source": "p"}
+    k = {**base, "study": "k", "arms": {f"K={x}": arm(x, None, 0.3 + x / 100) for x in (1, 2, 4)}}
+    bars = {**base, "study": "negatives", "arms": {"in-batch": arm(None, 45.4, 0.3), "all": arm(None, 58.2, 0.4)}}
+    for record in (k, bars):
+        fig = plot_study(record)
+        assert len(fig.axes) == 2
+    assert list(ablation_table(bars)["paper"]) == ["45.4", "58.2", "–"]
