@@ -75,3 +75,19 @@ def test_curve_and_bar_studies_plot_from_a_record():
         fig = plot_study(record)
         assert len(fig.axes) == 2
     assert list(ablation_table(bars)["paper"]) == ["45.4", "58.2", "–"]
+
+
+def test_rank_agreement_is_spearmans_rho_of_ours_against_the_paper():
+    from mmgeo_utils.experiments.ablation import rank_agreement
+
+    def rec(values, papers):
+        arms = {f"a{i}": {"paper": p, "i2t_fine": {"mean": v}} for i, (v, p) in enumerate(zip(values, papers))}
+        return {"study": "negatives", "arms": arms}
+
+    assert rank_agreement(rec([0.1, 0.2, 0.3], [40, 50, 60]))["rho"] == pytest.approx(1.0)
+    assert rank_agreement(rec([0.3, 0.2, 0.1], [40, 50, 60]))["rho"] == pytest.approx(-1.0)
+    # one swap of four: 1 - 6 * 2 / (4 * 15) = 0.8
+    r = rank_agreement(rec([0.1, 0.3, 0.2, 0.4], [40, 50, 60, 70]))
+    assert r["rho"] == pytest.approx(0.8) and r["ours_order"] == ["a0", "a2", "a1", "a3"]
+    with pytest.raises(ValueError, match="fewer than two arms"):
+        rank_agreement(rec([0.1], [40]))

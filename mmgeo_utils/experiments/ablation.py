@@ -286,3 +286,52 @@ def plot_study(record: dict[str, Any], metric: str = "i2t_fine"):
     fig.suptitle(f"{record['title']} — {record['paper_source']}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def rank_agreement(record: dict[str, Any], metric: str = "i2t_fine") -> dict[str, Any]:
+    """Spearman's ρ between our arms' ``metric`` (seed means) and the paper's numbers, over the arms with both.
+
+    ρ is the Pearson correlation of the two rank vectors (ties get their average rank): 1 when the miniature
+    orders the arms as the paper does, −1 when it reverses them. With two arms it is ±1: read it as "same
+    order or not".
+    """
+    import numpy as np  # local: only the statistic needs it
+    import pandas as pd
+
+    arms = {n: a for n, a in record["arms"].items() if a["paper"] is not None and metric in a}
+    if len(arms) < 2:
+        raise ValueError(f"study {record['study']!r} has fewer than two arms with the paper's numbers and {metric}")
+    ours = pd.Series({n: a[metric]["mean"] for n, a in arms.items()})
+    paper = pd.Series({n: a["paper"] for n, a in arms.items()})
+    r_ours, r_paper = ours.rank(), paper.rank()
+    rho = float(np.corrcoef(r_ours, r_paper)[0, 1]) if r_ours.nunique() > 1 and r_paper.nunique() > 1 else float("nan")
+    return {"rho": rho, "n_arms": len(arms), "ours_order": list(ours.sort_values().index),
+            "paper_order": list(paper.sort_values().index)}  # fmt: skip
+
+
+def lesson_record(
+    study: str, profile: Profile | str | None = None, *, results_root: Path | str | None = None, **kw: Any
+) -> tuple[dict[str, Any], str]:
+    """What lesson 08 shows for ``study``, and a sentence saying what it is.
+
+    The record of ``mmgeo experiment ablate`` (every arm, 3 seeds or more, the profile's budget) when
+    ``results/<profile>/ablation_<study>.json`` holds one; otherwise a declared cheap version run now: seed 0
+    and half the profile's steps per arm (``kw`` goes to :func:`run_ablation`), not written to ``results/``.
+    """
+    from ..repro import load_results, results_dir  # local: only the lesson reads records back
+
+    p = get_profile(profile)
+    path = results_dir(p, results_root) / f"ablation_{study}.json"
+    if path.is_file():
+        rec = load_results(path)["metrics"]
+        if len(rec["seeds"]) >= 3 and not rec.get("overrides"):
+            return (
+                rec,
+                f"the {len(rec['seeds'])}-seed record of `mmgeo experiment ablate --study {study}` ({path.name})",
+            )
+    steps = max(1, TrainConfig(profile=p.name).resolved().steps // 2)
+    rec = run_ablation(study, p, seeds=[0], steps=steps, write=False, **kw)
+    return rec, (
+        f"a cheap version run now: seed 0, {steps} step{'s' * (steps != 1)} per arm (half the profile's); "
+        f"`mmgeo experiment ablate --study {study}` gives every arm 3 seeds at full budget"
+    )
