@@ -11,12 +11,15 @@ package / module  stage                                                         
 ``profiles``      the run sizes (smoke, cpu, colab, gpu, paper)                                00
 ``repro``         seeding, device, provenance, atomic writes, results files                    00
 ``plots``         the course's figure style and ``save_fig``                                    00
-``diagrams/``     the scene language, problem families, facts → captions → QA, rendering      01
+``diagrams/``     the scene language, problem families, facts → captions → QA, rendering;     01, 07
+                  captions parsed back to facts
 ``negatives/``    image negatives (a scene perturbed in one fact), rule edits, retrieval      02
 ``data/``         the cached, byte-deterministic dataset build; reading it; torch datasets    01, 02
 ``clip/``         open_clip models, the losses, the training loop, evaluation, the AC score   03–05
-``lmm/``          a LLaVA-style LMM on a course tower: projector, tokenizer, LM, LoRA stages  06
-``experiments/``  runners: comparisons over seeds, recipe choice on validation, benchmarks    01–06
+``lmm/``          a LLaVA-style LMM on a course tower: projector, tokenizer, LM, LoRA stages; 06, 07
+                  one LM that embeds and captions (MM-GEM)
+``experiments/``  runners: comparisons over seeds, recipe choice on validation, ablations,   01–08
+                  benchmarks
 ``course``        run the notebooks in order (``mmgeo course``)                                all
 ``cli/``          the ``mmgeo`` command line                                                   all
 ================  ===========================================================================  ======

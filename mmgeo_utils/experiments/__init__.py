@@ -12,6 +12,8 @@ module                 what it holds                                            
 ``selection``          recipes compared on validation, chosen by a fixed rule              05
 ``statistics``         paired bootstrap of a gap; seed-to-seed noise of a recipe's gap     05
 ``lmm_comparison``     blind / random / CLIP / MMCLIP LMMs over seeds                       06
+``gem_comparison``     one LM trained to embed, caption, or both (MM-GEM), at equal steps  07
+``ablation``           MMGeoLM's ablations as arms over seeds, beside the paper's numbers   08
 ``bench``              ``mmgeo bench diagrams`` and ``negatives``                          01, 02
 ``bench_retrieval``    memory and speed of the chunked top-k of retrieval negatives         02
 ``bench_train``        ``mmgeo bench train``: a CLIP and an MMCLIP step                     04
@@ -24,6 +26,7 @@ The benchmark functions named like their module (``bench_lmm``, ``bench_retrieva
 their module, so that ``mmgeo_utils.experiments.bench_lmm`` stays the module.
 """
 
+from .ablation import run_ablation, studies
 from .bench import bench_diagrams, bench_negatives
 from .bench_speedups import bench_train_speedups, format_speedups
 from .bench_train import bench_train
@@ -41,6 +44,7 @@ from .comparison import (
 )
 from .course_bench import bench_course, format_estimate
 from .evaluation import evaluate_checkpoint, evaluate_run, load_run_model
+from .gem_comparison import run_gem_comparison
 from .jobs import default_jobs, relative_cost, train_all
 from .lmm_comparison import CONDITIONS, condition_config, paired_bootstrap, run_lmm_comparison
 from .selection import select_recipes, validation_scores
@@ -74,7 +78,10 @@ __all__ = [
     "recipe_of",
     "relative_cost",
     "run_comparison",
+    "run_ablation",
+    "run_gem_comparison",
     "run_lmm_comparison",
+    "studies",
     "select_recipes",
     "train_all",
     "validation_scores",
