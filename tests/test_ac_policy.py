@@ -90,3 +90,25 @@ def test_a_is_the_mean_caption_log_likelihood_under_stage_one(smoke_data):
     assert a == pytest.approx(-float(loss), rel=1e-4)
     with pytest.raises(ValueError, match="needs a vision tower"):
         lmm_alignment(LMMConfig(profile="smoke", vision="none", lm_steps=2, align_steps=2), data_root=smoke_data)
+
+
+def test_the_analysis_measures_a_c_y_of_every_encoder_and_fits_them(smoke_data):
+    from mmgeo_utils.clip import TrainConfig, train
+    from mmgeo_utils.experiments.ac_policy import run_ac_analysis
+
+    encoders = {}
+    for name, kw in {"clip": {"loss": "clip", "negatives": ()}, "rule": {"negatives": ("rule",)},
+                     "image": {"negatives": ("image",)}}.items():  # fmt: skip
+        cfg = TrainConfig(profile="smoke", steps=2, **kw)
+        encoders[name] = train(cfg, data_root=smoke_data, progress=False).run_dir
+    small = {"lm_steps": 2, "align_steps": 2, "sft_steps": 2, "train_scenes": 16, "threads": 1}
+    r = run_ac_analysis(encoders, "smoke", data_root=smoke_data, full_root=smoke_data, keypoint_pairs_max=4,
+                        lmm_overrides=small, policy_draws=5)  # fmt: skip
+    assert [e["encoder"] for e in r["encoders"]] == ["clip", "rule", "image"] and r["keypoint_pairs"] >= 1
+    for e in r["encoders"]:
+        assert e["A"] < 0 and 0 <= e["C"] <= 1 and 0 <= e["Y"] <= 1
+    assert r["fits"]["n_encoders"] == 3 and r["policy"] is None  # too few encoders for a 4-trained policy
+    with pytest.raises(ValueError, match="at least 3 encoders"):
+        run_ac_analysis(dict(list(encoders.items())[:2]), "smoke", data_root=smoke_data)
+    with pytest.raises(FileNotFoundError, match="has no model.safetensors"):
+        run_ac_analysis({**encoders, "missing": smoke_data}, "smoke", data_root=smoke_data)

@@ -36,6 +36,7 @@ from ..lmm.projector import Projector
 from ..lmm.tokenizer import image_token_id, load_tokenizer
 from ..lmm.train import _tower_and_features, dataset_rows
 from ..lmm.vision_language_model import IGNORE_INDEX, GeometryLMM
+from ..profiles import Profile
 from ..repro import cpu_threads
 
 FITS = ("AC", "A", "C", "A+C", "random")
@@ -146,12 +147,18 @@ def loo_fits(
             rng = np.random.default_rng(seed)
             runs = [loo_r2(design(fit, a, c, rng), y) for _ in range(random_draws)]
             out[fit] = {"loo_r2": float(np.mean([r for r, _ in runs])),
-                        "spearman": float(np.nanmean([spearman(p, y) for _, p in runs]))}  # fmt: skip
+                        "spearman": _nanmean([spearman(p, y) for _, p in runs])}  # fmt: skip
             continue
         r2, pred = loo_r2(design(fit, a, c), y)
         out[fit] = {"loo_r2": r2, "spearman": spearman(pred, y), "loo_predictions": pred.tolist()}
     out["n_encoders"] = len(y)
     return out
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """The mean of the defined values; NaN when none is (ρ is undefined when Y has one value)."""
+    v = np.asarray(values, float)
+    return float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else float("nan")
 
 
 def _spread_sample(a: np.ndarray, c: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -198,3 +205,71 @@ def ac_policy(
         score[trained] = y[trained]  # a trained encoder's accuracy is known, not predicted
         hits += int(best in np.argsort(-score, kind="stable")[:top])
     return {"policy_top": hits / draws, "chance_top": min(1.0, top / n), "k": k, "top": top, "draws": draws, "n": n}
+
+
+def run_ac_analysis(
+    encoders: dict[str, Path | str],
+    profile: Profile | str | None = None,
+    *,
+    seed: int = 0,
+    data_root: Path | str | None = None,
+    full_root: Path | str | None = None,
+    keypoint_pairs_max: int = 300,
+    lmm_overrides: dict[str, Any] | None = None,
+    policy_draws: int = 1000,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """A, C and Y of every encoder (``name → run folder``), the leave-one-out fits and the policy.
+
+    Y is lesson 06's LMM (the profile's sizes, or ``lmm_overrides``) trained on each encoder at ``seed``
+    and scored on the test questions; finished LMMs and their scores are reused. A is measured on the
+    validation captions and C on the test diagrams' keypoint pairs (``full_root``: the encoders' dataset,
+    default the profile's build).
+    """
+    from ..clip import MODEL_FILE, load_config  # local: the encoders' checkpoints only here
+    from ..clip.ac_score import chance_correspondence, correspondence_score, keypoint_pairs
+    from ..clip.models import create_clip
+    from ..data import DatasetConfig, build_dataset
+    from ..profiles import get_profile
+    from .lmm_comparison import train_and_score
+
+    p = get_profile(profile)
+    if len(encoders) < 3:
+        raise ValueError(f"the AC analysis needs at least 3 encoders, got {len(encoders)}")
+    runs = {name: Path(r) for name, r in encoders.items()}
+    for name, run in runs.items():
+        if not (run / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"encoder {name!r}: {run} has no {MODEL_FILE} (train it first)")
+    configs = {
+        name: LMMConfig(profile=p.name, vision=str(run), seed=seed, **(lmm_overrides or {}))
+        for name, run in runs.items()
+    }
+    root, _ = dataset_rows(next(iter(configs.values())), "train", data_root)
+    scored = train_and_score(list(configs.values()), root)
+    full_root = full_root or build_dataset(DatasetConfig.from_profile(p), progress=False)  # the keypoints' scenes
+    pairs = keypoint_pairs(full_root, "test", max_pairs=keypoint_pairs_max)
+    rows = []
+    for (name, cfg), (_, score) in zip(configs.items(), scored):
+        model = create_clip(load_config(runs[name]).model or p.clip_model, runs[name] / MODEL_FILE,
+                            image_size=p.image_size, device=device)  # fmt: skip
+        rows.append(
+            {
+                "encoder": name,
+                "run": str(runs[name]),
+                "A": lmm_alignment(cfg, data_root=root),
+                "C": correspondence_score(model, pairs, p.image_size, device=device),
+                "Y": score["overall"],
+            }
+        )
+    a, c, y = (np.array([r[k] for r in rows]) for k in ("A", "C", "Y"))
+    return {
+        "encoders": rows,
+        "fits": loo_fits(a, c, y, seed=seed),
+        "policy": {fit: ac_policy(a, c, y, draws=policy_draws, seed=seed, fit=fit) for fit in ("AC", "A+C")}
+        if len(rows) > 4
+        else None,
+        "c_chance": chance_correspondence(pairs, p.image_size),
+        "keypoint_pairs": len(pairs),
+        "lmm_overrides": dict(lmm_overrides or {}),
+        "seed": seed,
+    }
