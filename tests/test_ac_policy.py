@@ -29,6 +29,8 @@ def test_leave_one_out_predicts_each_point_from_the_others():
     assert r2_noisy < in_sample  # held out is harder than in sample
     with pytest.raises(ValueError, match="at least 3"):
         loo_r2(x[:2], y[:2])
+    assert np.isnan(loo_r2(x, np.ones(10))[0])  # nothing to explain
+    assert np.isnan(ac_policy(A, C, np.ones(10))["policy_top"])
 
 
 def test_the_quadratic_law_is_recovered_and_the_random_score_is_the_floor():

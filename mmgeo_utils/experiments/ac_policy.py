@@ -108,7 +108,8 @@ def loo_r2(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Leave-one-out R² of least squares ``y ~ x`` and the held-out predictions.
 
     Each point is predicted by the minimum-norm least-squares fit to all the others (``np.linalg.lstsq``),
-    so a fit with more coefficients than points still predicts, and shows how badly it generalises.
+    so a fit with more coefficients than points still predicts, and shows how badly it generalises. NaN
+    when every ``y`` is the same (nothing to explain).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(y)
@@ -120,7 +121,9 @@ def loo_r2(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         coef, *_ = np.linalg.lstsq(x[keep], y[keep], rcond=None)
         pred[i] = x[i] @ coef
     sst = float(((y - y.mean()) ** 2).sum())
-    return 1 - float(((y - pred) ** 2).sum()) / max(sst, 1e-12), pred
+    if sst == 0:  # every encoder scored the same: there is nothing to explain, R² is undefined
+        return float("nan"), pred
+    return 1 - float(((y - pred) ** 2).sum()) / sst, pred
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -194,6 +197,8 @@ def ac_policy(
     n = len(y)
     if not 0 < k < n or top < 1:
         raise ValueError(f"need 0 < k < {n} encoders and top >= 1, got k={k}, top={top}")
+    if np.ptp(y) == 0:  # no best encoder to find
+        return {"policy_top": float("nan"), "chance_top": min(1.0, top / n), "k": k, "top": top, "draws": 0, "n": n}
     rng = np.random.default_rng(seed)
     best = int(np.argmax(y))
     x = design(fit, a, c)
