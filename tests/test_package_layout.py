@@ -26,6 +26,7 @@ LAYERS = {
     "lmm": 8,
     "experiments": 9,
     "course": 9,
+    "reproduce": 9,
     "cli": 9,
     "__main__": 9,
 }

@@ -11,6 +11,7 @@
     mmgeo bench train  [--profile P]      # per-image step time of CLIP vs MMCLIP, data wait share
     mmgeo bench train --speedups [--profile P] [--rounds R]   # bf16, channels_last, compile, trim, narrow text
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
+    mmgeo reproduce    [--profile P] [--only STEP ...]   # the lessons, then every study at 3 seeds
     mmgeo train-lmm    --vision RUN|random|none --stage lm|align|sft|all [--lora-r R|--full] [--seed S] [--resume]
     mmgeo eval-lmm     --vision RUN|random|none [--seed S] [--limit N]   # exact match per question kind
     mmgeo experiment lmm-comparison --profile cpu [--seeds 0 1 2]       # blind, random, CLIP, MMCLIP
@@ -65,6 +66,14 @@ def cmd_course(args: argparse.Namespace) -> int:
     return run_course(get_profile(args.profile), only=args.only, out_dir=args.out, force=args.force)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ..reproduce import reproduce, summary_table  # local: keeps `mmgeo --help` fast
+
+    done = reproduce(get_profile(args.profile), only=args.only, seeds=args.seeds)
+    print(summary_table(done))
+    return 0 if all(d["status"] == "ok" for d in done) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="mmgeo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp = _add_experiment_parsers(sub)
     _add_lmm_parsers(sub, bench, exp)
     _add_course_parser(sub)
+    p = sub.add_parser(
+        "reproduce", help="every figure and table of the course: the lessons, then every study at 3 seeds"
+    )
+    _add_profile(p)
+    p.add_argument(
+        "--only", nargs="+", default=None, help="steps to run (default: all; names in mmgeo_utils/reproduce.py)"
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.set_defaults(func=cmd_reproduce)
     return ap
 
 
