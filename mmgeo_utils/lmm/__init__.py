@@ -20,6 +20,8 @@ module                         part
 ``evaluate``                   greedy decoding, exact match per question kind, facts re-checked
 ``embedding``                  lesson 07, MM-GEM: the ``<emb>`` token, the two heads, the losses
 ``gem``                        lesson 07: train one LM to embed and caption; score it at both
+``local_tokens``               lesson 07, SliME's parts: resamplers, the gated global adapter, the
+                               question-aware top-p selector of local tokens
 =============================  ==============================================================
 
 The comparison over towers and seeds and the LMM benchmark are runners:
