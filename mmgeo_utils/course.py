@@ -4,15 +4,16 @@ This is the main job behind ``make course`` / ``mmgeo course``. Executed copies
 go to ``results/<profile>/notebooks/`` (git ignores them; the committed notebooks
 keep their smoke outputs for nbval), figures to ``figures/<profile>/`` via the
 notebooks' own ``save_fig`` calls, and ``results/<profile>/course.json`` records
-each notebook's wall time with the usual provenance. That file is where the
-timing table of notebook 00 and the README's course times come from.
+each notebook's wall time with the usual provenance (git ignores it: it says what ran
+on this machine). Notebook 00's timing table reads it; the README's course times are
+copied from it into docs/results.md.
 
 An interrupted run resumes: a notebook is skipped only when *this machine* ran its
 current code (:func:`code_sha256`: its code cells; editing prose reruns nothing) on the
 same profile and its executed copy is still there.
 That resume state lives beside the executed copies (``course_state.json``), never
-in the committed ``course.json``: a fresh clone carries the timings of the run that
-produced its results, but no claim that anything ran here (``--force`` runs all).
+in ``course.json``, and neither is committed: a fresh clone carries no claim that
+anything ran here (``--force`` runs all).
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def run_course(
 
 
 def _record_timings(profile: Profile, state: dict) -> None:
-    """``results/<profile>/course.json``: the wall time of each lesson that ran here (committed for
-    ``cpu`` and ``gpu``, the numbers the README quotes). It is a record, never resume state."""
+    """``results/<profile>/course.json``: the wall time of each lesson that ran here (not committed;
+    docs/results.md quotes the numbers). It is a record, never resume state."""
     timings = {
         name: {k: v for k, v in entry.items() if k != "error"}
         for name, entry in sorted(state.items())
