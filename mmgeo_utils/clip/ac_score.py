@@ -226,6 +226,12 @@ def chance_correspondence(
 # ----------------------------------------------------------------------------- the fitted law
 
 
+def minmax(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to [0, 1] (all zeros when constant), as the paper's code normalises A, C and the score."""
+    span = v.max() - v.min()
+    return (v - v.min()) / span if span > 0 else np.zeros_like(v)
+
+
 def poly2_features(a: np.ndarray, c: np.ndarray) -> np.ndarray:
     """``[1, A, C, A², AC, C²]``: the law's degree-2 polynomial features."""
     a, c = np.asarray(a, float), np.asarray(c, float)
@@ -242,12 +248,8 @@ def fit_ac_polynomial(a: Sequence[float], c: Sequence[float], score: Sequence[fl
     if len(y) <= 6:
         raise ValueError(f"the AC polynomial has 6 coefficients; fitting it to {len(y)} encoders is meaningless")
 
-    def norm(v):
-        span = v.max() - v.min()
-        return (v - v.min()) / span if span > 0 else np.zeros_like(v)
-
-    x = poly2_features(norm(a), norm(c))
-    yn = norm(y)
+    x = poly2_features(minmax(a), minmax(c))
+    yn = minmax(y)
     coef, *_ = np.linalg.lstsq(x, yn, rcond=None)
     resid = yn - x @ coef
     r2 = 1 - float(resid @ resid) / max(float(((yn - yn.mean()) ** 2).sum()), 1e-12)

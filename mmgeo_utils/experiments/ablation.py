@@ -30,7 +30,7 @@ from ..clip import TrainConfig, default_run_dir
 from ..data import DatasetConfig
 from ..profiles import Profile, get_profile
 from ..repro import Timer, detect_device, write_results
-from .comparison import COMPARISON_TEMPERATURE, MMCLIP_RECIPE
+from .comparison import comparison_configs
 from .evaluation import evaluate_run
 from .jobs import train_all
 from .lmm_comparison import _mean_std
@@ -120,14 +120,9 @@ def studies(profile: Profile | str | None = None) -> dict[str, Study]:
 
 
 def arm_config(profile: Profile | str | None, arm: Arm, seed: int, **overrides: Any) -> TrainConfig:
-    """The run of ``arm`` at ``seed``: lesson 05's comparison settings, the arm's recipe on MMCLIP's."""
-    p = get_profile(profile)
-    base: dict[str, Any] = {"profile": p.name, "seed": seed, **overrides}
-    if not (base.get("pretrained") or p.clip_pretrained or base.get("init")):
-        base.setdefault("temperature", COMPARISON_TEMPERATURE)
-    if arm.recipe is None:
-        return TrainConfig(loss="clip", negatives=(), **base)
-    return TrainConfig(**{**MMCLIP_RECIPE, **arm.recipe}, **base)
+    """The run of ``arm`` at ``seed``: lesson 05's comparison run, with the arm's recipe on MMCLIP's."""
+    runs = comparison_configs(profile, seed, recipe=arm.recipe, **overrides)
+    return runs["clip"] if arm.recipe is None else runs["mmclip"]
 
 
 def _entry(seed: int, run: Path, full: dict[str, Any]) -> dict[str, Any]:

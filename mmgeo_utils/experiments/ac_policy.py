@@ -26,15 +26,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from ..clip.ac_score import poly2_features
+from ..clip.ac_score import minmax, poly2_features
 from ..lmm import data as D
 from ..lmm.config import LMMConfig, stage_dir
 from ..lmm.language_model import load_lm
-from ..lmm.projector import Projector
 from ..lmm.tokenizer import image_token_id, load_tokenizer
-from ..lmm.train import _tower_and_features, dataset_rows
+from ..lmm.train import _tower_and_features, dataset_rows, load_aligned_projector
 from ..lmm.vision_language_model import IGNORE_INDEX, GeometryLMM
 from ..profiles import Profile
 from ..repro import cpu_threads
@@ -64,8 +62,7 @@ def lmm_alignment(cfg: LMMConfig, *, n: int = 200, data_root: Path | str | None 
         tower, feats, (n_tok, width), _ = _tower_and_features(c, root, rows, split="val")
         tok = load_tokenizer(stage_dir(cfg, "lm") / "tokenizer")
         lm = load_lm(stage_dir(cfg, "lm") / "lm", tok).eval()
-        projector = Projector(width, lm.get_input_embeddings().embedding_dim)
-        projector.load_state_dict(load_file(str(align / "projector.safetensors")))
+        projector = load_aligned_projector(cfg, width, lm.get_input_embeddings().embedding_dim)
         model = GeometryLMM(lm, projector, image_token_id(tok), tower.token_grid).eval()
         examples = D.align_examples(tok, rows, n_image_tokens=n_tok, context_length=c.sizes.context_length)
         total, count = 0.0, 0
@@ -81,15 +78,10 @@ def lmm_alignment(cfg: LMMConfig, *, n: int = 200, data_root: Path | str | None 
     return total / count
 
 
-def _minmax(v: np.ndarray) -> np.ndarray:
-    span = v.max() - v.min()
-    return (v - v.min()) / span if span > 0 else np.zeros_like(v)
-
-
 def design(fit: str, a: np.ndarray, c: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """The regressors of one fit: ``AC`` the law's quadratic, ``A`` / ``C`` / ``A+C`` linear, ``random`` a
     random score (the floor: what a fit to an uninformative number gives)."""
-    a, c = _minmax(np.asarray(a, float)), _minmax(np.asarray(c, float))
+    a, c = minmax(np.asarray(a, float)), minmax(np.asarray(c, float))
     one = np.ones_like(a)
     if fit == "AC":
         return poly2_features(a, c)
@@ -166,7 +158,7 @@ def _nanmean(values: Sequence[float]) -> float:
 
 def _spread_sample(a: np.ndarray, c: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """``k`` encoders spread over the (A, C) plane: the paper's region sampling, as a random farthest-point draw."""
-    pts = np.stack([_minmax(a), _minmax(c)], 1)
+    pts = np.stack([minmax(a), minmax(c)], 1)
     chosen = [int(rng.integers(len(pts)))]
     while len(chosen) < k:
         d = np.min(((pts[:, None] - pts[chosen][None]) ** 2).sum(-1), 1)

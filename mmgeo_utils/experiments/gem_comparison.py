@@ -53,14 +53,16 @@ def evaluate_arm(cfg: LMMConfig, arm: str, full_root: Path, *, captions: int | N
     objective, hard = ARMS[arm]
     folder = gem_dir(cfg, objective, hard)
     captions = get_lmm_sizes(cfg.profile).gem_captions if captions is None else captions
-    key = hashlib.sha256(f"{split_fingerprint(full_root, 'test')}|{captions}|{EVAL_VERSION}".encode()).hexdigest()
+    key = hashlib.sha256(f"{split_fingerprint(full_root, 'test')}|{captions}|{EVAL_VERSION}".encode()).hexdigest()[:16]
     path = folder / EVAL_FILE
-    if path.is_file() and json.loads(path.read_text()).get("key") == key[:16]:
-        return json.loads(path.read_text())
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
     r = evaluate_gem(
         folder / "model", full_root, captions=captions, context_length=get_lmm_sizes(cfg.profile).context_length
     )
-    out = {**headline(r), "captions": r.get("captions"), "negatives_dropped": r["negatives_dropped"], "key": key[:16]}
+    out = {**headline(r), "captions": r.get("captions"), "negatives_dropped": r["negatives_dropped"], "key": key}
     chance = {k: r[k]["all"]["chance"] for k in ("i2t_fine", "t2i_fine")}
     out["chance"] = {**chance, **{k: v["chance"] for k, v in r["retrieval"].items() if "chance" in v}}
     path.write_text(json.dumps(out, indent=1) + "\n")

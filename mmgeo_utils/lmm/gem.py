@@ -61,11 +61,10 @@ from .embedding import (
     gem_losses,
     pad_right,
 )
-from .language_model import load_lm, quiet
+from .language_model import load_lm
 from .loop import _begin, _dist, _finish, _fit, _is_main
-from .projector import Projector
 from .tokenizer import image_token_id, load_tokenizer
-from .train import _tower_and_features, dataset_root, selected_rows, train_lmm
+from .train import _tower_and_features, add_lora, dataset_root, load_aligned_projector, selected_rows, train_lmm
 from .vision_language_model import GeometryLMM, load_lmm, save_lmm
 
 HEADS_FILE, GEM_FILE = "embedding_heads.safetensors", "gem.json"
@@ -96,27 +95,13 @@ def build_gem_model(
     cfg: LMMConfig, tok, width: int, grid: str, lora: bool = True
 ) -> tuple[GeometryEmbedder, list[torch.nn.Parameter]]:
     """Stage 0's LM (+ ``<emb>``, + LoRA), stage 1's projector and fresh heads; and what trains."""
-    from peft import LoraConfig, get_peft_model  # local: peft is imported only where an adapter is built or loaded
-
     c = cfg.resolved()
     lm = load_lm(stage_dir(cfg, "lm") / "lm", tok)
     emb_id = add_embedding_token(tok, lm)
     lm_dim = lm.get_input_embeddings().embedding_dim
     if lora:
-        with quiet():
-            lm = get_peft_model(
-                lm,
-                LoraConfig(
-                    r=c.lora_r,
-                    lora_alpha=2 * c.lora_r,  # type: ignore[operator]
-                    lora_dropout=0.0,
-                    target_modules="all-linear",
-                    trainable_token_indices=[emb_id],
-                    task_type="CAUSAL_LM",
-                ),
-            )
-    projector = Projector(width, lm_dim)
-    projector.load_state_dict(load_file(str(stage_dir(cfg, "align") / "projector.safetensors")))
+        lm = add_lora(lm, c.lora_r, trainable_token_indices=[emb_id])  # type: ignore[arg-type]
+    projector = load_aligned_projector(cfg, width, lm_dim)
     model = GeometryEmbedder(GeometryLMM(lm, projector, image_token_id(tok), grid), emb_id, EMBED_DIM)
     return model, [p for p in model.parameters() if p.requires_grad]
 

@@ -217,14 +217,25 @@ def train_align_stage(
     )
 
 
-def add_lora(lm: nn.Module, r: int) -> nn.Module:
-    """peft LoRA on every linear layer of the LM (q, k, v, o and the MLP's; not the tied output head)."""
+def add_lora(lm: nn.Module, r: int, trainable_token_indices: list[int] | None = None) -> nn.Module:
+    """peft LoRA on every linear layer of the LM (q, k, v, o and the MLP's; not the tied output head).
+
+    ``trainable_token_indices`` also trains those rows of the embedding table (lesson 07's ``<emb>``)."""
     from peft import LoraConfig, get_peft_model  # local: peft is imported only where an adapter is built or loaded
 
+    extra = {"trainable_token_indices": trainable_token_indices} if trainable_token_indices else {}
+    config = LoraConfig(
+        r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM", **extra
+    )
     with quiet():
-        return get_peft_model(
-            lm, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-        )
+        return get_peft_model(lm, config)
+
+
+def load_aligned_projector(cfg: LMMConfig, width: int, lm_dim: int) -> Projector:
+    """Stage 1's projector of ``cfg`` (its ``align`` folder), as lessons 06-08 start from it."""
+    projector = Projector(width, lm_dim)
+    projector.load_state_dict(load_file(str(stage_dir(cfg, "align") / "projector.safetensors")))
+    return projector
 
 
 def build_sft_model(cfg: LMMConfig, tok, n_tok: int, width: int, grid: str) -> tuple[GeometryLMM, list[nn.Parameter]]:
@@ -238,8 +249,7 @@ def build_sft_model(cfg: LMMConfig, tok, n_tok: int, width: int, grid: str) -> t
         lm = add_lora(lm, c.lora_r)  # type: ignore[arg-type]  # freezes the base LM
     projector = None
     if not c.blind:
-        projector = Projector(width, lm.get_input_embeddings().embedding_dim)
-        projector.load_state_dict(load_file(str(stage_dir(cfg, "align") / "projector.safetensors")))
+        projector = load_aligned_projector(cfg, width, lm.get_input_embeddings().embedding_dim)
         projector.requires_grad_(True)
     model = GeometryLMM(lm, projector, image_token_id(tok), grid)
     return model, [p for p in model.parameters() if p.requires_grad]
