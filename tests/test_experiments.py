@@ -330,3 +330,16 @@ def test_a_corrupt_results_file_is_named(tmp_path):
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(ValueError, match="not an mmgeo results file"):
         load_results(tmp_path / "r.json")
+
+
+def test_in_processes_returns_results_in_call_order_whatever_the_start_order():
+    import functools
+    import operator
+
+    from mmgeo_utils.experiments.jobs import in_processes
+
+    calls = [functools.partial(operator.mul, i, 10) for i in range(4)]
+    assert in_processes(calls, 2, first=[3, 1, 0, 2]) == [0, 10, 20, 30]  # spawned processes
+    assert in_processes(calls, 1) == [0, 10, 20, 30]  # here, one after another
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        in_processes(calls, 0)

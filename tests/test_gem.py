@@ -189,7 +189,7 @@ def test_gem_comparison_writes_every_arm_beside_lesson05_and_reuses_runs(smoke_d
     run = train(mmclip, data_root=smoke_data, progress=False).run_dir
     with pytest.raises(ValueError, match="unknown arm"):
         run_gem_comparison("smoke", arms=["both"], data_root=smoke_data, **small)
-    with pytest.raises(FileNotFoundError, match="MMCLIP encoder of seed 1 is not trained"):
+    with pytest.raises(FileNotFoundError, match="the mmclip encoder of seed 1 is not trained"):
         run_gem_comparison("smoke", seeds=[1], data_root=smoke_data, **small)
     record = run_gem_comparison("smoke", seeds=[0], data_root=smoke_data, captions=2, jobs=1, **small)
     saved = json.loads((tmp_path / "results" / "smoke" / "gem_comparison.json").read_text())["metrics"]

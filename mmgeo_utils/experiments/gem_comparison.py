@@ -19,11 +19,10 @@ CLIP and MMCLIP text towers beside them when ``clip_vs_mmclip.json`` exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ from ..lmm.gem import evaluate_gem, gem_dir, negatives_root, train_gem
 from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import Timer, load_results, results_dir, write_results
-from .lmm_comparison import _mean_std, condition_config, default_lmm_jobs, encoder_runs
+from .jobs import in_processes
+from .lmm_comparison import _mean_std, condition_config, default_lmm_jobs, trained_encoders
 
 ARMS: dict[str, tuple[str, bool]] = {  # arm → (objective, hard negatives in the InfoNCE)
     "joint": ("joint", True),
@@ -113,17 +113,7 @@ def run_gem_comparison(
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARMS)}")
-    if mmclip_runs is not None and len(mmclip_runs) != len(seeds):
-        raise ValueError(f"{len(mmclip_runs)} MMCLIP run(s) for {len(seeds)} seed(s): give one run per seed")
-    towers = {}
-    for i, seed in enumerate(seeds):
-        run = Path(mmclip_runs[i]) if mmclip_runs is not None else encoder_runs(p, seed)["mmclip"]
-        if not (run / "model.safetensors").is_file():
-            raise FileNotFoundError(
-                f"the MMCLIP encoder of seed {seed} is not trained: {run} has no model.safetensors "
-                "(mmgeo experiment clip-vs-mmclip trains it)"
-            )
-        towers[seed] = run
+    towers = trained_encoders(p, "mmclip", seeds, mmclip_runs)
     base = LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)})
     root, _ = dataset_rows(base, "train", data_root)
     configs = {seed: condition_config(p, "mmclip", seed, towers[seed], **overrides) for seed in seeds}
@@ -134,14 +124,8 @@ def run_gem_comparison(
             for stage in ("lm", "align"):
                 train_lmm(cfg, stage, data_root=root)
         jobs = default_lmm_jobs(list(configs.values())) if jobs is None else jobs
-        if jobs < 1:
-            raise ValueError(f"jobs must be >= 1, got {jobs}")
-        if jobs == 1 or len(planned) == 1:
-            done = [_train_and_score(configs[s], a, root, full_root, captions) for s, a in planned]
-        else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_train_and_score, configs[s], a, root, full_root, captions) for s, a in planned]
-                done = [f.result() for f in futures]
+        calls = [functools.partial(_train_and_score, configs[s], a, root, full_root, captions) for s, a in planned]
+        done = in_processes(calls, jobs)
     per: dict[str, list[dict]] = {a: [] for a in arms}
     for (seed, arm), (summary, r) in zip(planned, done):
         per[arm].append(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from .. import repro
 from ..clip import (
@@ -14,6 +16,26 @@ from ..clip import (
     train,
 )
 from ..repro import detect_device
+
+T = TypeVar("T")
+
+
+def in_processes(calls: Sequence[Callable[[], T]], jobs: int, *, first: Sequence[int] | None = None) -> list[T]:
+    """``[call() for call in calls]``, ``jobs`` at a time in spawned processes; results in the calls' order.
+
+    Each call is a picklable callable without arguments (a :func:`functools.partial` of a module-level
+    function). ``first`` is the order they start in (default: as given). With one job, or one call, they
+    run here, one after another. Spawn, not fork: a forked copy of a process that already ran torch
+    threads can deadlock.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs == 1 or len(calls) <= 1:
+        return [call() for call in calls]
+    order = range(len(calls)) if first is None else first
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {i: pool.submit(calls[i]) for i in order}
+        return [futures[i].result() for i in range(len(calls))]
 
 
 def default_jobs(configs: Sequence[TrainConfig], device: str) -> int:
@@ -45,21 +67,14 @@ def train_all(
 
     device = device or detect_device()
     jobs = default_jobs([c for c, _ in runs], device) if jobs is None else jobs
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if jobs == 1 or len(runs) == 1:
-        return [train(cfg, out_dir=out, resume=True, progress=progress, device=device) for cfg, out in runs]
-
+    alone = jobs == 1 or len(runs) == 1
+    calls = [
+        functools.partial(train, cfg, out_dir=out, resume=True, progress=progress and alone, device=device)
+        for cfg, out in runs
+    ]
     # longest first, so the last run to start is a short one and no core idles while a long one
     # finishes (lesson 05 on 2 cores: both MMCLIP runs side by side, then both CLIP runs)
-    order = sorted(range(len(runs)), key=lambda i: -relative_cost(runs[i][0]))
-    # spawn, not fork: a forked copy of a process that already ran torch threads can deadlock
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {
-            i: pool.submit(train, runs[i][0], out_dir=runs[i][1], resume=True, progress=False, device=device)
-            for i in order
-        }
-        return [futures[i].result() for i in range(len(runs))]
+    return in_processes(calls, jobs, first=sorted(range(len(runs)), key=lambda i: -relative_cost(runs[i][0])))
 
 
 def relative_cost(config: TrainConfig) -> int:

@@ -20,11 +20,10 @@ The test questions are yes/no balanced per relation (:mod:`~mmgeo_utils.lmm.bala
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import Timer, detect_device, usable_cores, write_results
 from .comparison import comparison_configs
+from .jobs import in_processes
 
 CONDITIONS = ("blind", "random", "clip", "mmclip")
 EVAL_FILE = "test_eval.json"
@@ -49,6 +49,26 @@ def encoder_runs(profile: Profile | str | None, seed: int) -> dict[str, Path]:
     """Lesson 05's CLIP and MMCLIP run folders of ``seed`` (the comparison's default names)."""
 
     return {name: default_run_dir(cfg) for name, cfg in comparison_configs(profile, seed).items()}
+
+
+def trained_encoders(
+    profile: Profile | str | None, name: str, seeds: Sequence[int], runs: Sequence[Path | str] | None = None
+) -> dict[int, Path]:
+    """Seed → the trained ``name`` ("clip" or "mmclip") encoder run of that seed: ``runs`` in seed order, or
+    lesson 05's (:func:`encoder_runs`). A count that does not match or a run without weights is an error
+    naming it, raised before anything trains."""
+    if runs is not None and len(runs) != len(seeds):
+        raise ValueError(f"{len(runs)} {name} run(s) for {len(seeds)} seed(s): give one run per seed, in order")
+    found = {}
+    for i, seed in enumerate(seeds):
+        run = Path(runs[i]) if runs is not None else encoder_runs(profile, seed)[name]
+        if not (run / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"the {name} encoder of seed {seed} is not trained: {run} has no "
+                "model.safetensors (mmgeo experiment clip-vs-mmclip trains it)"
+            )
+        found[seed] = run
+    return found
 
 
 def condition_config(
@@ -105,15 +125,10 @@ def train_and_score(
     """
     root = Path(root)
     jobs = default_lmm_jobs(configs) if jobs is None else jobs
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if jobs == 1 or len(configs) == 1:
-        return [_train_and_score(cfg, root, limit) for cfg in configs]
-    for lm_cfg in {stage_dir(cfg, "lm"): cfg for cfg in configs}.values():
-        train_lmm(lm_cfg, "lm", data_root=root)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_and_score, cfg, root, limit) for cfg in configs]
-        return [f.result() for f in futures]
+    if jobs > 1 and len(configs) > 1:
+        for lm_cfg in {stage_dir(cfg, "lm"): cfg for cfg in configs}.values():
+            train_lmm(lm_cfg, "lm", data_root=root)
+    return in_processes([functools.partial(_train_and_score, cfg, root, limit) for cfg in configs], jobs)
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -164,21 +179,12 @@ def run_lmm_comparison(
     if not seeds:
         raise ValueError("no seeds to run")
     given = {"clip": clip_runs, "mmclip": mmclip_runs}
-    towers: dict[tuple[str, int], Path | None] = {}
-    for name in ("clip", "mmclip"):
-        if name not in conditions:
-            continue
-        runs = given[name]
-        if runs is not None and len(runs) != len(seeds):
-            raise ValueError(f"{len(runs)} {name} run(s) for {len(seeds)} seed(s): give one run per seed, in order")
-        for i, seed in enumerate(seeds):
-            run = Path(runs[i]) if runs is not None else encoder_runs(p, seed)[name]
-            if not (run / "model.safetensors").is_file():
-                raise FileNotFoundError(
-                    f"the {name} encoder of seed {seed} is not trained: {run} has no "
-                    "model.safetensors (mmgeo experiment clip-vs-mmclip trains it)"
-                )
-            towers[(name, seed)] = run
+    towers = {
+        (name, seed): run
+        for name in ("clip", "mmclip")
+        if name in conditions
+        for seed, run in trained_encoders(p, name, seeds, given[name]).items()
+    }
     root, _ = dataset_rows(
         LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)}), "train", data_root
     )
