@@ -1,6 +1,8 @@
 """The CLIP vs MMCLIP comparison: runs, cached evaluations, the results file."""
 
+import functools
 import json
+import operator
 import shutil
 
 import numpy as np
@@ -17,6 +19,7 @@ from mmgeo_utils.experiments import (
     merge_comparisons,
     run_comparison,
 )
+from mmgeo_utils.experiments.jobs import in_processes
 
 
 def test_both_models_get_the_same_images_per_step_and_steps():
@@ -333,11 +336,6 @@ def test_a_corrupt_results_file_is_named(tmp_path):
 
 
 def test_in_processes_returns_results_in_call_order_whatever_the_start_order():
-    import functools
-    import operator
-
-    from mmgeo_utils.experiments.jobs import in_processes
-
     calls = [functools.partial(operator.mul, i, 10) for i in range(4)]
     assert in_processes(calls, 2, first=[3, 1, 0, 2]) == [0, 10, 20, 30]  # spawned processes
     assert in_processes(calls, 1) == [0, 10, 20, 30]  # here, one after another
