@@ -22,7 +22,9 @@ from ..repro import REPO_ROOT
 # Bump when any code that decides a sample's pixels or text changes (families, layout,
 # captions, rendering, the data modules): the version is part of every cache key, so old
 # caches are rebuilt instead of silently mixed with new samples.
-GENERATOR_VERSION = "5"  # 5: fact and answer values typed (value number, value_text string)
+GENERATOR_VERSION = "6"  # 6: a hard negative keeps every letter and value its edit did not touch
+# (laid out with its positive's label radius and centroid; length-label side ties broken by a fixed rule);
+# 5: fact and answer values typed (value number, value_text string)
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 METADATA = "metadata.jsonl"

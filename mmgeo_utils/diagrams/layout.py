@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Collection
 
 import numpy as np
 
@@ -27,6 +28,9 @@ __all__ = [
     "annotation_clearances",
     "scene_extent",
     "annotation_discs",
+    "layout_centroid",
+    "layout_constants",
+    "length_label_normal",
     "LabelObstacles",
     "DEFAULT_LABEL_RADIUS_FRAC",
 ]
@@ -91,11 +95,41 @@ def _owner_centre(scene: Scene, a: str, b: str, fallback: np.ndarray) -> np.ndar
     return fallback
 
 
-def _marks(scene: Scene, radius: float) -> list[tuple[str | None, np.ndarray, float]]:
+def layout_centroid(scene: Scene) -> np.ndarray:
+    """The mean of all points, summed in name order: what a length label on a side of no polygon moves away from.
+
+    A hard negative is laid out with its *positive's* centroid (``centroid=`` of :class:`LabelObstacles`,
+    :func:`annotation_discs` and the renderer's ``frame_of``): a point the edit adds or moves must not
+    turn an untouched length label to the other side of its segment.
+    """
+    xy = scene.points
+    return np.mean([np.asarray(xy[k], dtype=float) for k in sorted(xy)], axis=0)
+
+
+def length_label_normal(scene: Scene, a: str, b: str, centroid: np.ndarray, extent: float) -> np.ndarray:
+    """The unit normal of segment AB (scene units) on whose side its length label is written.
+
+    Away from the centre of the polygon that has AB as a side, else from ``centroid``. When that centre
+    lies on the segment's line (a diagonal through the centroid), the side would be decided by float
+    noise, which differs with the order points are summed in and between CPUs: then the normal that
+    points up (then right) is taken, a rule that does not depend on point names.
+    """
+    pa, pb = np.asarray(scene.points[a], dtype=float), np.asarray(scene.points[b], dtype=float)
+    u = (pb - pa) / _norm(pb - pa)
+    n = np.array([-u[1], u[0]])
+    side = float(np.dot((pa + pb) / 2 - _owner_centre(scene, a, b, centroid), n))
+    if abs(side) <= TIE_EPS * extent:
+        return n if (n[1], n[0]) > (0.0, 0.0) else -n
+    return n if side > 0 else -n
+
+
+def _marks(
+    scene: Scene, radius: float, centroid: np.ndarray | None = None
+) -> list[tuple[str | None, np.ndarray, float]]:
     """Marks as discs ``(text, centre, radius)``: angle arcs with their values, right-angle squares,
-    length labels (``text`` is None for a mark without one)."""
+    length labels (``text`` is None for a mark without one). ``centroid``: see :func:`layout_centroid`."""
     xy = {k: np.asarray(v, dtype=float) for k, v in scene.points.items()}
-    centroid = None  # of all points: where a length label's side has no polygon (computed if needed)
+    extent = None  # computed if a length label needs it
     out: list[tuple[str | None, np.ndarray, float]] = []
     for el in scene.elements:
         if isinstance(el, (AngleMark, RightAngleMark)):
@@ -107,15 +141,13 @@ def _marks(scene: Scene, radius: float) -> list[tuple[str | None, np.ndarray, fl
                 label = el.label if isinstance(el, AngleMark) else None
                 out.append((label, *_angle_text_disc(v, bis / n, _angle_between(u1, u2), label, radius)))
         elif isinstance(el, LengthLabel):
-            a, b = xy[el.a], xy[el.b]
-            mid, u = (a + b) / 2, (b - a) / _norm(b - a)
-            n = np.array([-u[1], u[0]])
             if centroid is None:
-                centroid = np.mean([xy[k] for k in sorted(xy)], axis=0)
-            if np.dot(mid - _owner_centre(scene, el.a, el.b, centroid), n) < 0:
-                n = -n
+                centroid = layout_centroid(scene)
+            if extent is None:
+                extent = scene_extent(scene)
+            n = length_label_normal(scene, el.a, el.b, centroid, extent)
             tr = _text_radius(el.text, radius)
-            out.append((el.text, mid + (radius + tr) * n, tr))
+            out.append((el.text, (xy[el.a] + xy[el.b]) / 2 + (radius + tr) * n, tr))
     return out
 
 
@@ -148,12 +180,15 @@ def _angle_text_disc(
     return v + reach * bis, tr
 
 
-def annotation_discs(scene: Scene, label_radius: float | None = None) -> list[tuple[str, np.ndarray, float]]:
+def annotation_discs(
+    scene: Scene, label_radius: float | None = None, centroid: np.ndarray | None = None
+) -> list[tuple[str, np.ndarray, float]]:
     """Where angle values and length labels will be written: ``(text, centre, radius)`` each.
 
-    Generators use this to reject figures whose annotations would overlap each other.
+    Generators use this to reject figures whose annotations would overlap each other. A hard negative
+    passes its positive's ``label_radius`` and ``centroid`` (:func:`layout_constants`).
     """
-    return [m for m in _marks(scene, _default_radius(scene, label_radius)) if m[0]]
+    return [m for m in _marks(scene, _default_radius(scene, label_radius), centroid) if m[0]]
 
 
 def _discs(marks: list[tuple[str | None, np.ndarray, float]]) -> np.ndarray:
@@ -171,17 +206,22 @@ class LabelObstacles:
     rejected early (say, for crowded annotations) never pays for the rest. The parts
     depend only on the points and elements, not on the label offsets: make a new
     object if the geometry changes.
+
+    A hard negative is laid out with its positive's constants, ``label_radius`` and ``centroid``
+    (:func:`layout_constants` of the positive), so that what the edit did not touch stays where it was;
+    ``extent`` stays the scene's own (the legibility rules measure the figure that is drawn).
     """
 
-    def __init__(self, scene: Scene, label_radius: float | None = None):
+    def __init__(self, scene: Scene, label_radius: float | None = None, centroid: np.ndarray | None = None):
         self.scene = scene
         self.extent = scene_extent(scene)
         self.radius = DEFAULT_LABEL_RADIUS_FRAC * self.extent if label_radius is None else float(label_radius)
+        self.centroid = centroid
 
     @functools.cached_property
     def marks(self) -> list[tuple[str | None, np.ndarray, float]]:
         """``(text or None, centre, radius)`` of every mark, in element order (see :func:`_marks`)."""
-        return _marks(self.scene, self.radius)
+        return _marks(self.scene, self.radius, self.centroid)
 
     @property
     def annotations(self) -> list[tuple[str, np.ndarray, float]]:
@@ -281,6 +321,13 @@ def _default_radius(scene: Scene, label_radius: float | None) -> float:
     return DEFAULT_LABEL_RADIUS_FRAC * scene_extent(scene) if label_radius is None else float(label_radius)
 
 
+def layout_constants(scene: Scene) -> dict[str, object]:
+    """The constants a scene's layout was made with, as keywords of :class:`LabelObstacles` and
+    :func:`annotation_discs`: its label radius and its :func:`layout_centroid`. A hard negative is laid
+    out with its positive's, so an edit moves only what it edits."""
+    return {"label_radius": _default_radius(scene, None), "centroid": layout_centroid(scene)}
+
+
 # The candidate ring, the same for every point: OFFSET_STEPS × N_DIRECTIONS spots, nearest ring first.
 _ANGLES = 2 * math.pi * np.arange(N_DIRECTIONS) / N_DIRECTIONS
 _DIRS = np.column_stack([np.cos(_ANGLES), np.sin(_ANGLES)])  # (N_DIRECTIONS, 2) unit vectors
@@ -330,7 +377,13 @@ def _best_candidate(hard: np.ndarray, soft: np.ndarray, out: np.ndarray, cap: fl
     return int(idx[0])
 
 
-def place_labels(scene: Scene, *, label_radius: float | None = None, obstacles: LabelObstacles | None = None) -> Scene:
+def place_labels(
+    scene: Scene,
+    *,
+    label_radius: float | None = None,
+    obstacles: LabelObstacles | None = None,
+    only: Collection[str] | None = None,
+) -> Scene:
     """Fill ``scene.label_offsets`` (label centre minus point, scene units) for every point.
 
     Greedy and deterministic: the same scene always gets the same offsets. Each
@@ -338,10 +391,21 @@ def place_labels(scene: Scene, *, label_radius: float | None = None, obstacles: 
     roomiest spot on that ring, ties broken towards the outside of the figure); if no
     spot is free of strokes, the spot with the largest clearance. ``obstacles``
     (a :class:`LabelObstacles` of this scene) saves deriving them again.
+
+    ``only`` places just those letters and keeps every other letter at its stored offset, as an
+    obstacle the placed ones avoid: a hard negative moves only the letters its edit displaced.
     """
     obs = obstacles if obstacles is not None else LabelObstacles(scene, label_radius)
     r, extent = obs.radius, obs.extent
     order = _crowding_order(scene, obs.segments)
+    if only is not None:
+        kept = [k for k in scene.points if k not in only]
+        missing = [k for k in kept if k not in scene.label_offsets]
+        if missing:
+            raise ValueError(f"cannot keep the letters {', '.join(missing)}: they have no placed offset")
+        order = [k for k in order if k in only]
+    else:
+        kept = []
     anchors = np.array([scene.points[k] for k in order], dtype=float).reshape(-1, 2)
     # Every candidate of every point at once, (n, C, 2); only the clearance to labels placed
     # earlier depends on the greedy order, so strokes, points and marks are measured in one batch.
@@ -351,9 +415,12 @@ def place_labels(scene: Scene, *, label_radius: float | None = None, obstacles: 
     # rounding makes ties (symmetric figures) break the same way whatever the float noise
     soft = (_soft_clearance(flat, obs.mark_discs, r) / extent).round(TIE_DECIMALS).reshape(len(order), -1)
     centre = obs.points.mean(axis=0)
-    placed = np.empty((len(order), 2))  # label centres in placement order: the first i are placed
+    # label centres: the kept ones, then the placed ones in placement order
+    placed = np.empty((len(kept) + len(order), 2))
+    for i, k in enumerate(kept):
+        placed[i] = np.asarray(scene.points[k], dtype=float) + scene.label_offsets[k]
     offsets: dict[str, tuple[float, float]] = {}
-    for i, (name, p, cand, fixed_p, soft_p) in enumerate(zip(order, anchors, cands, fixed, soft)):
+    for i, (name, p, cand, fixed_p, soft_p) in enumerate(zip(order, anchors, cands, fixed, soft), start=len(kept)):
         out = p - centre  # "outside the figure"; a point at the centre has no outside: prefer up
         norm = _norm(out)
         out = out / norm if norm > TIE_EPS * extent else np.array([0.0, 1.0])
@@ -362,7 +429,7 @@ def place_labels(scene: Scene, *, label_radius: float | None = None, obstacles: 
         placed[i] = best
         off = best - p
         offsets[name] = (round(float(off[0]), OFFSET_DECIMALS), round(float(off[1]), OFFSET_DECIMALS))
-    scene.label_offsets = {k: offsets[k] for k in scene.points}
+    scene.label_offsets = {k: offsets[k] if k in offsets else scene.label_offsets[k] for k in scene.points}
     return scene
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .frame import _Frame, fit_frame
 from .glyphs import _Glyphs, _glyphs
-from .layout import annotation_discs
+from .layout import annotation_discs, layout_constants, length_label_normal, scene_extent
 from .scene import (
     AngleMark,
     Arc,
@@ -52,21 +52,30 @@ class _Plan:
 
 
 class _Ctx:
-    """Per-call state shared by the element handlers: the scene in pixels and the style."""
+    """Per-call state shared by the element handlers: the scene in pixels and the style.
 
-    def __init__(self, scene: Scene, style: RenderStyle, frame: _Frame):
+    ``reference`` is the scene whose layout constants (label radius, centroid) place the annotations:
+    the scene itself, or a hard negative's positive, so that what the edit did not touch is drawn
+    where the positive has it.
+    """
+
+    def __init__(self, scene: Scene, style: RenderStyle, frame: _Frame, reference: Scene | None = None):
         self.scene, self.style, self.frame = scene, style, frame
+        ref = scene if reference is None else reference
         names = list(scene.points)
         xy = frame.apply(np.array([scene.points[n] for n in names], dtype=float))
         self.px: dict[str, np.ndarray] = dict(zip(names, xy))
-        self.centroid = xy.mean(axis=0)
+        self.centroid = (
+            xy.mean(axis=0) if ref is scene else frame.apply(np.array(list(ref.points.values()))).mean(axis=0)
+        )
+        self.layout = layout_constants(ref)  # scene units: label radius and centroid
+        self.extent = scene_extent(scene)
         size = style.image_size
         inset = style.margin * size * 0.5
         self.clip_box = (inset, inset, size - inset, size - inset)
         self.ticks_on = {_segment_key(e.a, e.b) for e in scene.elements if isinstance(e, EqualTicks)}
         self.arrows_on = {_segment_key(e.a, e.b) for e in scene.elements if isinstance(e, ParallelArrows)}
-        self.polygons = [e.vertices for e in scene.elements if isinstance(e, Polygon)]
-        self.hints = _layout_hints(scene, frame)
+        self.hints = _layout_hints(scene, frame, self.layout)
 
     def p(self, name: str, el) -> np.ndarray:
         try:
@@ -79,19 +88,20 @@ class _Ctx:
         return _glyphs(text, s.font_size, s.font_family, s.font_style)
 
 
-def _layout_hints(scene: Scene, frame: _Frame) -> dict[int, float]:
+def _layout_hints(scene: Scene, frame: _Frame, layout: dict | None = None) -> dict[int, float]:
     """How far out (pixels) the label layout expects each angle value and length label.
 
     :func:`mmgeo_utils.diagrams.layout.place_labels` keeps point letters clear of where
     :func:`~mmgeo_utils.diagrams.layout.annotation_discs` says values will be written, so the
     renderer writes them at least that far out (further only when the text would
     otherwise touch an arc or an arm). Keyed by ``id(element)``; empty when the
-    labels were not placed by the layout or its list does not match the scene's.
+    labels were not placed by the layout or its list does not match the scene's. ``layout``: the
+    constants of :func:`~mmgeo_utils.diagrams.layout.layout_constants` (default: the scene's own).
     """
     if not scene.label_offsets:
         return {}
     annotated = [e for e in scene.elements if (isinstance(e, AngleMark) and e.label) or isinstance(e, LengthLabel)]
-    discs = annotation_discs(scene)
+    discs = annotation_discs(scene, **(layout or {}))
     texts = [e.label if isinstance(e, AngleMark) else e.text for e in annotated]
     if texts != [d[0] for d in discs]:
         return {}
@@ -253,21 +263,14 @@ def _draw_arrows(el: ParallelArrows, ctx: _Ctx, plan: _Plan) -> None:
         plan.mark(f"arrows:{el.a}{el.b}", np.array([tip - h * u + w * n, tip, tip - h * u - w * n]))
 
 
-def _outside_reference(el: LengthLabel, ctx: _Ctx) -> np.ndarray:
-    """A point the length label should move away from: the polygon owning the side, else the centroid."""
-    for verts in ctx.polygons:
-        sides = {_segment_key(p, q) for p, q in zip(verts, verts[1:] + verts[:1])}
-        if _segment_key(el.a, el.b) in sides:
-            return np.mean([ctx.px[v] for v in verts], axis=0)
-    return ctx.centroid
-
-
 def _draw_length(el: LengthLabel, ctx: _Ctx, plan: _Plan) -> None:
     a, b = ctx.p(el.a, el), ctx.p(el.b, el)
     u = _unit(b - a, f"segment {el.a}{el.b}")
     mid = (a + b) / 2
     n = _perp(u)
-    if np.dot(mid - _outside_reference(el, ctx), n) < 0:
+    # the side is decided in scene units, as the layout decides it (the frame only rotates and scales)
+    side = ctx.frame.matrix @ length_label_normal(ctx.scene, el.a, el.b, ctx.layout["centroid"], ctx.extent)
+    if np.dot(n, side) < 0:
         n = -n
     g = ctx.glyphs(el.text)
     key = _segment_key(el.a, el.b)
@@ -313,12 +316,13 @@ def plan_scene(scene: Scene, style: RenderStyle, frame_of: Scene | None = None) 
     """Turn a scene into strokes and texts in display pixels (no matplotlib involved).
 
     ``frame_of`` draws the scene in another scene's frame: a hard negative is drawn
-    where its positive was, so only the perturbed detail moves on the page.
+    where its positive was, with its positive's layout constants (label radius, centroid),
+    so only the perturbed detail moves on the page.
     """
     if not scene.points:
         raise ValueError("cannot render a scene without points")
     frame = fit_frame(frame_of if frame_of is not None else scene, style)
-    ctx = _Ctx(scene, style, frame)
+    ctx = _Ctx(scene, style, frame, reference=frame_of)
     plan = _Plan()
     for el in scene.elements:
         handler = _HANDLERS.get(type(el))

@@ -14,7 +14,14 @@ import numpy as np
 from ..diagrams import geometry as g
 from ..diagrams.facts import check_fact, describe_fact
 from ..diagrams.families import check_legible
-from ..diagrams.layout import annotation_clearances, label_clearances, place_labels, scene_extent
+from ..diagrams.layout import (
+    LabelObstacles,
+    annotation_clearances,
+    label_clearances,
+    layout_constants,
+    place_labels,
+    scene_extent,
+)
 from ..diagrams.scene import AngleMark, Arc, Circle, Element, Fact, Polygon, RightAngleMark, Scene, validate_scene
 from .change import _Change, _element_points, _xy
 from .constructions import _lost_incidence, _propagate
@@ -98,10 +105,13 @@ def _draft(positive: Scene, change: _Change) -> Scene:
     return neg
 
 
-def _labels_ok(scene: Scene) -> bool:
-    if set(scene.label_offsets) != set(scene.points):
-        return False
-    return min(label_clearances(scene).values()) > 0 and min(annotation_clearances(scene).values(), default=1.0) > 0
+def _displaced_letters(scene: Scene, obs: LabelObstacles) -> list[str]:
+    """The letters that must be placed again: without an offset (a new point), or touching a stroke,
+    a point, an angle value or a length label, or (both of a pair) each other."""
+    missing = [k for k in scene.points if k not in scene.label_offsets]
+    labels = label_clearances(scene, obstacles=obs)
+    numbers = annotation_clearances(scene, obstacles=obs)
+    return missing + [k for k in labels if labels[k] <= 0 or numbers.get(k, 1.0) <= 0]
 
 
 def _check_draft(positive: Scene, neg: Scene, change: _Change, annotation_only: bool) -> str | None:
@@ -127,14 +137,26 @@ def _check_draft(positive: Scene, neg: Scene, change: _Change, annotation_only: 
     return _lost_incidence(positive, neg, change.detach)
 
 
-def _legible(neg: Scene) -> str | None:
-    """Check the figure is readable; keep each letter where it was if it still fits, else re-place all letters."""
+def _legible(neg: Scene, positive: Scene) -> str | None:
+    """Check the figure is readable; keep every letter the edit did not displace where the positive has it.
+
+    The negative is laid out with the positive's constants (label radius, centroid: what the renderer's
+    ``frame_of`` uses), and only the displaced letters (of new or moved points) are placed again, around the
+    kept ones. A draft is rejected rather than a letter moved that the edit did not move (a new stroke
+    across the letter of a point that stayed), or when the displaced letters find no free spot: a letter
+    that moves for no reason is a difference a model could learn instead of the edited fact.
+    """
+    obs = LabelObstacles(neg, **layout_constants(positive))
     try:
-        check_legible(neg)
+        check_legible(neg, obs)
     except ValueError as e:
         return str(e)
-    if not _labels_ok(neg):
-        place_labels(neg)
-        if not _labels_ok(neg):
-            return "no free spot for every letter"
+    displaced = _displaced_letters(neg, obs)
+    covered = [k for k in displaced if k in positive.points and tuple(positive.points[k]) == tuple(neg.points[k])]
+    if covered:  # the letter of a point the edit did not touch would have to move: try another candidate
+        return f"the edit would cover the letter {covered[0]}"
+    if displaced:
+        place_labels(neg, obstacles=obs, only=displaced)
+        if _displaced_letters(neg, obs):
+            return "no free spot for the letters the edit displaced"
     return None

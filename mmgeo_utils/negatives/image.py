@@ -235,7 +235,7 @@ def _try_change(
     if why:
         kind = "breaks a stated fact" if "stated fact" in why else "geometry"
         return _na(spec.name, why, kind)
-    why = _legible(neg)
+    why = _legible(neg, positive)
     if why:
         return _na(spec.name, f"illegible: {why}", "illegible")
     if not fits_frame(neg, style, frame_of=positive):  # drawn where the positive was, it must stay on the page
