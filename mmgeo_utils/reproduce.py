@@ -12,7 +12,7 @@ step                what it makes                                               
 ``clip-vs-mmclip``  ``clip_vs_mmclip.json``: CLIP vs MMCLIP, 3 seeds             Table 2's encoders
 ``lmm-comparison``  ``lmm_comparison.json``: blind / random / CLIP / MMCLIP LMM  Table 2 (GeoQA)
 ``gem-comparison``  ``gem_comparison.json``: one LM that embeds and captions     MM-GEM
-``ablate-<study>``  ``ablation_<study>.json`` for each of lesson 08's studies    Tables 3, 6, 7, Fig. 5
+``ablate-<study>``  ``ablation_<study>.json`` for each of lesson 08's studies    Tables 3, 6, 7, Fig. 5, CE-CLIP
 ``lesson-08``       lesson 08 again, now showing the 3-seed records              —
 ==================  ==========================================================  ===========================
 
@@ -77,7 +77,7 @@ def _ablate(study: str) -> Callable[[Profile, list[int]], None]:
     return run
 
 
-STUDY_NAMES = ("negatives", "k", "batching", "robustness")
+STUDY_NAMES = ("negatives", "k", "batching", "robustness", "ce_clip")
 STEPS: tuple[Step, ...] = (
     Step("course", "lessons 00-08 at seed 0", _course),
     Step("clip-vs-mmclip", "clip_vs_mmclip.json", _comparison),

@@ -9,9 +9,12 @@ from mmgeo_utils.data import DatasetConfig
 from mmgeo_utils.experiments.ablation import (
     ablation_table,
     arm_config,
+    hardest_types,
     plot_study,
+    plot_thetas,
     run_ablation,
     studies,
+    theta_curves,
 )
 from mmgeo_utils.experiments.comparison import MMCLIP_RECIPE, comparison_configs
 from mmgeo_utils.experiments.evaluation import evaluate_run
@@ -28,12 +31,17 @@ def test_every_study_is_declared_with_the_papers_numbers_and_valid_runs():
     assert ks == [1, 2, 4] and max(ks) == DatasetConfig.from_profile("cpu").num_negatives
     assert [a.x for a in studies("gpu")["k"].arms] == [1, 2, 4, 8, 10]
     table3 = {a.name: a.paper for a in studies()["negatives"].arms}
-    assert table3["in-batch"] < table3["rule"] < table3["retrieval"] < table3["image"] < table3["all"]
+    assert (
+        table3["random"] < table3["in-batch"] < table3["rule"] < table3["retrieval"] < table3["image"] < table3["all"]
+    )
     # the in-batch arm is lesson 05's CLIP run, and an arm that changes nothing is its MMCLIP run
     base = comparison_configs("smoke", 0)
     assert arm_config("smoke", studies("smoke")["negatives"].arms[0], 0) == base["clip"]
-    same = studies("smoke")["negatives"].arms[1]  # rule, the course's recipe
+    same = next(a for a in studies("smoke")["negatives"].arms if a.name == "rule")  # the course's recipe
     assert same.recipe["negatives"] == MMCLIP_RECIPE["negatives"] and arm_config("smoke", same, 0) == base["mmclip"]
+    rand = arm_config("smoke", next(a for a in studies("smoke")["negatives"].arms if a.name == "random"), 0)
+    assert rand.negatives == ("random",) and rand.negative_config().text_slots[0] == "random:0"
+    assert rand.run_name().startswith("mmclip-random-k")
 
 
 def test_a_study_trains_scores_writes_and_is_reused(smoke_data, tmp_path, monkeypatch, capsys):
@@ -91,3 +99,24 @@ def test_rank_agreement_is_spearmans_rho_of_ours_against_the_paper():
     assert r["rho"] == pytest.approx(0.8) and r["ours_order"] == ["a0", "a2", "a1", "a3"]
     with pytest.raises(ValueError, match="fewer than two arms"):
         rank_agreement(rec([0.1], [40]))
+
+
+def test_theta_curves_read_each_seeds_log_and_name_the_hardest_type(tmp_path):
+    """Lesson 08's CE-CLIP plot: θ_k per step from a run's train log; the hardest type is the smallest final θ_k."""
+    header = "step,loss,theta_rule:label,theta_rule:shape,theta_rule:relation,theta_rule:number\n"
+    logs = {0: "1,5.0,0,0,0,0\n10,4.0,1.5,2.5,0.5,2.0\n", 1: "1,5.0,0,0,0,0\n"}
+    entries = []
+    for seed, rows in logs.items():
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        (run / "train_log.csv").write_text(header + rows)
+        entries.append({"seed": seed, "run": str(run)})
+    record = {"arms": {"+ IMC + CMR": {"seeds": entries}, "per-anchor": {"seeds": [{"seed": 0, "run": str(tmp_path)}]}}}
+    (tmp_path / "train_log.csv").write_text("step,loss\n1,5.0\n")
+    curves = theta_curves(record)
+    assert list(curves.columns) == ["rule:label", "rule:shape", "rule:relation", "rule:number"]
+    assert list(curves.index) == [1, 10] and curves.loc[10, "rule:relation"] == 0.5
+    assert hardest_types(record) == ["rule:relation", None]  # seed 1 learned nothing yet: all θ equal
+    assert plot_thetas(record).axes[0].get_lines()[2].get_label() == "relation"
+    with pytest.raises(ValueError, match="logs no CE-CLIP thresholds"):
+        theta_curves(record, "per-anchor")

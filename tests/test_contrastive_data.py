@@ -127,6 +127,31 @@ def test_batches_have_the_shapes_the_losses_take(built):
     assert torch.all((empty != 0).sum(dim=-1) == 2)
 
 
+def test_random_negatives_are_other_diagrams_captions_fixed_per_sample(built):
+    """MMGeoLM's "Random" arm: K captions of other diagrams of the split, in slots after the hard ones."""
+    cfg = NegativeConfig(sources=("rule", "random"), num_random=3)
+    assert cfg.text_slots[4:] == ["random:0", "random:1", "random:2"]
+    ds = HardNegativeDataset(built, "train", cfg)
+    again = HardNegativeDataset(built, "train", cfg)
+    captions = [r["caption"] for r in load_split(built, "train")]
+    for i in range(len(ds)):
+        item = ds[i]
+        rand = item["text_negatives"][4:]
+        partners = ds.random_partners[i]
+        assert len(set(partners.tolist())) == 3 and i not in partners  # distinct, never the sample itself
+        assert rand == [captions[j] for j in partners]
+        assert bool(item["text_negative_mask"][4:].all())
+        assert item["text_negatives"] == again[i]["text_negatives"]  # the draw is part of the data
+    assert not np.array_equal(ds.random_partners, HardNegativeDataset(built, "val", cfg).random_partners[: len(ds)])
+    # random alone needs no stored negatives, and a split too small for K is refused by name
+    only = HardNegativeDataset(built, "val", NegativeConfig(sources=("random",), num_random=2))
+    assert only[0]["text_negatives"] != [] and only[0]["image_negatives"].shape[0] == 0
+    with pytest.raises(
+        ValueError, match="5 random negatives per sample need more than 5 samples in the split; it has 4"
+    ):
+        HardNegativeDataset(built, "val", NegativeConfig(sources=("random",), num_random=5))
+
+
 def test_only_some_sources(built):
     ds = HardNegativeDataset(built, "val", NegativeConfig(sources=("rule",), num_image=K))
     item = ds[0]

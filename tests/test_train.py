@@ -222,6 +222,21 @@ def test_every_loss_trains_and_logs(loss, smoke_data, tmp_path):
     assert np.isfinite(float(log[2].split(",")[1]))  # the total loss
 
 
+def test_ce_clip_thresholds_are_logged_per_slot_and_random_negatives_train(smoke_data, tmp_path):
+    """Lesson 08 plots CE-CLIP's θ_k over training from the train log: one column per text-negative slot,
+    0 at the first step (the curriculum starts there), then the previous batch's clamped mean gap."""
+    cfg = _cfg(loss="mmclip+imc_cmr", negatives=("rule", "random"), num_negatives=2, steps=3, log_every=1)
+    result = train(cfg, out_dir=tmp_path / "ce", data_root=smoke_data, progress=False)
+    log = read_csv(result.run_dir / "train_log.csv")
+    slots = ["rule:label", "rule:shape", "rule:relation", "rule:number", "random:0", "random:1"]
+    theta = log[[f"theta_{s}" for s in slots]].to_numpy()
+    assert theta.shape == (3, 6) and np.all(theta[0] == 0) and np.all(theta >= 0) and np.all(np.isfinite(theta))
+    assert np.any(theta[1:] > 0)  # the margins adapt
+    plain = train(_cfg(loss="mmclip", negatives=("rule",), steps=1), out_dir=tmp_path / "mm", data_root=smoke_data,
+                  progress=False)  # fmt: skip
+    assert not any(c.startswith("theta_") for c in read_csv(plain.run_dir / "train_log.csv").columns)
+
+
 def test_a_run_starts_at_its_temperature_and_still_learns_it(smoke_data, tmp_path):
     result = train(
         _cfg(loss="clip", steps=2, temperature=0.02), out_dir=tmp_path / "t", data_root=smoke_data, progress=False

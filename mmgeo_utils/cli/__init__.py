@@ -18,7 +18,7 @@
     mmgeo bench lmm    [--profile P]      # samples/s and tokens/s per stage, feature cache, peak memory
     mmgeo train-gem    --vision RUN --objective joint|embed|generate [--in-batch]   # lesson 07, MM-GEM
     mmgeo experiment gem-comparison --profile cpu [--seeds 0 1 2]       # joint vs embed vs generate
-    mmgeo experiment ablate --study negatives|k|batching|robustness [--seeds 0 1 2] [--lmm]  # lesson 08
+    mmgeo experiment ablate --study negatives|k|batching|robustness|ce_clip [--seeds 0 1 2] [--lmm]  # lesson 08
 
 Training runs on several GPUs with torchrun (one process per GPU, gloo on CPU):
 

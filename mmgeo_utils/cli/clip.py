@@ -169,7 +169,8 @@ def _add_clip_parsers(sub) -> None:
     p.add_argument(
         "--negatives",
         default="image,rule,retrieval",
-        help="comma-separated subset of image, rule, retrieval (ignored by --loss clip)",
+        help="comma-separated subset of image, rule, retrieval, random (random: K captions of other diagrams; "
+        "ignored by --loss clip)",
     )
     p.add_argument(
         "--num-negatives", type=NON_NEGATIVE, default=None, help="K image and K retrieval negatives per sample"
@@ -335,7 +336,7 @@ def _add_experiment_parsers(sub) -> argparse._SubParsersAction:
         "-> results/<profile>/ablation_<study>.json",
     )
     _add_profile(p)
-    p.add_argument("--study", required=True, help="negatives, k, batching or robustness")
+    p.add_argument("--study", required=True, help="negatives, k, batching, robustness or ce_clip")
     p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", default=None, help="only these arms of the study (default: all)")
     p.add_argument("--steps", type=POSITIVE, default=None, help="training steps of every arm (default: the profile's)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.contrastive import BATCHING, NEGATIVE_SOURCES, NegativeConfig
+from ..data.contrastive import BATCHING, KNOWN_SOURCES, NEGATIVE_SOURCES, NegativeConfig
 from ..profiles import get_profile
 from ..repro import REPO_ROOT
 from .checkpoint import CheckpointError
@@ -39,7 +39,7 @@ class TrainConfig:
     profile: str = "cpu"
     loss: str = "mmclip"
     negatives: tuple[str, ...] = NEGATIVE_SOURCES
-    num_negatives: int | None = None  # K image and K retrieval negatives per sample (rule: one per type)
+    num_negatives: int | None = None  # K image, K retrieval and K random negatives per sample (rule: one per type)
     batching: str = "random"
     hard_weight: float = 1.0  # mmclip losses: in-batch CLIP + hard_weight * (hard-negative term)
     model: str | None = None  # open_clip name or shipped config (default: the profile's)
@@ -73,11 +73,11 @@ class TrainConfig:
             negatives = ()
             object.__setattr__(self, "num_negatives", None)
         object.__setattr__(self, "negatives", negatives)
-        unknown = set(negatives) - set(NEGATIVE_SOURCES)
+        unknown = set(negatives) - set(KNOWN_SOURCES)
         if unknown:
-            raise ValueError(f"unknown negative source(s) {sorted(unknown)}; known: {', '.join(NEGATIVE_SOURCES)}")
+            raise ValueError(f"unknown negative source(s) {sorted(unknown)}; known: {', '.join(KNOWN_SOURCES)}")
         if self.loss != "clip" and not negatives:
-            raise ValueError(f"loss {self.loss!r} needs at least one negative source (image, rule, retrieval)")
+            raise ValueError(f"loss {self.loss!r} needs at least one negative source (image, rule, retrieval, random)")
         if self.loss == "mmclip+imc_cmr" and not set(negatives) & {"rule", "retrieval"}:
             raise ValueError("mmclip+imc_cmr needs text negatives (rule and/or retrieval): IMC and CMR rank captions")
         if not (isinstance(self.hard_weight, (int, float)) and 0 < self.hard_weight < math.inf):
@@ -160,7 +160,7 @@ class TrainConfig:
         if not self.uses_negatives:
             return NegativeConfig(sources=())
         k = self.num_negatives if self.num_negatives is not None else get_profile(self.profile).num_negatives
-        return NegativeConfig(sources=self.negatives, num_image=k, num_retrieval=k)
+        return NegativeConfig(sources=self.negatives, num_image=k, num_retrieval=k, num_random=k)
 
     @property
     def positives_per_step(self) -> int:

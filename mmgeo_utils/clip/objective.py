@@ -60,7 +60,9 @@ class ContrastiveObjective(nn.Module):
             text_negative_features=text_negatives,
             text_negative_mask=text_negative_mask,
         )
-        out = {k: v for k, v in out.items() if k != "cmr_thresholds"}
+        theta = out.pop("cmr_thresholds", None)
+        if theta is not None:  # CE-CLIP's adaptive margins θ_k, one per text-negative slot, logged as scalars
+            out.update({f"cmr_theta_{k}": t for k, t in enumerate(theta.detach())})
         if self.loss.startswith("mmclip"):  # "IB+MM": the per-anchor loss is added to in-batch CLIP
             out["clip_loss"] = clip_loss(image, text, logit_scale)
             out["loss"] = out["clip_loss"] + self.hard_weight * out["loss"]

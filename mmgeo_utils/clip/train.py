@@ -7,7 +7,7 @@ One function, :func:`train`, runs every variant the course compares; they differ
   hard negatives as extra candidates), ``mmclip`` (in-batch CLIP *plus* the paper's per-anchor
   loss, one positive against only its own negatives, MMGeoLM §3.3 "IB+MM"), ``mmclip+imc_cmr``
   (that, plus CE-CLIP's intra-modal contrast and adaptive rank loss);
-* ``negatives``: any subset of image, rule, retrieval; ``num_negatives`` K per sample;
+* ``negatives``: any subset of image, rule, retrieval, random; ``num_negatives`` K per sample;
 * ``hard_weight``: for the ``mmclip`` losses, the weight of the hard-negative term added to
   in-batch CLIP (1 in the paper): the knob that trades fine-grained accuracy against retrieval;
 * ``batching``: ``random``, or ``hard`` (batches of samples that are each other's retrieval
@@ -42,7 +42,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,8 @@ def _train(
     )
     train_model, model = _for_processes(model, info, device_type)
     loader = make_loader(dataset, tokenizer, cfg, start=start, info=info, device_type=device_type)
-    train_log, eval_log = _open_logs(run_dir, start, info)
+    thetas = theta_fields(cfg)
+    train_log, eval_log = _open_logs(run_dir, start, info, thetas)
 
     images_per_step = batch * (1 + negatives.image_slots)
     bar = tqdm(
@@ -294,6 +295,8 @@ def _train(
                     f"training diverged: the loss is {record['loss']} at step {step}; " + _divergence_hint(cfg)
                 )
             wait_total, compute_total = wait_total + (t1 - t0), compute_total + (t2 - t1)
+            for k, name in enumerate(thetas):  # the loss numbers its thresholds; the log names them by slot
+                record[name] = record.pop(f"cmr_theta_{k}", math.nan)
             record.update(
                 step=step,
                 images_per_s=images_per_step / max(t2 - t0, 1e-9),
@@ -413,11 +416,23 @@ def _for_processes(model: nn.Module, info: DistInfo, device_type: str) -> tuple[
     return train_model, model
 
 
-def _open_logs(run_dir: Path, start: int, info: DistInfo) -> tuple[CsvLog | None, CsvLog | None]:
+def theta_fields(cfg: TrainConfig) -> list[str]:
+    """The train log's columns of CE-CLIP's adaptive thresholds θ_k (``mmclip+imc_cmr`` runs only): one per
+    text-negative slot, named by it (``theta_rule:label`` ... ``theta_rule:number``), in slot order."""
+    if cfg.loss != "mmclip+imc_cmr":
+        return []
+    return [f"theta_{slot}" for slot in cfg.negative_config().text_slots]
+
+
+def _open_logs(
+    run_dir: Path, start: int, info: DistInfo, extra_fields: Sequence[str] = ()
+) -> tuple[CsvLog | None, CsvLog | None]:
     """The main process's train and eval CSV logs; a resume drops their rows after ``start``."""
     if not info.is_main:
         return None, None
-    train_log = CsvLog(run_dir / "train_log.csv", TRAIN_FIELDS, keep_until=start if start else None)
+    cut = TRAIN_FIELDS.index("images_per_s")  # the timings stay the last columns
+    fields = (*TRAIN_FIELDS[:cut], *extra_fields, *TRAIN_FIELDS[cut:])
+    train_log = CsvLog(run_dir / "train_log.csv", fields, keep_until=start if start else None)
     eval_log = CsvLog(run_dir / "eval_log.csv", EVAL_FIELDS, keep_until=start if start else None)
     return train_log, eval_log
 

@@ -11,12 +11,14 @@ key                           shape                meaning
 ``text``                      (B, L)               their captions, tokenised
 ``image_negatives``           (B, K_i, C, H, W)    each sample's perturbed diagrams
 ``image_negative_mask``       (B, K_i) bool        False where a sample had fewer negatives
-``text_negatives``            (B, K_t, L)          rule negatives by type slot, then retrieval
+``text_negatives``            (B, K_t, L)          rule negatives by type slot, retrieval, random
 ``text_negative_mask``        (B, K_t) bool        False for empty slots
 ============================  ===================  =============================================
 
 Text negatives have a **fixed slot layout**: one column per rule error type
-(label, shape, relation, number), then the retrieval negatives. CE-CLIP's CMR loss
+(label, shape, relation, number), then the retrieval negatives, then the *random* ones: the
+captions of K other diagrams of the split drawn at random, fixed per sample (MMGeoLM's
+"Random" arm of Table 3: more negatives, none of them hard). CE-CLIP's CMR loss
 keeps one adaptive threshold per negative type, which only means something if
 column k holds the same kind of negative for every sample. A missing negative is
 an empty, masked slot — never a silently repeated or invented one.
@@ -24,6 +26,7 @@ an empty, masked slot — never a silently repeated or invented one.
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,7 +43,10 @@ from .read import iter_split
 # open_clip's normalisation for models trained from OpenAI-style preprocessing
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-NEGATIVE_SOURCES = ("image", "rule", "retrieval")
+NEGATIVE_SOURCES = ("image", "rule", "retrieval")  # the hard negatives a build stores
+RANDOM_SOURCE = "random"  # captions of other diagrams of the split: negatives that are not hard
+KNOWN_SOURCES = (*NEGATIVE_SOURCES, RANDOM_SOURCE)
+RANDOM_NEGATIVE_SEED = 20250526  # the draw of each sample's random captions; fixed, so every run sees the same
 
 
 def default_transform(image_size: int | None = None, normalize: bool = True) -> Callable[[Image.Image], torch.Tensor]:
@@ -85,21 +91,24 @@ class NegativeConfig:
     num_image: int = 4
     num_retrieval: int = 4
     rule_types: tuple[str, ...] = ERROR_TYPES
+    num_random: int = 4
 
     def __post_init__(self) -> None:
-        unknown = set(self.sources) - set(NEGATIVE_SOURCES)
+        unknown = set(self.sources) - set(KNOWN_SOURCES)
         if unknown:
-            raise ValueError(f"unknown negative source(s) {sorted(unknown)}; known: {', '.join(NEGATIVE_SOURCES)}")
+            raise ValueError(f"unknown negative source(s) {sorted(unknown)}; known: {', '.join(KNOWN_SOURCES)}")
         bad = set(self.rule_types) - set(ERROR_TYPES)
         if bad:
             raise ValueError(f"unknown rule error type(s) {sorted(bad)}; known: {', '.join(ERROR_TYPES)}")
 
     @property
     def text_slots(self) -> list[str]:
-        """Column names of the text negatives: ``rule:label`` ... then ``retrieval:0`` ..."""
+        """Column names of the text negatives: ``rule:label`` ..., ``retrieval:0`` ..., then ``random:0`` ..."""
         slots = [f"rule:{t}" for t in self.rule_types] if "rule" in self.sources else []
         if "retrieval" in self.sources:
             slots += [f"retrieval:{j}" for j in range(self.num_retrieval)]
+        if RANDOM_SOURCE in self.sources:
+            slots += [f"random:{j}" for j in range(self.num_random)]
         return slots
 
     @property
@@ -107,8 +116,25 @@ class NegativeConfig:
         return self.num_image if "image" in self.sources else 0
 
 
+def random_partners(n: int, k: int, split: str) -> np.ndarray:
+    """For each of ``n`` samples, ``k`` distinct *other* samples drawn at random, (n, k) indices.
+
+    The draw depends only on the split's name and size (seeded by :data:`RANDOM_NEGATIVE_SEED`), not on
+    the training seed: like the stored hard negatives, a sample's random negatives are part of the data.
+    """
+    if k and n <= k:
+        raise ValueError(f"{k} random negatives per sample need more than {k} samples in the split; it has {n}")
+    rng = np.random.default_rng([RANDOM_NEGATIVE_SEED, zlib.crc32(split.encode())])
+    picks = np.empty((n, k), dtype=np.int64)
+    for i in range(n):
+        j = rng.choice(n - 1, size=k, replace=False)
+        picks[i] = j + (j >= i)  # skip the sample itself
+    return picks
+
+
 def text_negative_slots(row: dict, config: NegativeConfig) -> list[str | None]:
-    """The row's text negatives in the fixed slot layout, None where a slot is empty."""
+    """The row's stored text negatives in the fixed slot layout (rule, then retrieval), None where a slot
+    is empty. The random slots, which need the other rows' captions, are filled by the dataset."""
     out: list[str | None] = []
     if "rule" in config.sources:
         by_type: dict[str, str] = {}
@@ -186,11 +212,13 @@ class HardNegativeDataset(torch.utils.data.Dataset):
         self.negatives = negatives or NegativeConfig()
         self.transform = transform or default_transform()
         k, n_text = self.negatives.image_slots, len(self.negatives.text_slots)
+        n_random = self.negatives.num_random if RANDOM_SOURCE in self.negatives.sources else 0
+        n_stored = n_text - n_random
         self.ids, self.file_names, self.captions = StringColumn(), StringColumn(), StringColumn()
         self.image_negative_files, self.text_negatives = StringColumn(), StringColumn()
         image_counts, text_masks = array("b"), array("b")
         for i, row in enumerate(iter_split(self.root, split)):
-            if i == 0 and self.negatives.sources and "image_negatives" not in row:
+            if i == 0 and set(self.negatives.sources) & set(NEGATIVE_SOURCES) and "image_negatives" not in row:
                 raise ValueError(
                     f"{self.root} was built without negatives (num_negatives=0); "
                     "build it with DatasetConfig.from_profile(profile) or pass NegativeConfig(sources=())"
@@ -205,8 +233,11 @@ class HardNegativeDataset(torch.utils.data.Dataset):
             self.text_negatives.extend(t or "" for t in slots)
             text_masks.extend(t is not None for t in slots)
         self.image_negative_counts = np.frombuffer(image_counts, dtype=np.int8)
-        self.text_negative_mask = np.frombuffer(text_masks, dtype=np.int8).astype(bool).reshape(len(self.ids), n_text)
-        self._k_text = n_text
+        stored_mask = np.frombuffer(text_masks, dtype=np.int8).astype(bool).reshape(len(self.ids), n_stored)
+        self.text_negative_mask = np.concatenate([stored_mask, np.ones((len(self.ids), n_random), dtype=bool)], axis=1)
+        # the random slots hold indices of other samples, whose captions are looked up per item
+        self.random_partners = random_partners(len(self.ids), n_random, split) if n_random else None
+        self._k_text, self._k_stored = n_text, n_stored
 
     def __len__(self) -> int:
         return len(self.file_names)
@@ -231,14 +262,17 @@ class HardNegativeDataset(torch.utils.data.Dataset):
         image_negatives = torch.zeros((k, *image.shape), dtype=image.dtype)
         if negs:
             image_negatives[: len(negs)] = torch.stack(negs)
-        kt = self._k_text
+        kt = self._k_stored
+        texts = [self.text_negatives[i * kt + j] for j in range(kt)]
+        if self.random_partners is not None:
+            texts += [self.captions[int(j)] for j in self.random_partners[i]]
         return {
             "id": self.ids[i],
             "image": image,
             "caption": self.captions[i],
             "image_negatives": image_negatives,
             "image_negative_mask": image_mask,
-            "text_negatives": [self.text_negatives[i * kt + j] for j in range(kt)],
+            "text_negatives": texts,
             "text_negative_mask": torch.from_numpy(self.text_negative_mask[i].copy()),
         }
 

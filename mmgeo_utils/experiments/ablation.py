@@ -3,14 +3,15 @@
 A study is a list of arms; an arm is the hard-negative recipe it changes (``None``: plain CLIP, in-batch
 negatives only) and the paper's number for it, so every plot can put the paper beside us.
 
-===============  =================================================================  ==================
-study            arms                                                               the paper
-===============  =================================================================  ==================
-``negatives``    in-batch · rule · retrieval · image · rule+retrieval · all         MMGeoLM Table 3
-``k``            K image + K retrieval negatives per anchor, K up to the build's K  MMGeoLM Fig. 5
-``batching``     random batches vs batches of mutual hard negatives                 MMGeoLM Table 6
-``robustness``   image negatives vs text negatives, on rotated / downscaled tests   MMGeoLM Table 7
-===============  =================================================================  ==================
+===============  ======================================================================  ==================
+study            arms                                                                    the paper
+===============  ======================================================================  ==================
+``negatives``    in-batch · random · rule · retrieval · image · rule+retrieval · all     MMGeoLM Table 3
+``k``            K image + K retrieval negatives per anchor, K up to the build's K       MMGeoLM Fig. 5
+``batching``     random batches vs batches of mutual hard negatives                      MMGeoLM Table 6
+``robustness``   image negatives vs text negatives, on rotated / downscaled tests        MMGeoLM Table 7
+``ce_clip``      per-anchor vs + CE-CLIP's IMC and CMR; the adaptive thresholds θ_k       CE-CLIP's θ_k plot
+===============  ======================================================================  ==================
 
 Every arm trains at the profile's budget (or ``steps``), from the same data, at every seed, through
 :func:`~mmgeo_utils.experiments.jobs.train_all` (two at a time on a 2-core CPU) and is scored by lesson 05's
@@ -76,14 +77,15 @@ def studies(profile: Profile | str | None = None) -> dict[str, Study]:
             "MMGeoLM Table 3 (GeoQA accuracy, AltCLIP + MAmmoTH2-7B, 1:10 negatives)",
             (
                 Arm("in-batch", None, 45.4),
+                Arm("random", {"negatives": ("random",)}, 45.0),
                 Arm("rule", {"negatives": ("rule",)}, 48.8),
                 Arm("retrieval", {"negatives": ("retrieval",)}, 53.0),
                 Arm("image", {"negatives": ("image",)}, 54.9),
                 Arm("rule+retrieval", {"negatives": ("rule", "retrieval")}, 56.5),
                 Arm("all", {"negatives": every}, 58.2),
             ),
-            note="the paper's 'random' arm (400K extra in-batch captions) has no counterpart yet: our data "
-            "has no source of random extra captions",
+            note="'random': K captions of other training diagrams per anchor through the same per-anchor "
+            "loss (the paper's Random10: more negatives, none hard); K is the profile's",
         ),
         "k": Study(
             "k",
@@ -116,7 +118,58 @@ def studies(profile: Profile | str | None = None) -> dict[str, Study]:
             ),
             metrics=("i2t_fine", "t2i_fine"),
         ),
+        "ce_clip": Study(
+            "ce_clip",
+            "CE-CLIP's intra-modal contrast and adaptive rank losses",
+            "CE-CLIP (Zhang et al., CVPR 2024): L = ITC + 0.2 CMR + 0.3 IMC; the adaptive thresholds θ_k start at "
+            "0 and rise over training as positives separate from each type of negative, relation swaps staying "
+            "the hardest (smallest gap); no number for our metric",
+            (
+                Arm("per-anchor", {"negatives": ("rule",)}),
+                Arm("+ IMC + CMR", {"negatives": ("rule",), "loss": "mmclip+imc_cmr"}),
+            ),
+            note="both arms on rule negatives, one per error type (label, shape, relation, number): CE-CLIP's "
+            "four types become ours, so θ_k has one curve per type",
+        ),
     }
+
+
+def theta_curves(record: dict[str, Any], arm: str = "+ IMC + CMR", seed: int | None = None):
+    """CE-CLIP's θ_k over training, read from the train log of ``arm``'s run (its first seed by default):
+    a DataFrame indexed by step, one column per text-negative slot (``rule:label`` ...)."""
+    from ..clip import read_csv  # local: pandas only for reading logs back
+
+    entries = record["arms"][arm]["seeds"]
+    entry = entries[0] if seed is None else next(e for e in entries if e["seed"] == seed)
+    log = read_csv(Path(entry["run"]) / "train_log.csv").set_index("step")
+    cols = [c for c in log.columns if c.startswith("theta_")]
+    if not cols:
+        raise ValueError(f"{entry['run']} logs no CE-CLIP thresholds: it was not trained with loss mmclip+imc_cmr")
+    return log[cols].rename(columns=lambda c: c.removeprefix("theta_"))
+
+
+def hardest_types(record: dict[str, Any], arm: str = "+ IMC + CMR") -> list[str | None]:
+    """Per seed of ``arm``, the negative type with the smallest final θ_k (the one the model separates
+    least), or None where the thresholds are all equal (nothing learned yet, as after one step)."""
+    out: list[str | None] = []
+    for e in record["arms"][arm]["seeds"]:
+        last = theta_curves(record, arm, seed=e["seed"]).iloc[-1]
+        out.append(None if last.min() == last.max() else str(last.idxmin()))
+    return out
+
+
+def plot_thetas(record: dict[str, Any], arm: str = "+ IMC + CMR"):
+    """θ_k per step, one line per negative type, as CE-CLIP's README plots its four thresholds."""
+    import matplotlib.pyplot as plt  # local: plotting only when asked
+
+    curves = theta_curves(record, arm)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name in curves.columns:
+        ax.plot(curves.index, curves[name], label=name.removeprefix("rule:"))
+    ax.set(xlabel="step", ylabel="θ_k (logit units)", title="CE-CLIP's adaptive margins θ_k, one per negative type")
+    ax.legend(title="negative type", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def arm_config(profile: Profile | str | None, arm: Arm, seed: int, **overrides: Any) -> TrainConfig:
