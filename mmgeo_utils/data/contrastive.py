@@ -234,9 +234,15 @@ class HardNegativeDataset(torch.utils.data.Dataset):
             text_masks.extend(t is not None for t in slots)
         self.image_negative_counts = np.frombuffer(image_counts, dtype=np.int8)
         stored_mask = np.frombuffer(text_masks, dtype=np.int8).astype(bool).reshape(len(self.ids), n_stored)
-        self.text_negative_mask = np.concatenate([stored_mask, np.ones((len(self.ids), n_random), dtype=bool)], axis=1)
-        # the random slots hold indices of other samples, whose captions are looked up per item
+        # the random slots hold indices of other samples, whose captions are looked up per item; a partner
+        # whose caption is word for word the sample's own would be a false negative, so its slot is masked
         self.random_partners = random_partners(len(self.ids), n_random, split) if n_random else None
+        random_mask = np.ones((len(self.ids), n_random), dtype=bool)
+        if self.random_partners is not None:
+            for i, partners in enumerate(self.random_partners):
+                own = self.captions[i]
+                random_mask[i] = [self.captions[int(j)] != own for j in partners]
+        self.text_negative_mask = np.concatenate([stored_mask, random_mask], axis=1)
         self._k_text, self._k_stored = n_text, n_stored
 
     def __len__(self) -> int:
