@@ -124,12 +124,12 @@ def length_label_normal(scene: Scene, a: str, b: str, centroid: np.ndarray, exte
 
 
 def _marks(
-    scene: Scene, radius: float, centroid: np.ndarray | None = None
+    scene: Scene, radius: float, centroid: np.ndarray | None = None, extent: float | None = None
 ) -> list[tuple[str | None, np.ndarray, float]]:
     """Marks as discs ``(text, centre, radius)``: angle arcs with their values, right-angle squares,
-    length labels (``text`` is None for a mark without one). ``centroid``: see :func:`layout_centroid`."""
+    length labels (``text`` is None for a mark without one). ``centroid``: see :func:`layout_centroid`;
+    it and ``extent`` (:func:`scene_extent`) are computed here only if a length label needs them."""
     xy = {k: np.asarray(v, dtype=float) for k, v in scene.points.items()}
-    extent = None  # computed if a length label needs it
     out: list[tuple[str | None, np.ndarray, float]] = []
     for el in scene.elements:
         if isinstance(el, (AngleMark, RightAngleMark)):
@@ -221,7 +221,7 @@ class LabelObstacles:
     @functools.cached_property
     def marks(self) -> list[tuple[str | None, np.ndarray, float]]:
         """``(text or None, centre, radius)`` of every mark, in element order (see :func:`_marks`)."""
-        return _marks(self.scene, self.radius, self.centroid)
+        return _marks(self.scene, self.radius, self.centroid, self.extent)
 
     @property
     def annotations(self) -> list[tuple[str, np.ndarray, float]]:

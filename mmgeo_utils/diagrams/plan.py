@@ -6,6 +6,7 @@ tests compare the plans of a positive and its hard negative.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -68,14 +69,22 @@ class _Ctx:
         self.centroid = (
             xy.mean(axis=0) if ref is scene else frame.apply(np.array(list(ref.points.values()))).mean(axis=0)
         )
-        self.layout = layout_constants(ref)  # scene units: label radius and centroid
-        self.extent = scene_extent(scene)
+        self.reference = ref
         size = style.image_size
         inset = style.margin * size * 0.5
         self.clip_box = (inset, inset, size - inset, size - inset)
         self.ticks_on = {_segment_key(e.a, e.b) for e in scene.elements if isinstance(e, EqualTicks)}
         self.arrows_on = {_segment_key(e.a, e.b) for e in scene.elements if isinstance(e, ParallelArrows)}
-        self.hints = _layout_hints(scene, frame, self.layout)
+        self.hints = _layout_hints(scene, frame, None if reference is None else self.layout)
+
+    @functools.cached_property
+    def layout(self) -> dict:
+        """The reference's layout constants (scene units: label radius, centroid), computed on first use."""
+        return layout_constants(self.reference)
+
+    @functools.cached_property
+    def extent(self) -> float:
+        return scene_extent(self.scene)
 
     def p(self, name: str, el) -> np.ndarray:
         try:
