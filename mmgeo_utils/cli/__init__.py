@@ -13,11 +13,13 @@
     mmgeo course       [--profile P]      # run the notebooks in order (the main job)
     mmgeo reproduce    [--profile P] [--only STEP ...]   # the lessons, then every study at 3 seeds
     mmgeo train-lmm    --vision RUN|random|none --stage lm|align|sft|all [--lora-r R|--full] [--seed S] [--resume]
+    mmgeo train-lmm    --vision RUN --local raw|compressed|selected|slime|slime-joint   # lesson 07, SliME
     mmgeo eval-lmm     --vision RUN|random|none [--seed S] [--limit N]   # exact match per question kind
     mmgeo experiment lmm-comparison --profile cpu [--seeds 0 1 2]       # blind, random, CLIP, MMCLIP
     mmgeo bench lmm    [--profile P]      # samples/s and tokens/s per stage, feature cache, peak memory
     mmgeo train-gem    --vision RUN --objective joint|embed|generate [--in-batch]   # lesson 07, MM-GEM
     mmgeo experiment gem-comparison --profile cpu [--seeds 0 1 2]       # joint vs embed vs generate
+    mmgeo experiment slime-comparison --profile cpu [--seeds 0 1 2]     # SliME: global vs local tokens
     mmgeo experiment ablate --study negatives|k|batching|robustness|ce_clip [--seeds 0 1 2] [--lmm]  # lesson 08
 
 Training runs on several GPUs with torchrun (one process per GPU, gloo on CPU):

@@ -1,5 +1,6 @@
 """Lessons 06–07's commands: ``mmgeo train-lmm``, ``eval-lmm``, ``experiment lmm-comparison``, ``bench lmm``;
-``train-gem`` and ``experiment gem-comparison`` (MM-GEM)."""
+``train-lmm --local`` and ``experiment slime-comparison`` (SliME); ``train-gem`` and ``experiment gem-comparison``
+(MM-GEM)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,19 @@ def cmd_train_lmm(args: argparse.Namespace) -> int:
     from ..lmm.train import train_lmm
 
     cfg = _lmm_config(args)
-    summaries = train_lmm(cfg, args.stage, resume=args.resume, data_root=args.data)
+    if args.local and args.local != "global":  # lesson 07: SliME's local tokens, every stage of the arm
+        from ..lmm.slime import slime_dir, train_slime
+
+        if args.stage != "all":
+            raise ValueError(f"--local {args.local} trains every stage of its arm: leave out --stage {args.stage}")
+        summaries = train_slime(cfg, args.local, resume=args.resume, data_root=args.data, progress=True)
+        where = {stage: slime_dir(cfg, args.local) / stage for stage in summaries}
+    else:
+        summaries = train_lmm(cfg, args.stage, resume=args.resume, data_root=args.data)
+        where = {stage: stage_dir(cfg, stage) for stage in summaries}
     for stage, s in summaries.items():
         print(
-            f"{stage:6s} {stage_dir(cfg, stage)}  steps {s.get('steps')}  "
+            f"{stage:6s} {where[stage]}  steps {s.get('steps')}  "
             f"{s.get('tokens_per_s') or 0:.0f} tokens/s  {s.get('wall_time_s') or 0:.1f} s"
         )
     print(
@@ -58,12 +68,17 @@ def cmd_eval_lmm(args: argparse.Namespace) -> int:
     from ..lmm.train import dataset_rows
 
     cfg = _lmm_config(args)
-    if not (stage_dir(cfg, "sft") / "summary.json").exists():
-        raise FileNotFoundError(
-            f"no trained LMM in {stage_dir(cfg, 'sft')}: train it with mmgeo train-lmm (same options)"
-        )
     root, _ = dataset_rows(cfg, "train", args.data)
-    r = evaluate_condition(cfg, root, limit=args.limit)
+    if args.local and args.local != "global":
+        from ..experiments.slime_comparison import evaluate_arm
+
+        r = evaluate_arm(cfg, args.local, root, limit=args.limit)
+    else:
+        if not (stage_dir(cfg, "sft") / "summary.json").exists():
+            raise FileNotFoundError(
+                f"no trained LMM in {stage_dir(cfg, 'sft')}: train it with mmgeo train-lmm (same options)"
+            )
+        r = evaluate_condition(cfg, root, limit=args.limit)
     print(f"{'kind':8s} {'n':>5s} {'exact match':>12s} {'majority':>9s}  majority answer")
     for kind, k in r["by_kind"].items():
         print(
@@ -82,6 +97,11 @@ def cmd_eval_lmm(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    if "local_tokens" in r:
+        print(
+            f"local tokens read: {r['local_tokens_kept']:.1f} of {r['local_tokens']}; small-text kinds "
+            f"{100 * r['small_text']:.1f}%; {1000 * r['seconds_per_question']:.1f} ms per question"
+        )
     held = r["claims_that_hold"]
     print(
         f"answers whose asserted fact holds on the scene: {'n/a' if held is None else f'{100 * held:.1f}%'} "
@@ -151,6 +171,35 @@ def cmd_gem_comparison(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slime_comparison(args: argparse.Namespace) -> int:
+    from ..experiments.slime_comparison import run_slime_comparison, slime_table  # local: keeps `mmgeo --help` fast
+
+    record = run_slime_comparison(
+        args.profile,
+        seeds=args.seeds,
+        arms=args.arms,
+        mmclip_runs=args.mmclip,
+        data_root=args.data,
+        limit=args.limit,
+        jobs=args.jobs,
+        **({"threads": args.threads} if args.threads else {}),
+    )
+    print(slime_table(record).to_string())
+    t = record["targets"]
+    if t["local_gain"]:
+        g = t["local_gain"]
+        print(
+            f"SliME's small-text gain over global only: {100 * g['measured']:+.1f} points (target +5): {'met' if g['met'] else 'not met'}"
+        )
+    if t["less_is_more"]:
+        m = t["less_is_more"]
+        kept = "n/a" if m["gain_kept"] is None else f"{100 * m['gain_kept']:.0f} %"
+        print(
+            f"the selector keeps {kept} of the raw local tokens' gain with {100 * m['token_share']:.0f} % of them: {'met' if m['met'] else 'not met'}"
+        )
+    return 0
+
+
 def cmd_bench_lmm(args: argparse.Namespace) -> int:
     from ..experiments.bench_lmm import bench_lmm  # local: keeps `mmgeo --help` fast
 
@@ -183,10 +232,21 @@ def _add_lmm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's)")
 
 
+def _add_local_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--local",
+        choices=("global", "raw", "compressed", "selected", "slime", "slime-joint"),
+        default=None,
+        help="lesson 07: SliME's local tokens of a 2x view (raw, compressed, selected by the question; slime adds "
+        "the gated global adapter, trained alternately or jointly); global: lesson 06's LMM",
+    )
+
+
 def _add_lmm_parsers(sub, bench, exp) -> None:
     p = sub.add_parser("train-lmm", help="lesson 06: train the LLaVA-style LMM's stages on a tower")
     _add_lmm_options(p)
     p.add_argument("--stage", choices=("lm", "align", "sft", "all"), default="all")
+    _add_local_option(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.set_defaults(func=cmd_train_lmm)
     p = sub.add_parser(
@@ -194,6 +254,7 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     )
     _add_lmm_options(p)
     p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
+    _add_local_option(p)
     p.set_defaults(func=cmd_eval_lmm)
     p = exp.add_parser(
         "lmm-comparison",
@@ -222,6 +283,20 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_lmm_comparison)
     _add_gem_parsers(sub, exp)
+    p = exp.add_parser(
+        "slime-comparison",
+        help="global vs local tokens raw / compressed / selected (SliME) -> results/<profile>/slime_comparison.json",
+    )
+    _add_profile(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    arms = ["global", "raw", "compressed", "selected", "slime", "slime-joint"]
+    p.add_argument("--arms", nargs="+", default=arms, choices=arms)
+    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
+    p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=None, help="arms trained at once (default: as the CPU's cores hold)")
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(func=cmd_slime_comparison)
     p = bench.add_parser("lmm", help="lesson 06: samples/s and tokens/s per stage, feature cache, peak memory")
     _add_profile(p)
     p.add_argument("--steps", type=int, default=5)

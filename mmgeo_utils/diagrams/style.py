@@ -6,6 +6,7 @@ ranges :func:`sample_style` draws from also bound the letter size the label layo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
@@ -117,6 +118,17 @@ def sample_style(image_size: int, seed: int) -> RenderStyle:
     values["font_family"] = FONT_FAMILIES[int(rng.integers(len(FONT_FAMILIES)))]
     values["font_style"] = FONT_STYLES[int(rng.integers(len(FONT_STYLES)))]
     return RenderStyle(image_size=image_size, **values)
+
+
+def enlarged(style: RenderStyle, factor: int) -> RenderStyle:
+    """The same style at ``factor`` times the resolution: the image and every pixel size scaled, the rest kept.
+
+    What lesson 07's local view draws: the same diagram, sharper, for crops that each cover part of it.
+    """
+    if not (isinstance(factor, int) and factor >= 1):
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    sizes = {name: getattr(style, name) * factor for name in _PIXEL_FIELDS}
+    return dataclasses.replace(style, image_size=style.image_size * factor, **sizes)
 
 
 def max_em_fraction() -> float:

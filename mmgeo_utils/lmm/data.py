@@ -23,7 +23,7 @@ cpu profile's 6,000 × 37 tokens (the LMM computes in float32).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,26 +166,53 @@ def collate(examples: Sequence[Example], pad_id: int, features: dict[str, torch.
 # ----------------------------------------------------------------------------- the feature cache
 
 
-def feature_cache_path(cache_dir: Path, tower, root: Path | str, split: str, n: int) -> Path:
+def feature_cache_path(cache_dir: Path, tower, root: Path | str, split: str, n: int, view: str = "") -> Path:
 
     data = hashlib.sha256(split_fingerprint(root, split).encode()).hexdigest()[:16]
-    return Path(cache_dir) / f"{tower.weights_hash()[:16]}-{data}-{split}-{n}.safetensors"
+    return Path(cache_dir) / f"{tower.weights_hash()[:16]}-{data}-{split}-{n}{'-' + view if view else ''}.safetensors"
+
+
+ImageView = tuple[str, Callable[[Path, dict], list]]  # (name, (root, row) -> the row's images)
 
 
 def cached_features(
-    tower, root: Path | str, split: str, n: int, cache_dir: Path | str, *, batch_size: int = 64, progress: bool = False
+    tower,
+    root: Path | str,
+    split: str,
+    n: int,
+    cache_dir: Path | str,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    view: ImageView | None = None,
 ) -> tuple[dict[str, torch.Tensor], bool]:
-    """``({"grid": (n, G, C), "pooled": (n, C)}, hit)``: the tower's features of the split's first n diagrams."""
+    """``({"grid": (n, G, C), "pooled": (n, C)}, hit)``: the tower's features of the split's first n diagrams.
 
-    path = feature_cache_path(Path(cache_dir), tower, root, split, n)
+    ``view=(name, images_of)`` encodes each row's ``images_of(root, row)`` instead of its stored diagram
+    (lesson 07's local crops): keys become ``<name>_grid`` (n, V, G, C) and ``<name>_pooled`` (n, V, C), V
+    images per row, so they travel beside the global features through :func:`collate`.
+    """
+
+    path = feature_cache_path(Path(cache_dir), tower, root, split, n, view[0] if view else "")
     if path.is_file():
         return load_file(str(path)), True
     rows = load_split(root, split)[:n]
     transform = default_transform()
     parts: dict[str, list[torch.Tensor]] = {}
-    for i in tqdm(range(0, len(rows), batch_size), desc=f"features {split}", disable=not progress):
-        images = torch.stack([transform(load_image(root, r)) for r in rows[i : i + batch_size]])
+    step = batch_size if view is None else max(1, batch_size // 4)
+    for i in tqdm(
+        range(0, len(rows), step), desc=f"features {split}{' ' + view[0] if view else ''}", disable=not progress
+    ):
+        chunk = rows[i : i + step]
+        if view is None:
+            images = torch.stack([transform(load_image(root, r)) for r in chunk])
+        else:
+            per_row = [view[1](Path(root), r) for r in chunk]
+            images = torch.stack([transform(im) for ims in per_row for im in ims])
         for k, v in tower(images).items():
+            if view is not None:
+                v = v.reshape(len(chunk), -1, *v.shape[1:])
+                k = f"{view[0]}_{k}"
             parts.setdefault(k, []).append(v.half())
     feats = {k: torch.cat(v).contiguous() for k, v in parts.items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -170,18 +170,53 @@ def evaluate_lmm(
         needed = max(i for i, _, _ in qs) + 1
         feats, _ = D.cached_features(model.tower, root, split, needed, cache_dir or Path(model_dir).parent / "features")
     majority = majority_answers(train_rows if train_rows is not None else load_split(root, "train"), seed)
+    records = answer_questions(
+        model,
+        tok,
+        rows,
+        qs,
+        feats,
+        n_image_tokens=n_img,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens or sizes.max_answer_tokens,
+        context_length=context_length or sizes.context_length,
+    )
+    return {**summarize(records, majority), "yes_no_selection": selection.to_dict()}
+
+
+def answer_questions(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    qs: Sequence[tuple[int, int, dict]],
+    features: dict[str, torch.Tensor] | None,
+    *,
+    n_image_tokens: int,
+    batch_size: int,
+    max_new_tokens: int,
+    context_length: int,
+) -> list[dict]:
+    """One record per question of ``qs``: the greedy answer, whether it is right, and the fact it asserts.
+
+    ``features`` are indexed by scene (every key's first dimension), so lesson 07's local-crop features
+    travel with the global ones.
+    """
     records = []
     for b in range(0, len(qs), batch_size):
         chunk = qs[b : b + batch_size]
-        f = None if feats is None else {k: v[torch.tensor([i for i, _, _ in chunk])].float() for k, v in feats.items()}
+        f = (
+            None
+            if features is None
+            else {k: v[torch.tensor([i for i, _, _ in chunk])].float() for k, v in features.items()}
+        )
         preds = answer(
             model,
-            tok,
-            [D.sft_prompt(q["question"], feats is not None) for _, _, q in chunk],
+            tokenizer,
+            [D.sft_prompt(q["question"], features is not None) for _, _, q in chunk],
             f,
-            n_image_tokens=n_img,
-            max_new_tokens=max_new_tokens or sizes.max_answer_tokens,
-            context_length=context_length or sizes.context_length,
+            n_image_tokens=n_image_tokens,
+            max_new_tokens=max_new_tokens,
+            context_length=context_length,
         )
         for (i, j, q), pred in zip(chunk, preds, strict=True):
             scene = Scene.from_dict(rows[i]["scene"])
@@ -201,7 +236,7 @@ def evaluate_lmm(
                     "claim_holds": holds,
                 }
             )
-    return {**summarize(records, majority), "yes_no_selection": selection.to_dict()}
+    return records
 
 
 def summarize(records: list[dict], majority: dict[str, str]) -> dict[str, Any]:

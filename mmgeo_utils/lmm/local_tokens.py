@@ -15,8 +15,7 @@ high-resolution crops costs many tokens. SliME keeps both, cheaply:
   question's token embeddings, softmaxed, and the top-p nucleus kept in its original order (SliME: p = 1.0 in
   pre-training, 0.95 in instruction tuning, Gaussian noise of std 0.1 on the scores while training).
 
-These are the parts, tested alone; wiring them into lesson 06's LMM and its stages is the next step of
-lesson 07.
+:mod:`~mmgeo_utils.lmm.slime` wires them into lesson 06's LMM and its stages.
 """
 
 from __future__ import annotations
@@ -51,26 +50,30 @@ class Resampler(nn.Module):
     """``n_queries`` learnable queries read the tokens through one cross-attention (a perceiver resampler).
 
     ``grid=(h, w)`` adds 2-D sin-cos positions to the tokens (the keys and values), so the queries know where
-    each token sits; without it the output does not depend on the tokens' order. ``text`` (B, T, width) joins
-    the keys and values, so the queries also read the question (``text_mask`` (B, T), True where a token is real).
+    each token sits; without it the output does not depend on the tokens' order. ``extra`` tokens after the
+    grid's h·w (the pooled token of ``layer3+pooled``) get no position. ``text`` (B, T, width) joins the keys
+    and values, so the queries also read the question (``text_mask`` (B, T), True where a token is real).
     """
 
-    def __init__(self, width: int, n_queries: int, heads: int = 1, grid: tuple[int, int] | None = None):
+    def __init__(self, width: int, n_queries: int, heads: int = 1, grid: tuple[int, int] | None = None, extra: int = 0):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by {heads} heads")
+        if extra and grid is None:
+            raise ValueError("extra tokens follow a grid: give grid=(h, w) too")
         self.queries = nn.Parameter(torch.randn(n_queries, width) / math.sqrt(width))
         self.ln_q, self.ln_kv = nn.LayerNorm(width), nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.grid = grid
-        self.register_buffer("pos", sincos_2d(*grid, width) if grid else None, persistent=False)
+        pos = torch.cat([sincos_2d(*grid, width), torch.zeros(extra, width)]) if grid else None
+        self.register_buffer("pos", pos, persistent=False)
 
     def forward(self, tokens: Tensor, text: Tensor | None = None, text_mask: Tensor | None = None) -> Tensor:
         b, n, _ = tokens.shape
         kv = self.ln_kv(tokens)
         if self.pos is not None:
             if self.pos.shape[0] != n:
-                raise ValueError(f"the resampler's grid {self.grid} has {self.pos.shape[0]} positions, got {n} tokens")
+                raise ValueError(f"the resampler's grid {self.grid} holds {self.pos.shape[0]} tokens, got {n}")
             kv = kv + self.pos
         padding = None
         if text is not None:
@@ -91,11 +94,17 @@ class GatedProjector(nn.Module):
     ``mode``: ``-1`` the learned mix (the gate is zero-initialised: an even mix at the start), ``0`` the MLP
     expert alone, ``1`` the resampler expert alone: SliME's alternating stages train one expert at a time.
     The resampler has as many queries as the tower has tokens, so the two experts mix token by token.
+    ``owns_projector=False``: the projector belongs to a model that holds this adapter too (lesson 07's
+    LMM), so it is referenced, not registered: its weights are saved and moved once, by that model.
     """
 
-    def __init__(self, projector: Projector, resampler: Resampler):
+    def __init__(self, projector: Projector, resampler: Resampler, owns_projector: bool = True):
         super().__init__()
-        self.projector, self.resampler = projector, resampler
+        if owns_projector:
+            self.projector = projector
+        else:
+            object.__setattr__(self, "projector", projector)  # not a submodule: the owner registers it
+        self.resampler = resampler
         self.gate = nn.Linear(projector.vision_dim, 2, bias=False)
         nn.init.zeros_(self.gate.weight)
 
@@ -132,8 +141,10 @@ def select_local(
     temperature: float = 1.0,
     noise_std: float = 0.0,
     generator: torch.Generator | None = None,
-) -> Tensor:
-    """(B, L) bool: the local tokens in the top-``top_p`` nucleus of the softmaxed selector scores.
+    return_probs: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """(B, L) bool: the local tokens in the top-``top_p`` nucleus of the softmaxed selector scores
+    (and the (B, L) probabilities with ``return_probs``).
 
     The nucleus is the smallest set of the highest-scoring tokens whose probabilities sum to at least
     ``top_p`` (the best token is always kept; ``top_p = 1`` keeps all). ``noise_std`` adds Gaussian noise to
@@ -150,7 +161,8 @@ def select_local(
     before = sorted_p.cumsum(-1) - sorted_p  # the mass of the tokens ranked above each one
     keep_sorted = before < top_p
     keep_sorted[..., 0] = True
-    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return (keep, probs) if return_probs else keep
 
 
 def keep_in_order(tokens: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:

@@ -99,9 +99,25 @@ class GeometryLMM(nn.Module):
         **lm_kwargs,
     ):
         """The LM's output (``.loss`` with labels); ``lm_kwargs`` go to the LM (``num_items_in_batch``)."""
-        return self.lm(
-            inputs_embeds=self.embed(input_ids, features), attention_mask=attention_mask, labels=labels, **lm_kwargs
-        )
+        embeds, attention_mask, position_ids = self.inputs(input_ids, attention_mask, features, labels)
+        if position_ids is not None:
+            lm_kwargs["position_ids"] = position_ids
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **lm_kwargs)
+
+    def inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        features: dict[str, torch.Tensor] | None,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(inputs_embeds, attention_mask, position_ids or None)`` the LM reads.
+
+        Here the embeddings of :meth:`embed` and the mask as given. Lesson 07's SliME model overrides it: its
+        selector reads the question (the prompt tokens after the image, where ``labels`` are −100) and drops
+        local tokens by masking them out, with positions that skip them.
+        """
+        return self.embed(input_ids, features), attention_mask, None
 
     def encode_images(self, images: torch.Tensor) -> dict[str, torch.Tensor] | None:
         return None if self.tower is None else self.tower(images)
@@ -120,9 +136,10 @@ class GeometryLMM(nn.Module):
         Written out instead of ``lm.generate``: position ids come from the attention mask (left
         padding must not shift a prompt's positions), and the first step takes ``inputs_embeds``.
         """
+        embeds, attention_mask, _ = self.inputs(input_ids, attention_mask, features)
         position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
         out = self.lm(
-            inputs_embeds=self.embed(input_ids, features),
+            inputs_embeds=embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=True,
