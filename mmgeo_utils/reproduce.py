@@ -5,16 +5,17 @@
 runs lesson 08 again so that it shows their records. Every step reuses finished runs, caches and scores, and an
 interrupted step resumes, so the command can be stopped and started again at any time.
 
-==================  ==========================================================  ===========================
-step                what it makes                                               the paper
-==================  ==========================================================  ===========================
-``course``          lessons 00–08 at seed 0: their figures and numbers          Tables 2-7 in miniature
-``clip-vs-mmclip``  ``clip_vs_mmclip.json``: CLIP vs MMCLIP, 3 seeds             Table 2's encoders
-``lmm-comparison``  ``lmm_comparison.json``: blind / random / CLIP / MMCLIP LMM  Table 2 (GeoQA)
-``gem-comparison``  ``gem_comparison.json``: one LM that embeds and captions     MM-GEM
-``ablate-<study>``  ``ablation_<study>.json`` for each of lesson 08's studies    Tables 3, 6, 7, Fig. 5, CE-CLIP
-``lesson-08``       lesson 08 again, now showing the 3-seed records              —
-==================  ==========================================================  ===========================
+====================  ===========================================================  ===============================
+step                  what it makes                                                the paper
+====================  ===========================================================  ===============================
+``course``            lessons 00–08 at seed 0: their figures and numbers           Tables 2-7 in miniature
+``clip-vs-mmclip``    ``clip_vs_mmclip.json``: CLIP vs MMCLIP, 3 seeds             Table 2's encoders
+``lmm-comparison``    ``lmm_comparison.json``: blind / random / CLIP / MMCLIP LMM  Table 2 (GeoQA)
+``gem-comparison``    ``gem_comparison.json``: one LM that embeds and captions     MM-GEM
+``slime-comparison``  ``slime_comparison.json``: global vs local tokens (SliME)    SliME's ablations
+``ablate-<study>``    ``ablation_<study>.json`` for each of lesson 08's studies    Tables 3, 6, 7, Fig. 5, CE-CLIP
+``lesson-08``         lesson 08 again, now showing the 3-seed records              —
+====================  ===========================================================  ===============================
 
 :func:`reproduce` writes ``results/<profile>/reproduce.json``: each step's status and time, with the commit and
 device, so the README's time of a whole reproduction is a measured one.
@@ -68,6 +69,12 @@ def _gem(p: Profile, seeds: list[int]) -> None:
     run_gem_comparison(p, seeds=seeds)
 
 
+def _slime(p: Profile, seeds: list[int]) -> None:
+    from .experiments.slime_comparison import run_slime_comparison  # local: a step loads only its own stack
+
+    run_slime_comparison(p, seeds=seeds)
+
+
 def _ablate(study: str) -> Callable[[Profile, list[int]], None]:
     def run(p: Profile, seeds: list[int]) -> None:
         from .experiments.ablation import run_ablation  # local: a step loads only its own stack
@@ -83,6 +90,7 @@ STEPS: tuple[Step, ...] = (
     Step("clip-vs-mmclip", "clip_vs_mmclip.json", _comparison),
     Step("lmm-comparison", "lmm_comparison.json", _lmm),
     Step("gem-comparison", "gem_comparison.json", _gem),
+    Step("slime-comparison", "slime_comparison.json", _slime),
     *(Step(f"ablate-{s}", f"ablation_{s}.json", _ablate(s)) for s in STUDY_NAMES),
     Step("lesson-08", "lesson 08 showing the 3-seed records", _lesson08),
 )
