@@ -84,7 +84,7 @@ def _ablate(study: str) -> Callable[[Profile, list[int]], None]:
     return run
 
 
-STUDY_NAMES = ("negatives", "k", "batching", "robustness", "ce_clip")
+STUDY_NAMES = ("negatives", "k", "batching", "marks", "robustness", "ce_clip")
 STEPS: tuple[Step, ...] = (
     Step("course", "lessons 00-08 at seed 0", _course),
     Step("clip-vs-mmclip", "clip_vs_mmclip.json", _comparison),

@@ -14,17 +14,13 @@ from mmgeo_utils.lmm.language_model import build_lm
 from mmgeo_utils.lmm.projector import Projector
 from mmgeo_utils.lmm.slime import (
     ARMS,
-    SlimeArm,
-    SlimeLMM,
-    build_slime_model,
     evaluate_slime,
-    grid_layout,
-    load_slime,
     local_crops,
     model_dir,
     slime_dir,
     train_slime,
 )
+from mmgeo_utils.lmm.slime_model import PARTS_FILE, SlimeLMM, build_slime_model, grid_layout, load_slime
 from mmgeo_utils.lmm.tokenizer import IMAGE_TOKEN, train_tokenizer
 from mmgeo_utils.lmm.vision_language_model import GeometryLMM
 from mmgeo_utils.profiles import get_lmm_sizes
@@ -40,9 +36,11 @@ def tiny():
     return tok, build_lm(get_lmm_sizes("smoke"), tok)
 
 
-def _model(tok, lm, arm: SlimeArm) -> SlimeLMM:
+def _model(tok, lm, arm) -> SlimeLMM:
     torch.manual_seed(1)
-    return build_slime_model(arm, lm, Projector(12, lm.config.hidden_size), tok, "layer3+pooled", SHAPES).eval()
+    return build_slime_model(
+        arm.local, arm.gated, lm, Projector(12, lm.config.hidden_size), tok, "layer3+pooled", SHAPES
+    ).eval()
 
 
 def _features(b: int = 2) -> dict[str, torch.Tensor]:
@@ -228,8 +226,6 @@ def test_a_plain_lmm_is_not_loaded_as_a_slime_one(tmp_path, tiny):
 
 def test_an_interrupted_slime_stage_resumes_to_the_same_weights(smoke_data, tmp_path, monkeypatch):
     from safetensors.torch import load_file
-
-    from mmgeo_utils.lmm.slime import PARTS_FILE
 
     cfg = LMMConfig(profile="smoke", vision="random", sft_steps=4)
     monkeypatch.setenv("MMGEO_RUNS_DIR", str(tmp_path / "whole"))

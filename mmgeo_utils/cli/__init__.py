@@ -20,7 +20,7 @@
     mmgeo train-gem    --vision RUN --objective joint|embed|generate [--in-batch]   # lesson 07, MM-GEM
     mmgeo experiment gem-comparison --profile cpu [--seeds 0 1 2]       # joint vs embed vs generate
     mmgeo experiment slime-comparison --profile cpu [--seeds 0 1 2]     # SliME: global vs local tokens
-    mmgeo experiment ablate --study negatives|k|batching|robustness|ce_clip [--seeds 0 1 2] [--lmm]  # lesson 08
+    mmgeo experiment ablate --study negatives|k|batching|marks|robustness|ce_clip [--seeds 0 1 2] [--lmm]  # lesson 08
 
 Training runs on several GPUs with torchrun (one process per GPU, gloo on CPU):
 
@@ -49,7 +49,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     from ..data import DatasetConfig, build_dataset  # local: keeps `mmgeo --help` fast
 
     profile = get_profile(args.profile)
-    config = DatasetConfig.from_profile(profile, seed=args.seed)
+    config = DatasetConfig.from_profile(profile, seed=args.seed, numeric_marks=not args.letters_only)
     out = build_dataset(
         config,
         out_dir=args.out,
@@ -120,6 +120,9 @@ def _add_data_parser(sub) -> None:
         help="replace another config's (another seed's) dataset in --out instead of refusing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--letters-only", action="store_true", help="draw no length labels or angle values (lesson 08's marks study)"
+    )
     p.set_defaults(func=cmd_data_build)
 
 

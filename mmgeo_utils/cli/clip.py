@@ -38,6 +38,7 @@ def _train_config(args: argparse.Namespace):
         grad_accum=args.grad_accum,
         grad_checkpointing=args.grad_checkpointing,
         precision=args.precision,
+        numeric_marks=not args.letters_only,
         eval_every=args.eval_every,
         workers=args.workers,
         threads=args.threads,
@@ -217,6 +218,11 @@ def _add_clip_parsers(sub) -> None:
         help="recompute activations in the backward pass: less GPU memory (cards of 12 GB or less), slower",
     )
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument(
+        "--letters-only",
+        action="store_true",
+        help="train and test on the profile's diagrams drawn without length and angle values (lesson 08's marks study)",
+    )
     p.add_argument("--eval-every", type=POSITIVE, default=None)
     p.add_argument(
         "--workers", type=NON_NEGATIVE, default=None, help="DataLoader workers (0: load in the training process)"
@@ -336,7 +342,7 @@ def _add_experiment_parsers(sub) -> argparse._SubParsersAction:
         "-> results/<profile>/ablation_<study>.json",
     )
     _add_profile(p)
-    p.add_argument("--study", required=True, help="negatives, k, batching, robustness or ce_clip")
+    p.add_argument("--study", required=True, help="negatives, k, batching, marks, robustness or ce_clip")
     p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1, 2])
     p.add_argument("--arms", nargs="+", default=None, help="only these arms of the study (default: all)")
     p.add_argument("--steps", type=POSITIVE, default=None, help="training steps of every arm (default: the profile's)")

@@ -37,7 +37,7 @@ def cmd_train_lmm(args: argparse.Namespace) -> int:
 
     cfg = _lmm_config(args)
     if args.local and args.local != "global":  # lesson 07: SliME's local tokens, every stage of the arm
-        from ..lmm.slime import slime_dir, train_slime
+        from ..lmm.slime import slime_dir, train_slime  # local: keeps `mmgeo --help` fast
 
         if args.stage != "all":
             raise ValueError(f"--local {args.local} trains every stage of its arm: leave out --stage {args.stage}")
@@ -70,7 +70,7 @@ def cmd_eval_lmm(args: argparse.Namespace) -> int:
     cfg = _lmm_config(args)
     root, _ = dataset_rows(cfg, "train", args.data)
     if args.local and args.local != "global":
-        from ..experiments.slime_comparison import evaluate_arm
+        from ..experiments.slime_comparison import evaluate_arm  # local: keeps `mmgeo --help` fast
 
         r = evaluate_arm(cfg, args.local, root, limit=args.limit)
     else:

@@ -47,6 +47,7 @@ class TrainConfig:
     init: str | None = None  # an earlier run's folder or model.safetensors (two-stage recipe)
     seed: int = 0  # model init and batch order
     data_seed: int = 0  # which dataset (the profile's is built with seed 0)
+    numeric_marks: bool = True  # False: train and test on diagrams drawn without length and angle values
     steps: int | None = None
     images_per_step: int | None = None  # images the vision tower sees per step, negatives included
     lr: float | None = None  # peak learning rate (default: DEFAULT_LR, FINETUNE_LR from pretrained weights)
@@ -197,14 +198,18 @@ class TrainConfig:
                 (self.lr not in (None, self.default_lr()), f"lr{self.lr or 0:g}"),
                 (self.temperature is not None, f"t{self.temperature}"),
                 (self.data_seed != 0, f"data{self.data_seed}"),
+                (not self.numeric_marks, "letters"),
             )
             if differs
         )
         return f"{self.loss}-{neg}{k}{weight}-{self.batching}{init}{sizes}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields; ``numeric_marks`` only when off, so runs on diagrams with marks keep their config bytes."""
         d = dataclasses.asdict(self)
         d["negatives"] = list(self.negatives)
+        if d["numeric_marks"]:
+            del d["numeric_marks"]
         return d
 
 

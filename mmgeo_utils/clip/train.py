@@ -100,7 +100,8 @@ def dataset_root(cfg: TrainConfig, progress: bool = False, verify: str = "once")
     By default checked once per process (``verify="once"``): every later run of the same process reuses
     the check while the dataset's manifest is unchanged; ``quick`` or ``full`` check every call.
     """
-    return build_dataset(DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed), progress=progress, verify=verify)  # type: ignore[arg-type]
+    data = DatasetConfig.from_profile(cfg.profile, seed=cfg.data_seed, numeric_marks=cfg.numeric_marks)  # type: ignore[arg-type]
+    return build_dataset(data, progress=progress, verify=verify)
 
 
 class TrainingDiverged(RuntimeError):

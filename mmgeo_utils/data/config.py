@@ -58,6 +58,9 @@ class DatasetConfig:
     retrieval_candidates: int = 0
     sentence_encoder: str = "minilm"
     generator_version: str = GENERATOR_VERSION
+    # False: diagrams without length labels and angle values, letters only (MMGeoLM Table 5); the captions and
+    # questions still state the values
+    numeric_marks: bool = True
 
     def __post_init__(self) -> None:
         known = tuple(FAMILIES)
@@ -78,8 +81,11 @@ class DatasetConfig:
             raise ValueError("num_negatives and retrieval_candidates must be non-negative")
 
     @classmethod
-    def from_profile(cls, profile: Profile | str | None = None, seed: int = 0, negatives: bool = True) -> DatasetConfig:
-        """The profile's dataset; ``negatives=False`` builds positives only (lesson 01)."""
+    def from_profile(
+        cls, profile: Profile | str | None = None, seed: int = 0, negatives: bool = True, numeric_marks: bool = True
+    ) -> DatasetConfig:
+        """The profile's dataset; ``negatives=False`` builds positives only (lesson 01), ``numeric_marks=False``
+        draws letters only (lesson 08's marks study)."""
         p = get_profile(profile)
         neg = (
             {
@@ -90,9 +96,16 @@ class DatasetConfig:
             if negatives
             else {}
         )
-        name = p.name if negatives else f"{p.name}-positives"
+        name = (p.name if negatives else f"{p.name}-positives") + ("" if numeric_marks else "-letters")
         return cls(
-            name=name, image_size=p.image_size, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, seed=seed, **neg
+            name=name,
+            image_size=p.image_size,
+            n_train=p.n_train,
+            n_val=p.n_val,
+            n_test=p.n_test,
+            seed=seed,
+            numeric_marks=numeric_marks,
+            **neg,
         )
 
     def size(self, split: str) -> int:
@@ -101,8 +114,11 @@ class DatasetConfig:
         return getattr(self, f"n_{split}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields; ``numeric_marks`` only when off, so the builds with marks keep their key and manifest."""
         d = asdict(self)
         d["families"] = list(self.families or ())
+        if d["numeric_marks"]:
+            del d["numeric_marks"]
         return d
 
     @classmethod

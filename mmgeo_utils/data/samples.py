@@ -6,6 +6,7 @@ metadata row is stored with one JSON type per field (:func:`encode_row`, :func:`
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ def make_sample(config: DatasetConfig, split: str, index: int) -> SampleRecord:
     try:
         scene = make_scene(config, seeds)
         style = sample_style(config.image_size, seeds.style)
+        if not config.numeric_marks:
+            style = dataclasses.replace(style, numeric_marks=False)
         png = encode_png(render(scene, style).image)
         caption = describe(scene, seeds.caption)
         qa = make_qa(scene, seeds.qa)

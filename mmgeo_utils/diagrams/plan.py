@@ -223,7 +223,7 @@ def _draw_angle(el: AngleMark, ctx: _Ctx, plan: _Plan) -> None:
     radii = [r + i * gap for i in range(max(1, el.arcs))]
     for ri in radii:
         plan.mark(f"angle:{el.a}{el.vertex}{el.b}", _arc_points(v, ri, a0, sweep))
-    if el.label:
+    if el.label and ctx.style.numeric_marks:
         bis = np.array([math.cos(a0 + sweep / 2), math.sin(a0 + sweep / 2)])
         g = ctx.glyphs(el.label)
         pad = 0.2 * ctx.style.font_size
@@ -273,6 +273,8 @@ def _draw_arrows(el: ParallelArrows, ctx: _Ctx, plan: _Plan) -> None:
 
 
 def _draw_length(el: LengthLabel, ctx: _Ctx, plan: _Plan) -> None:
+    if not ctx.style.numeric_marks:  # letters only: the value is stated in the caption, not drawn
+        return
     a, b = ctx.p(el.a, el), ctx.p(el.b, el)
     u = _unit(b - a, f"segment {el.a}{el.b}")
     mid = (a + b) / 2

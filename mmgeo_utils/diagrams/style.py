@@ -49,6 +49,7 @@ class RenderStyle:
     margin: float = 0.07  # fraction of the image kept free on each side (labels go there)
     mark_size: float = 9.0  # right-angle square side, angle-arc radius, tick length
     ink: float = 0.0  # grey level of the ink: 0 is black
+    numeric_marks: bool = True  # draw length labels and angle values; False: letters only (MMGeoLM Table 5)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.image_size, int) and 16 <= self.image_size <= 4096):
@@ -69,7 +70,11 @@ class RenderStyle:
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The style's fields; ``numeric_marks`` only when off, so rows of builds with marks keep their bytes."""
+        d = asdict(self)
+        if d["numeric_marks"]:
+            del d["numeric_marks"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RenderStyle:

@@ -9,6 +9,7 @@ study            arms                                                           
 ``negatives``    in-batch · random · rule · retrieval · image · rule+retrieval · all     MMGeoLM Table 3
 ``k``            K image + K retrieval negatives per anchor, K up to the build's K       MMGeoLM Fig. 5
 ``batching``     random batches vs batches of mutual hard negatives                      MMGeoLM Table 6
+``marks``        diagrams with length and angle values vs letters only                   MMGeoLM Table 5
 ``robustness``   image negatives vs text negatives, on rotated / downscaled tests        MMGeoLM Table 7
 ``ce_clip``      per-anchor vs + CE-CLIP's IMC and CMR; the adaptive thresholds θ_k       CE-CLIP's θ_k plot
 ===============  ======================================================================  ==================
@@ -106,6 +107,20 @@ def studies(profile: Profile | str | None = None) -> dict[str, Study]:
                 Arm("random batches", {"negatives": every, "batching": "random"}, 46.2),
                 Arm("hard batches", {"negatives": every, "batching": "hard"}, 57.3),
             ),
+        ),
+        "marks": Study(
+            "marks",
+            "Numeric marks in the diagrams",
+            "MMGeoLM Table 5 (GeoQA | MathVerse: with length and angle marks 54.9 | 29.0, letters only 51.7 | 28.6)",
+            (
+                Arm("with marks", {}, 54.9),
+                Arm("letters only", {"numeric_marks": False}, 51.7),
+            ),
+            note="the course's MMCLIP recipe on its own build of the same scenes drawn without length labels and "
+            "angle values (captions and questions still state them; an image negative that only changes a "
+            "value draws like its positive, so it is not made); each encoder is tested on diagrams drawn as "
+            "it was trained, and with --lmm its LMM reads lesson 06's diagrams, which carry the marks, as the "
+            "paper tests on GeoQA",
         ),
         "robustness": Study(
             "robustness",

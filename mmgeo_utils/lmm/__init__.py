@@ -22,10 +22,13 @@ module                         part
 ``gem``                        lesson 07: train one LM to embed and caption; score it at both
 ``local_tokens``               lesson 07, SliME's parts: resamplers, the gated global adapter, the
                                question-aware top-p selector of local tokens
+``slime_model``                lesson 07, SliME's LMM: global, separator and local tokens; saving
+``slime``                      lesson 07, SliME's arms: the 2× local view in crops, the stages, scoring
 =============================  ==============================================================
 
-The comparison over towers and seeds and the LMM benchmark are runners:
-:mod:`mmgeo_utils.experiments.lmm_comparison` and :mod:`mmgeo_utils.experiments.bench_lmm`.
+The comparisons over towers, objectives, local tokens and seeds, and the LMM benchmark, are runners:
+:mod:`mmgeo_utils.experiments.lmm_comparison`, :mod:`~mmgeo_utils.experiments.gem_comparison`,
+:mod:`~mmgeo_utils.experiments.slime_comparison` and :mod:`mmgeo_utils.experiments.bench_lmm`.
 """
 
 from .balance import balanced_questions, balanced_rows
@@ -35,6 +38,8 @@ from .evaluate import answer, claimed_fact, evaluate_lmm, exact_match, majority_
 from .gem import evaluate_gem, gem_dir, load_gem, train_gem
 from .language_model import build_lm, load_lm
 from .projector import Projector
+from .slime import evaluate_slime, slime_dir, train_slime
+from .slime_model import SlimeLMM, load_slime
 from .tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
 from .train import train_lmm
 from .vision_language_model import IGNORE_INDEX, GeometryLMM, expand_image_tokens, load_lmm, save_lmm
@@ -54,6 +59,7 @@ __all__ = [
     "IMAGE_TOKEN",
     "LMMConfig",
     "Projector",
+    "SlimeLMM",
     "STAGES",
     "VisionTower",
     "answer",
@@ -62,18 +68,22 @@ __all__ = [
     "build_lm",
     "claimed_fact",
     "evaluate_lmm",
+    "evaluate_slime",
     "exact_match",
     "expand_image_tokens",
     "join",
     "load_lm",
     "load_lmm",
+    "load_slime",
     "load_tokenizer",
     "load_vision_tower",
     "majority_answers",
     "normalize",
     "save_lmm",
+    "slime_dir",
     "stage_dir",
     "token_shape",
     "train_lmm",
+    "train_slime",
     "train_tokenizer",
 ]
