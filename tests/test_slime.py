@@ -291,3 +291,19 @@ def test_the_cli_trains_and_scores_an_arm_and_refuses_a_stage_with_local(smoke_d
     assert "local tokens read: 36.0 of 36" in capsys.readouterr().out
     assert main(["train-lmm", *common, "--local", "raw", "--stage", "sft"]) != 0
     assert "--local raw trains every stage of its arm" in capsys.readouterr().err
+
+
+def test_bench_lmm_times_a_slime_arm_and_refuses_one_without_local_tokens(smoke_data, capsys):
+    import json
+
+    from mmgeo_utils.cli import main
+
+    assert (
+        main(["bench", "lmm", "--profile", "smoke", "--steps", "1", "--data", str(smoke_data), "--local", "slime"]) == 0
+    )
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["slime"]
+    assert [k for k in ("expert", "local", "sft") if r[k]["s_per_step"] > 0] == ["expert", "local", "sft"]
+    assert r["local_images_per_s"] > 0 and r["eval_questions_per_s"] > 0 and r["local_tokens"] == 36
+    assert r["estimate_s"]["one_arm"] > r["estimate_s"]["training"] > 0
+    assert main(["bench", "lmm", "--profile", "smoke", "--data", str(smoke_data), "--local", "global"]) != 0
+    assert "times a SliME arm with local tokens" in capsys.readouterr().err

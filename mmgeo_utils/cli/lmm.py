@@ -205,7 +205,14 @@ def cmd_bench_lmm(args: argparse.Namespace) -> int:
 
     print(
         json.dumps(
-            bench_lmm(args.profile, steps=args.steps, vision=args.vision, data_root=args.data, threads=args.threads)
+            bench_lmm(
+                args.profile,
+                steps=args.steps,
+                vision=args.vision,
+                data_root=args.data,
+                threads=args.threads,
+                local=args.local,
+            )
         )
     )  # the last line is machine-readable JSON
     return 0
@@ -303,6 +310,7 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument("--vision", default="random")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data", type=Path, default=None)
+    _add_local_option(p)
     p.set_defaults(func=cmd_bench_lmm)
 
 

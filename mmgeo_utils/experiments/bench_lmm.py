@@ -5,6 +5,8 @@ scratch folder, the tower's feature extraction (images/s, then a second call tha
 cache), greedy answering (questions/s), and peak memory (CUDA's allocator peak, or the process's
 maximum resident set on a CPU). From the rates it extrapolates what the profile's full budgets
 cost: one condition's stages 1-2 and its evaluation, stage 0 once per seed, and four conditions.
+With ``local=ARM`` it times lesson 07's SliME arm the same way (its local features, each of its stages, its
+answering) and extrapolates one arm at the profile's budgets.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from ..lmm.config import LMMConfig, lmm_root, stage_dir
 from ..lmm.data import cached_features
 from ..lmm.evaluate import evaluate_lmm
+from ..lmm.slime import ARMS, check_arm, evaluate_slime, local_features, train_slime
 from ..lmm.train import dataset_rows, train_lmm
 from ..lmm.vision_tower import load_vision_tower
 from ..profiles import Profile, get_lmm_sizes, get_profile
@@ -40,9 +43,14 @@ def bench_lmm(
     data_root: Path | str | None = None,
     questions: int = 64,
     threads: int | None = None,
+    local: str | None = None,
 ) -> dict[str, Any]:
     """Rates per stage and the extrapolated time of the profile's budgets (seconds)."""
 
+    if local is not None and (check_arm(local).local is None or vision == "none"):
+        raise ValueError(
+            f"--local {local} times a SliME arm with local tokens on a tower: not 'global' or --vision none"
+        )
     p, sizes = get_profile(profile), get_lmm_sizes(profile)
     threads = threads or p.train_threads
     scenes = min(sizes.train_scenes, max(4 * sizes.batch_size, 64))
@@ -85,6 +93,8 @@ def bench_lmm(
             cache_dir=lmm_root(p.name) / "features",
         )["n"]  # fewer: yes/no balanced
         out["eval_questions_per_s"] = scored / (time.perf_counter() - t0)
+        if local is not None:
+            out["slime"] = _bench_slime(cfg, local, root, tower, scenes, questions)
     out["peak_memory_mib"] = _peak_memory_mib()
     per_step = {k: out[k]["s_per_step"] for k in ("lm", "align", "sft") if k in out}
     feature_s = (sizes.train_scenes + _test_scenes(p, sizes)) / out.get("features_images_per_s", float("inf"))
@@ -100,6 +110,31 @@ def bench_lmm(
         "eval_per_condition": eval_s,
         "four_conditions_one_seed": stage0 + 4 * condition,
     }
+    if local is not None:
+        b = out["slime"]
+        steps_of = {"expert": sizes.align_steps, "local": sizes.align_steps, "joint": 2 * sizes.align_steps}
+        training = sum(b[st]["s_per_step"] * steps_of.get(st, sizes.sft_steps) for st in ARMS[local].stages())
+        b["estimate_s"] = {
+            "local_features_per_tower": (sizes.train_scenes + _test_scenes(p, sizes)) / b["local_images_per_s"],
+            "training": training,
+            "eval": sizes.eval_questions / b["eval_questions_per_s"],
+        }
+        b["estimate_s"]["one_arm"] = sum(b["estimate_s"].values())
+    return out
+
+
+def _bench_slime(cfg: LMMConfig, arm: str, root: Path, tower, scenes: int, questions: int) -> dict[str, Any]:
+    """SliME arm ``arm`` on lesson 06's finished stages: local features (scenes/s), its stages, its answering."""
+    t0 = time.perf_counter()
+    local_features(tower, root, "train", scenes, lmm_root(cfg.profile) / "features")
+    out: dict[str, Any] = {"arm": arm, "local_images_per_s": scenes / (time.perf_counter() - t0)}
+    for stage, s in train_slime(cfg, arm, data_root=root).items():
+        out[stage] = {"samples_per_s": s["samples_per_s"], "s_per_step": s["wall_time_s"] / max(s["steps"], 1)}
+        out["image_tokens"], out["local_tokens"] = s.get("image_tokens"), s.get("local_tokens")
+    t0 = time.perf_counter()
+    scored = evaluate_slime(cfg, arm, root, limit=questions)
+    out["eval_questions_per_s"] = scored["n"] / (time.perf_counter() - t0)
+    out["local_tokens_kept"] = scored["local_tokens_kept"]
     return out
 
 
