@@ -91,7 +91,7 @@ def test_grid_layout_names_a_crop_that_is_not_square():
 def test_each_arm_lays_out_global_separator_and_local_tokens(tiny, arm):
     tok, lm = tiny
     model = _model(tok, lm, ARMS[arm])
-    n_local = {"raw": 4 * 5, "compressed": 4 * 9, "selected": 4 * 9, "slime": 4 * 9}[arm]
+    n_local = {"raw": 4 * 5, "compressed": 4 * 1, "selected": 4 * 1, "slime": 4 * 1}[arm]  # 5 tokens // 4 = 1 query
     assert (model.n_global, model.n_local, model.n_image_tokens) == (5, n_local, 5 + 1 + n_local)
     ids, mask = _prompts(tok, model.n_image_tokens)
     out = model(ids, mask, None, _features())
@@ -180,8 +180,8 @@ def test_every_arm_trains_saves_reloads_and_scores_on_smoke(smoke_data):
         results[arm] = evaluate_slime(cfg, arm, root, limit=8)
         assert 0 <= results[arm]["overall"] <= 1 and results[arm]["n"] > 0
     assert model_dir(cfg, "global").parent.name.startswith("sft-lora")  # lesson 06's own LMM, reused
-    assert (results["raw"]["local_tokens"], results["compressed"]["local_tokens"]) == (4 * 17, 4 * 9)
-    assert results["selected"]["local_tokens_kept"] <= 36 and results["compressed"]["local_tokens_kept"] == 36
+    assert (results["raw"]["local_tokens"], results["compressed"]["local_tokens"]) == (4 * 17, 4 * 4)  # 17 // 4
+    assert results["selected"]["local_tokens_kept"] <= 16 and results["compressed"]["local_tokens_kept"] == 16
     joint = slime_dir(cfg, "slime-joint")
     assert (joint / "joint" / "summary.json").is_file() and not (joint / "expert").exists()
 
@@ -196,8 +196,8 @@ def test_every_arm_trains_saves_reloads_and_scores_on_smoke(smoke_data):
     # a finished stage is reused, not retrained; a stage folder of another config is refused by name
     assert train_slime(cfg, "selected", data_root=root) == trained["selected"]
     saved = slime_dir(cfg, "selected") / "local" / "config.json"
-    saved.write_text(saved.read_text().replace('"queries": 9', '"queries": 4'))
-    with pytest.raises(CheckpointError, match=r"config differs in queries \(saved 4, now 9\)"):
+    saved.write_text(saved.read_text().replace('"compression": 4', '"compression": 2'))
+    with pytest.raises(CheckpointError, match=r"config differs in compression \(saved 2, now 4\)"):
         train_slime(cfg, "selected", data_root=root)
 
 
@@ -288,7 +288,7 @@ def test_the_cli_trains_and_scores_an_arm_and_refuses_a_stage_with_local(smoke_d
     out = capsys.readouterr().out
     assert "slime-compressed/local" in out and "slime-compressed/sft" in out
     assert main(["eval-lmm", *common, "--local", "compressed", "--limit", "8"]) == 0
-    assert "local tokens read: 36.0 of 36" in capsys.readouterr().out
+    assert "local tokens read: 16.0 of 16" in capsys.readouterr().out
     assert main(["train-lmm", *common, "--local", "raw", "--stage", "sft"]) != 0
     assert "--local raw trains every stage of its arm" in capsys.readouterr().err
 
@@ -303,7 +303,7 @@ def test_bench_lmm_times_a_slime_arm_and_refuses_one_without_local_tokens(smoke_
     )
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["slime"]
     assert [k for k in ("expert", "local", "sft") if r[k]["s_per_step"] > 0] == ["expert", "local", "sft"]
-    assert r["local_images_per_s"] > 0 and r["eval_questions_per_s"] > 0 and r["local_tokens"] == 36
+    assert r["local_images_per_s"] > 0 and r["eval_questions_per_s"] > 0 and r["local_tokens"] == 16
     assert r["estimate_s"]["one_arm"] > r["estimate_s"]["training"] > 0
     assert main(["bench", "lmm", "--profile", "smoke", "--data", str(smoke_data), "--local", "global"]) != 0
     assert "times a SliME arm with local tokens" in capsys.readouterr().err

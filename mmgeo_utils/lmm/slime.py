@@ -9,8 +9,8 @@ The image the LMM reads (:class:`SlimeLMM`), in the order the LM sees it::
   through SliME's mixture of the MLP and a resampler expert (:class:`~mmgeo_utils.lmm.local_tokens.GatedProjector`);
 * **local**: the same scene drawn at twice the size (:func:`local_crops`) and cut into 2 × 2 crops of the
   profile's image size, each encoded by the same frozen tower: a letter covers four times the pixels. Each
-  crop's projected tokens are either kept (``raw``: 4 × 37) or compressed by a resampler to q = 9 queries
-  (``compressed``; SliME compresses 576 → 144, the same 4×), which in ``selected`` also read the question;
+  crop's projected tokens are either kept (``raw``: 4 × 37) or compressed by a resampler to a quarter as many
+  queries (``compressed``: 37 → 9 at ``cpu``; SliME compresses 576 → 144, the same 4×), which in ``selected`` also read the question;
 * **selector** (``selected``): the question picks the local tokens it needs, top-p over their cosine to the
   question's token embeddings (:func:`~mmgeo_utils.lmm.local_tokens.select_local`). A dropped token is
   masked out of attention and the positions skip it, which is exactly removing it.
@@ -63,10 +63,10 @@ from .evaluate import answer_questions, majority_answers, summarize
 from .language_model import load_lm
 from .loop import SUMMARY_FILE, _begin, _finish, _fit, _is_main
 from .slime_model import (
+    COMPRESSION,
     CROPS,
     PARTS_FILE,
     PRETRAIN_TOP_P,
-    QUERIES_PER_CROP,
     SFT_TOP_P,
     SLIME_VERSION,
     SlimeLMM,
@@ -221,7 +221,7 @@ def _train_stage(
         "local": spec.local,
         "gated": spec.gated,
         "schedule": spec.schedule,
-        "queries": QUERIES_PER_CROP,
+        "compression": COMPRESSION,
         "crops": CROPS,
         "slime_version": SLIME_VERSION,
     }

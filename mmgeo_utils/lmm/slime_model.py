@@ -28,7 +28,14 @@ from .vision_language_model import IGNORE_INDEX, GeometryLMM, load_lmm, save_lmm
 from .vision_tower import join, token_shape
 
 CROPS = 2  # the local view: the diagram drawn CROPS× larger, cut into CROPS × CROPS crops
-QUERIES_PER_CROP = 9  # a crop's 37 tokens -> 9 (SliME: 576 -> 144, the same 4× compression)
+COMPRESSION = 4  # a crop's tokens -> a quarter as many queries (SliME: 576 -> 144; cpu's 37 -> 9)
+
+
+def queries_per_crop(n_tokens: int) -> int:
+    """The compressor's queries for a crop of ``n_tokens`` tokens: SliME's 4× compression, at least one."""
+    return max(1, n_tokens // COMPRESSION)
+
+
 PRETRAIN_TOP_P, SFT_TOP_P, NOISE_STD = 1.0, 0.95, 0.1  # SliME's selector settings
 SLIME_VERSION = 1
 SLIME_FILE, PARTS_FILE = "slime.json", "slime_parts.safetensors"
@@ -72,7 +79,7 @@ class SlimeLMM(GeometryLMM):
         n_global: int,
         grid: tuple[int, int],
         extra: int,
-        queries: int = QUERIES_PER_CROP,
+        queries: int | None = None,
         crops: int = CROPS,
         tower=None,
     ):
@@ -80,7 +87,8 @@ class SlimeLMM(GeometryLMM):
         if local is not None and local not in LOCAL_MODES:
             raise ValueError(f"unknown local mode {local!r}; modes: {', '.join(LOCAL_MODES)}")
         width, dim = projector.vision_dim, projector.lm_dim
-        self.local, self.gated, self.n_global, self.crops, self.queries = local, gated, n_global, crops, queries
+        self.local, self.gated, self.n_global, self.crops = local, gated, n_global, crops
+        self.queries = queries_per_crop(n_global) if queries is None else queries
         self.grid, self.extra = tuple(grid), extra
         self.global_adapter = (
             GatedProjector(projector, Resampler(width, n_global, _heads(width), grid, extra), owns_projector=False)
@@ -89,7 +97,7 @@ class SlimeLMM(GeometryLMM):
         )
         self.separator = nn.Parameter(torch.randn(dim) * 0.02) if local else None
         self.compressor = (
-            Resampler(dim, queries, _heads(dim), grid, extra) if local in ("compressed", "selected") else None
+            Resampler(dim, self.queries, _heads(dim), grid, extra) if local in ("compressed", "selected") else None
         )
         self.global_mode, self.top_p, self.noise_std = -1, SFT_TOP_P, NOISE_STD
         self.kept_log: list[torch.Tensor] | None = None
