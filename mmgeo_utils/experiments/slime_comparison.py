@@ -24,7 +24,15 @@ import numpy as np
 
 from ..data import split_fingerprint
 from ..lmm.config import LMMConfig
-from ..lmm.slime import ARMS, SMALL_TEXT_KINDS, check_arm, evaluate_slime, slime_dir, train_slime
+from ..lmm.slime import (
+    ARMS,
+    SMALL_TEXT_KINDS,
+    check_arm,
+    evaluate_slime,
+    prepare_features,
+    slime_dir,
+    train_slime,
+)
 from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import Timer, atomic_write_text, write_results
@@ -106,9 +114,10 @@ def run_slime_comparison(
     configs = {seed: condition_config(p, "mmclip", seed, towers[seed], **overrides) for seed in seeds}
     planned = [(seed, arm) for seed in seeds for arm in arms]
     with Timer() as t:
-        for cfg in configs.values():  # stages 0-1 once per seed, before the arms share them
+        for cfg in configs.values():  # stages 0-1 and the features once per seed, before the arms share them
             for stage in ("lm", "align"):
                 train_lmm(cfg, stage, data_root=root)
+            prepare_features(cfg, root)
         jobs = default_lmm_jobs(list(configs.values())) if jobs is None else jobs
         calls = [functools.partial(_train_and_score, configs[s], a, root, limit) for s, a in planned]
         done = in_processes(calls, jobs)

@@ -141,6 +141,18 @@ def local_features(tower, root: Path | str, split: str, n: int, cache_dir: Path 
     return D.cached_features(tower, root, split, n, cache_dir, progress=progress, view=LOCAL_VIEW)
 
 
+def prepare_features(cfg: LMMConfig, data_root: Path | str | None = None, progress: bool = False) -> None:
+    """Compute (or find cached) the tower's global and local features of ``cfg``'s training scenes, once, so
+    arms trained side by side in other processes read the cache instead of each encoding every crop."""
+    if cfg.vision == "none":
+        return
+    c = cfg.resolved()
+    root = dataset_root(c, data_root)
+    _, rows, _ = selected_rows(c, "train", root)
+    tower, _, _, _ = _tower_and_features(c, root, rows, progress=progress)
+    local_features(tower, root, "train", len(rows), lmm_root(c.profile) / "features", progress=progress)
+
+
 # ----------------------------------------------------------------------------- training
 
 
