@@ -71,7 +71,8 @@ def evaluate_arm(cfg: LMMConfig, arm: str, full_root: Path, *, captions: int | N
 
 def _train_and_score(cfg: LMMConfig, arm: str, root: Path, full_root: Path, captions: int | None):
     objective, hard = ARMS[arm]
-    summary = train_gem(cfg, objective, hard_negatives=hard, data_root=root, full_root=full_root)
+    # resume=True: a comparison stopped midway continues its unfinished runs (their configs are checked)
+    summary = train_gem(cfg, objective, hard_negatives=hard, data_root=root, full_root=full_root, resume=True)
     return summary, evaluate_arm(cfg, arm, full_root, captions=captions)
 
 
@@ -123,7 +124,7 @@ def run_gem_comparison(
         for cfg in configs.values():  # stages 0-1 once per seed, before the arms share them
             for stage in ("lm", "align"):
                 train_lmm(cfg, stage, data_root=root)
-        jobs = default_lmm_jobs(list(configs.values())) if jobs is None else jobs
+        jobs = default_lmm_jobs([configs[s] for s, _ in planned]) if jobs is None else jobs  # one per arm and seed
         calls = [functools.partial(_train_and_score, configs[s], a, root, full_root, captions) for s, a in planned]
         done = in_processes(calls, jobs)
     per: dict[str, list[dict]] = {a: [] for a in arms}

@@ -111,7 +111,8 @@ def default_lmm_jobs(configs: Sequence[LMMConfig], device: str | None = None) ->
 
 
 def _train_and_score(cfg: LMMConfig, root: Path, limit: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    return train_lmm(cfg, data_root=root), evaluate_condition(cfg, root, limit=limit)
+    # resume=True: a comparison stopped midway continues its unfinished stages (their configs are checked)
+    return train_lmm(cfg, data_root=root, resume=True), evaluate_condition(cfg, root, limit=limit)
 
 
 def train_and_score(

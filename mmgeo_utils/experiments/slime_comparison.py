@@ -60,7 +60,7 @@ def evaluate_arm(
 
 
 def _train_and_score(cfg: LMMConfig, arm: str, root: Path, limit: int | None):
-    summaries = train_slime(cfg, arm, data_root=root)
+    summaries = train_slime(cfg, arm, data_root=root, resume=True)  # a stopped comparison continues where it was
     curve = {}
     if arm == "selected":  # the selector alone, without the gated global adapter
         curve = {p: evaluate_arm(cfg, arm, root, limit=limit, top_p=p) for p in TOP_P_CURVE}
@@ -118,7 +118,7 @@ def run_slime_comparison(
             for stage in ("lm", "align"):
                 train_lmm(cfg, stage, data_root=root)
             prepare_features(cfg, root)
-        jobs = default_lmm_jobs(list(configs.values())) if jobs is None else jobs
+        jobs = default_lmm_jobs([configs[s] for s, _ in planned]) if jobs is None else jobs  # one per arm and seed
         calls = [functools.partial(_train_and_score, configs[s], a, root, limit) for s, a in planned]
         done = in_processes(calls, jobs)
     per: dict[str, list[dict]] = {a: [] for a in arms}
