@@ -16,7 +16,14 @@ from mmgeo_utils.diagrams.scene import Scene
 from mmgeo_utils.lmm import data as D
 from mmgeo_utils.lmm.balance import QA_VERSION, balance_yes_no, balanced_questions, balanced_rows
 from mmgeo_utils.lmm.config import LMMConfig, stage_dir
-from mmgeo_utils.lmm.evaluate import claimed_fact, evaluate_lmm, exact_match, majority_answers, normalize
+from mmgeo_utils.lmm.evaluate import (
+    claimed_fact,
+    evaluate_lmm,
+    exact_match,
+    majority_answers,
+    normalize,
+    scored_questions,
+)
 from mmgeo_utils.lmm.language_model import build_lm, load_lm
 from mmgeo_utils.lmm.projector import Projector
 from mmgeo_utils.lmm.tokenizer import IMAGE_TOKEN, load_tokenizer, train_tokenizer
@@ -314,6 +321,15 @@ def test_the_limited_evaluation_set_is_balanced_and_the_majority_comes_from_bala
         ]
         == "no"
     )
+
+
+def test_a_split_with_nothing_to_score_is_refused_by_name():
+    # only one-sided relations: balancing leaves no yes/no question, so there is nothing to score
+    rows = [{"qa": [{"kind": "yes_no", "answer": "yes", "question": "p?", "fact": {"kind": "midpoint", "args": []}}]}]
+    with pytest.raises(ValueError, match="no val questions to score"):
+        scored_questions(rows, "val", None, 0)
+    with pytest.raises(ValueError, match="no test questions to score"):
+        scored_questions([], "test", None, 0)
 
 
 def test_lmm_stages_train_on_balanced_questions_in_their_own_folders(smoke_data):

@@ -161,27 +161,66 @@ def evaluate_lmm(
     model, tok, info = load_lmm(model_dir)
     sizes = get_lmm_sizes(info["profile"])
     rows = load_split(root, split)
-    qs, selection = balanced_questions(rows, limit, seed)
-    if not qs:
-        raise ValueError(f"no {split} questions to score (limit {limit}, after balancing yes/no)")
+    qs, selection = scored_questions(rows, split, limit, seed)
     feats = None
-    n_img = info.get("image_tokens", 0)
     if model.tower is not None:
         needed = max(i for i, _, _ in qs) + 1
         feats, _ = D.cached_features(model.tower, root, split, needed, cache_dir or Path(model_dir).parent / "features")
-    majority = majority_answers(train_rows if train_rows is not None else load_split(root, "train"), seed)
-    records = answer_questions(
+    return score(
         model,
         tok,
         rows,
         qs,
+        selection,
         feats,
-        n_image_tokens=n_img,
+        train_rows if train_rows is not None else load_split(root, "train"),
+        seed=seed,
+        n_image_tokens=info.get("image_tokens", 0),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens or sizes.max_answer_tokens,
         context_length=context_length or sizes.context_length,
     )
-    return {**summarize(records, majority), "yes_no_selection": selection.to_dict()}
+
+
+def scored_questions(rows: Sequence[dict], split: str, limit: int | None, seed: int):
+    """The questions a split is scored on (its first ``limit``, yes/no balanced with ``seed``) and the selection."""
+    qs, selection = balanced_questions(rows, limit, seed)
+    if not qs:
+        raise ValueError(f"no {split} questions to score (limit {limit}, after balancing yes/no)")
+    return qs, selection
+
+
+def score(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    qs: Sequence[tuple[int, int, dict]],
+    selection,
+    features: dict[str, torch.Tensor] | None,
+    train_rows: Sequence[dict],
+    *,
+    seed: int,
+    n_image_tokens: int,
+    batch_size: int,
+    max_new_tokens: int,
+    context_length: int,
+) -> dict[str, Any]:
+    """Answer ``qs`` and summarise: per-kind accuracy beside the training majority answers, and the selection.
+
+    The one scoring path of lessons 06 and 07 (:func:`evaluate_lmm`, ``lmm.slime.evaluate_slime``).
+    """
+    records = answer_questions(
+        model,
+        tokenizer,
+        rows,
+        qs,
+        features,
+        n_image_tokens=n_image_tokens,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        context_length=context_length,
+    )
+    return {**summarize(records, majority_answers(train_rows, seed)), "yes_no_selection": selection.to_dict()}
 
 
 def answer_questions(

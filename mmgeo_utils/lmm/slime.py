@@ -54,12 +54,10 @@ from ..data.samples import decode_row
 from ..diagrams.render import render
 from ..diagrams.scene import Scene
 from ..diagrams.style import RenderStyle, enlarged
-from ..profiles import get_profile
 from ..repro import cpu_threads, seed_everything
 from . import data as D
-from .balance import balanced_questions
 from .config import LMMConfig, lmm_root, stage_dir
-from .evaluate import answer_questions, majority_answers, summarize
+from .evaluate import score, scored_questions
 from .language_model import load_lm
 from .loop import SUMMARY_FILE, _begin, _finish, _fit, _is_main
 from .slime_model import (
@@ -76,11 +74,11 @@ from .slime_model import (
 )
 from .tokenizer import load_tokenizer
 from .train import (
-    _clip_model,
     _tower_and_features,
     add_lora,
     dataset_root,
     load_aligned_projector,
+    saved_info,
     selected_rows,
     train_lmm,
 )
@@ -301,16 +299,7 @@ def _train_stage(
         save_file(model.parts_state(), str(run_dir / PARTS_FILE))
         if stage == "sft":
             model.tower = tower
-            info = {
-                "vision": c.vision,
-                "tower": cfg.tower_name(),
-                "image_size": get_profile(c.profile).image_size,
-                "clip_model": _clip_model(c),
-                "profile": c.profile,
-                "seed": c.seed,
-                "slime_arm": arm,
-            }
-            save_slime(model.cpu(), run_dir / "model", tok, info)
+            save_slime(model.cpu(), run_dir / "model", tok, saved_info(cfg, slime_arm=arm))
     return _finish(
         run_dir,
         cfg,
@@ -353,7 +342,7 @@ def evaluate_slime(
         if top_p is not None:
             model.top_p = top_p
     rows = load_split(root, split)
-    qs, selection = balanced_questions(rows, limit or c.sizes.eval_questions, c.data_seed)
+    qs, selection = scored_questions(rows, split, limit or c.sizes.eval_questions, c.data_seed)
     needed = max(i for i, _, _ in qs) + 1
     cache = lmm_root(c.profile) / "features"
     feats, _ = D.cached_features(model.tower, root, split, needed, cache)
@@ -364,19 +353,22 @@ def evaluate_slime(
         model.kept_log = []
     _, train_rows, _ = selected_rows(c, "train", root)
     t0 = time.perf_counter()
-    records = answer_questions(
+    result = score(
         model,
         tok,
         rows,
         qs,
+        selection,
         feats,
+        train_rows,
+        seed=c.data_seed,
         n_image_tokens=info["image_tokens"],
         batch_size=batch_size,
         max_new_tokens=c.sizes.max_answer_tokens,
         context_length=ctx,
     )
     seconds = time.perf_counter() - t0
-    result = {**summarize(records, majority_answers(train_rows, c.data_seed)), "yes_no_selection": selection.to_dict()}
+    records = result["answers"]
     small = [r for r in records if r["kind"] in SMALL_TEXT_KINDS]
     n_local = getattr(model, "n_local", 0)
     kept = float(torch.cat(model.kept_log).float().mean()) if getattr(model, "kept_log", None) else float(n_local)
