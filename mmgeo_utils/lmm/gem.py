@@ -182,23 +182,15 @@ def train_gem(
 
 def save_gem(model: GeometryEmbedder, folder: Path, tok, cfg: LMMConfig, tower, n_tok: int) -> Path:
     """Lesson 06's LMM format (:func:`~mmgeo_utils.lmm.vision_language_model.save_lmm`) plus the heads."""
-    from .train import _clip_model  # local: the tower's open_clip model name, as lesson 06 records it
+    from .train import saved_info  # local: lesson 06's record of what the LMM was built from
 
-    c = cfg.resolved()
     model.lmm.tower = tower
-    info = {"vision": c.vision, "tower": cfg.tower_name(), "image_size": _image_size(c), "clip_model": _clip_model(c)}
     with warnings.catch_warnings():  # peft notes that it saves the resized embedding table: it should
         warnings.filterwarnings("ignore", message=".*save_embedding_layers.*", category=UserWarning)
-        save_lmm(model.lmm, folder, tok, {**info, "image_tokens": n_tok, "profile": c.profile, "seed": c.seed})
+        save_lmm(model.lmm, folder, tok, saved_info(cfg, image_tokens=n_tok))
     save_file({k: v.detach().contiguous() for k, v in _heads(model).items()}, str(folder / HEADS_FILE))
     (folder / GEM_FILE).write_text(json.dumps({"emb_token_id": model.emb_token_id, "dim": EMBED_DIM}) + "\n")
     return folder
-
-
-def _image_size(c: LMMConfig) -> int:
-    from ..profiles import get_profile  # local: only the saved model's record needs it
-
-    return get_profile(c.profile).image_size
 
 
 def _heads(model: GeometryEmbedder) -> dict[str, torch.Tensor]:

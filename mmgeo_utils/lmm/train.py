@@ -288,17 +288,8 @@ def train_sft_stage(
         callbacks=callbacks,
     )
     model.tower = tower
-    info = {
-        "vision": c.vision,
-        "tower": cfg.tower_name(),
-        "image_size": get_profile(c.profile).image_size,
-        "clip_model": _clip_model(c),
-        "image_tokens": n_tok,
-        "profile": c.profile,
-        "seed": c.seed,
-    }
     if _is_main():
-        save_lmm(model.cpu(), run_dir / "model", tok, info)
+        save_lmm(model.cpu(), run_dir / "model", tok, saved_info(cfg, image_tokens=n_tok))
     return _finish(
         run_dir,
         cfg,
@@ -310,6 +301,24 @@ def train_sft_stage(
         total_parameters=sum(p.numel() for p in model.lm.parameters())
         + (sum(p.numel() for p in model.projector.parameters()) if model.projector else 0),
     )
+
+
+def saved_info(cfg: LMMConfig, *, image_tokens: int | None = None, **extra: Any) -> dict[str, Any]:
+    """What a saved LMM's ``lmm.json`` says it was built from: the tower, its image size, the profile and seed.
+
+    The record every trained LMM of lessons 06–07 carries (:func:`train_sft_stage`, ``lmm.gem.save_gem``,
+    ``lmm.slime``), so a fresh process rebuilds the tower it was trained on.
+    """
+    c = cfg.resolved()
+    info: dict[str, Any] = {
+        "vision": c.vision,
+        "tower": cfg.tower_name(),
+        "image_size": get_profile(c.profile).image_size,
+        "clip_model": _clip_model(c),
+    }
+    if image_tokens is not None:
+        info["image_tokens"] = image_tokens
+    return {**info, "profile": c.profile, "seed": c.seed, **extra}
 
 
 def _clip_model(c: LMMConfig) -> str | None:
