@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ..profiles import get_profile
 from .args import _add_profile
@@ -114,15 +115,7 @@ def cmd_lmm_comparison(args: argparse.Namespace) -> int:
     from ..experiments.lmm_comparison import comparison_table, run_lmm_comparison  # local: keeps `mmgeo --help` fast
 
     record = run_lmm_comparison(
-        args.profile,
-        seeds=args.seeds,
-        conditions=args.conditions,
-        clip_runs=args.clip,
-        mmclip_runs=args.mmclip,
-        data_root=args.data,
-        limit=args.limit,
-        jobs=args.jobs,
-        **({"threads": args.threads} if args.threads else {}),
+        args.profile, conditions=args.conditions, clip_runs=args.clip, limit=args.limit, **_comparison_kwargs(args)
     )
     print(comparison_table(record).to_string())
     for name, b in record["paired_bootstrap"].items():
@@ -157,16 +150,7 @@ def cmd_train_gem(args: argparse.Namespace) -> int:
 def cmd_gem_comparison(args: argparse.Namespace) -> int:
     from ..experiments.gem_comparison import gem_table, run_gem_comparison  # local: keeps `mmgeo --help` fast
 
-    record = run_gem_comparison(
-        args.profile,
-        seeds=args.seeds,
-        arms=args.arms,
-        mmclip_runs=args.mmclip,
-        data_root=args.data,
-        captions=args.captions,
-        jobs=args.jobs,
-        **({"threads": args.threads} if args.threads else {}),
-    )
+    record = run_gem_comparison(args.profile, arms=args.arms, captions=args.captions, **_comparison_kwargs(args))
     print(gem_table(record).to_string())
     return 0
 
@@ -174,16 +158,7 @@ def cmd_gem_comparison(args: argparse.Namespace) -> int:
 def cmd_slime_comparison(args: argparse.Namespace) -> int:
     from ..experiments.slime_comparison import run_slime_comparison, slime_table  # local: keeps `mmgeo --help` fast
 
-    record = run_slime_comparison(
-        args.profile,
-        seeds=args.seeds,
-        arms=args.arms,
-        mmclip_runs=args.mmclip,
-        data_root=args.data,
-        limit=args.limit,
-        jobs=args.jobs,
-        **({"threads": args.threads} if args.threads else {}),
-    )
+    record = run_slime_comparison(args.profile, arms=args.arms, limit=args.limit, **_comparison_kwargs(args))
     print(slime_table(record).to_string())
     t = record["targets"]
     if t["local_gain"]:
@@ -267,8 +242,7 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
         "lmm-comparison",
         help="blind, random, CLIP and MMCLIP towers under one LMM -> results/<profile>/lmm_comparison.json",
     )
-    _add_profile(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    _add_comparison_options(p, "LMMs trained at once (default: as many as the CPU's cores hold; 1 on a GPU)")
     p.add_argument(
         "--conditions",
         nargs="+",
@@ -278,31 +252,17 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument(
         "--clip", type=Path, nargs="+", default=None, help="CLIP run folders, one per seed (default: lesson 05's runs)"
     )
-    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
     p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="LMMs trained at once (default: as many as the CPU's cores hold; 1 on a GPU)",
-    )
-    p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_lmm_comparison)
     _add_gem_parsers(sub, exp)
     p = exp.add_parser(
         "slime-comparison",
         help="global vs local tokens raw / compressed / selected (SliME) -> results/<profile>/slime_comparison.json",
     )
-    _add_profile(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    _add_comparison_options(p)
     arms = ["global", "raw", "compressed", "selected", "slime", "slime-joint"]
     p.add_argument("--arms", nargs="+", default=arms, choices=arms)
-    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
     p.add_argument("--limit", type=int, default=None, help="test questions scored (default: the profile's)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--jobs", type=int, default=None, help="arms trained at once (default: as the CPU's cores hold)")
-    p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_slime_comparison)
     p = bench.add_parser("lmm", help="lesson 06: samples/s and tokens/s per stage, feature cache, peak memory")
     _add_profile(p)
@@ -312,6 +272,27 @@ def _add_lmm_parsers(sub, bench, exp) -> None:
     p.add_argument("--data", type=Path, default=None)
     _add_local_option(p)
     p.set_defaults(func=cmd_bench_lmm)
+
+
+def _add_comparison_options(p, jobs_help: str = "arms trained at once (default: as the CPU's cores hold)") -> None:
+    """The options lessons 06–07's comparisons share: profile, seeds, MMCLIP towers, threads, jobs, data."""
+    _add_profile(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=None, help=jobs_help)
+    p.add_argument("--data", type=Path, default=None)
+
+
+def _comparison_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`_add_comparison_options`'s values as the keyword arguments every ``run_*_comparison`` takes."""
+    return {
+        "seeds": args.seeds,
+        "mmclip_runs": args.mmclip,
+        "data_root": args.data,
+        "jobs": args.jobs,
+        **({"threads": args.threads} if args.threads else {}),
+    }
 
 
 def _add_gem_parsers(sub, exp) -> None:
@@ -327,17 +308,12 @@ def _add_gem_parsers(sub, exp) -> None:
         "gem-comparison",
         help="joint / embed / generate on one LM at equal steps -> results/<profile>/gem_comparison.json",
     )
-    _add_profile(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    _add_comparison_options(p)
     p.add_argument(
         "--arms",
         nargs="+",
         default=["joint", "joint-in-batch", "embed", "generate"],
         choices=["joint", "joint-in-batch", "embed", "generate"],
     )
-    p.add_argument("--mmclip", type=Path, nargs="+", default=None, help="MMCLIP run folders, one per seed")
     p.add_argument("--captions", type=int, default=None, help="test captions generated and scored")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--jobs", type=int, default=None, help="arms trained at once (default: as the CPU's cores hold)")
-    p.add_argument("--data", type=Path, default=None)
     p.set_defaults(func=cmd_gem_comparison)

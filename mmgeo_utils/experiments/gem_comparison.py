@@ -30,11 +30,10 @@ from ..clip.evaluate import headline
 from ..data import split_fingerprint
 from ..lmm.config import LMMConfig
 from ..lmm.gem import evaluate_gem, gem_dir, negatives_root, train_gem
-from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import Timer, load_results, results_dir, write_results
 from .jobs import in_processes
-from .lmm_comparison import _mean_std, condition_config, default_lmm_jobs, trained_encoders
+from .lmm_comparison import _mean_std, default_lmm_jobs, mmclip_seed_configs, train_shared_stages
 
 ARMS: dict[str, tuple[str, bool]] = {  # arm → (objective, hard negatives in the InfoNCE)
     "joint": ("joint", True),
@@ -109,21 +108,14 @@ def run_gem_comparison(
     """
     p = get_profile(profile)
     seeds = list(seeds)
-    if not seeds:
-        raise ValueError("no seeds to run")
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARMS)}")
-    towers = trained_encoders(p, "mmclip", seeds, mmclip_runs)
-    base = LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)})
-    root, _ = dataset_rows(base, "train", data_root)
-    configs = {seed: condition_config(p, "mmclip", seed, towers[seed], **overrides) for seed in seeds}
-    full_root = negatives_root(base)
+    root, configs = mmclip_seed_configs(p, seeds, mmclip_runs, data_root, **overrides)
+    full_root = negatives_root(next(iter(configs.values())))
     planned = [(seed, arm) for seed in seeds for arm in arms]
     with Timer() as t:
-        for cfg in configs.values():  # stages 0-1 once per seed, before the arms share them
-            for stage in ("lm", "align"):
-                train_lmm(cfg, stage, data_root=root)
+        train_shared_stages(list(configs.values()), root)
         jobs = default_lmm_jobs([configs[s] for s, _ in planned]) if jobs is None else jobs  # one per arm and seed
         calls = [functools.partial(_train_and_score, configs[s], a, root, full_root, captions) for s, a in planned]
         done = in_processes(calls, jobs)

@@ -149,6 +149,33 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: 
     }
 
 
+def mmclip_seed_configs(
+    p: Profile,
+    seeds: Sequence[int],
+    mmclip_runs: Sequence[Path | str] | None,
+    data_root: Path | str | None,
+    **overrides: Any,
+) -> tuple[Path, dict[int, LMMConfig]]:
+    """Where lesson 07's comparisons start: the LMM data and one lesson 06 config per seed on its MMCLIP tower.
+
+    The tower of seed ``s`` is lesson 05's MMCLIP run of seed ``s`` (``mmclip_runs`` to give others, one per
+    seed); a missing one is an error naming it, before anything trains.
+    """
+    if not seeds:
+        raise ValueError("no seeds to run")
+    towers = trained_encoders(p, "mmclip", seeds, mmclip_runs)
+    base = LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)})
+    root, _ = dataset_rows(base, "train", data_root)
+    return root, {seed: condition_config(p, "mmclip", seed, towers[seed], **overrides) for seed in seeds}
+
+
+def train_shared_stages(configs: Sequence[LMMConfig], root: Path) -> None:
+    """Stages 0–1 (the LM, then the aligned projector) of every config, in this process, before the arms share them."""
+    for cfg in configs:
+        for stage in ("lm", "align"):
+            train_lmm(cfg, stage, data_root=root)
+
+
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}

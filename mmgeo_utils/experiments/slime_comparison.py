@@ -33,11 +33,10 @@ from ..lmm.slime import (
     slime_dir,
     train_slime,
 )
-from ..lmm.train import dataset_rows, train_lmm
 from ..profiles import Profile, get_lmm_sizes, get_profile
 from ..repro import Timer, atomic_write_text, write_results
 from .jobs import in_processes
-from .lmm_comparison import _mean_std, condition_config, default_lmm_jobs, paired_bootstrap, trained_encoders
+from .lmm_comparison import _mean_std, default_lmm_jobs, mmclip_seed_configs, paired_bootstrap, train_shared_stages
 
 EVAL_VERSION = 1
 TOP_P_CURVE = (0.2, 0.4, 0.6, 0.8, 0.95, 1.0)  # the selector's nucleus, swept at test time
@@ -103,20 +102,14 @@ def run_slime_comparison(
     """
     p = get_profile(profile)
     seeds = list(seeds)
-    if not seeds:
-        raise ValueError("no seeds to run")
     for arm in arms:
         check_arm(arm)
     arms = ["global", *[a for a in arms if a != "global"]]
-    towers = trained_encoders(p, "mmclip", seeds, mmclip_runs)
-    base = LMMConfig(profile=p.name, **{k: v for k, v in overrides.items() if k in ("data_seed",)})
-    root, _ = dataset_rows(base, "train", data_root)
-    configs = {seed: condition_config(p, "mmclip", seed, towers[seed], **overrides) for seed in seeds}
+    root, configs = mmclip_seed_configs(p, seeds, mmclip_runs, data_root, **overrides)
     planned = [(seed, arm) for seed in seeds for arm in arms]
     with Timer() as t:
-        for cfg in configs.values():  # stages 0-1 and the features once per seed, before the arms share them
-            for stage in ("lm", "align"):
-                train_lmm(cfg, stage, data_root=root)
+        train_shared_stages(list(configs.values()), root)
+        for cfg in configs.values():  # the tower's global and local features once per seed, before the arms
             prepare_features(cfg, root)
         jobs = default_lmm_jobs([configs[s] for s, _ in planned]) if jobs is None else jobs  # one per arm and seed
         calls = [functools.partial(_train_and_score, configs[s], a, root, limit) for s, a in planned]
