@@ -1,6 +1,7 @@
 """Lesson 08's ablation runner: studies, arms, records, reuse, plots and the command line."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,8 @@ from mmgeo_utils.experiments.ablation import (
 )
 from mmgeo_utils.experiments.comparison import MMCLIP_RECIPE, comparison_configs
 from mmgeo_utils.experiments.evaluation import evaluate_run
+from mmgeo_utils.experiments.lmm_comparison import condition_config
+from mmgeo_utils.profiles import get_lmm_sizes
 
 
 def test_every_study_is_declared_with_the_papers_numbers_and_valid_runs():
@@ -69,6 +72,32 @@ def test_a_study_trains_scores_writes_and_is_reused(smoke_data, tmp_path, monkey
                  "--steps", "2", "--jobs", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "MMGeoLM Table 7" in out and "image negatives" in out
+
+
+def test_with_lmm_every_arm_is_scored_by_lesson_06s_lmm_on_its_own_tower(smoke_data, tmp_path, monkeypatch):
+    from mmgeo_utils.lmm.config import stage_dir
+    from mmgeo_utils.lmm.evaluate import evaluate_lmm
+    from mmgeo_utils.lmm.train import dataset_rows
+
+    monkeypatch.setenv("MMGEO_DATA_DIR", str(smoke_data.parent))
+    monkeypatch.setattr(
+        "mmgeo_utils.experiments.ablation.evaluate_run",
+        lambda result, **kw: evaluate_run(result, data_root=smoke_data, **kw),
+    )
+    small = {"lm_steps": 2, "align_steps": 2, "sft_steps": 2, "train_scenes": 16}
+    record = run_ablation("robustness", "smoke", seeds=[0], jobs=1, steps=2, lmm=True, lmm_overrides=small, write=False)
+    assert record["lmm_overrides"] == small and "qa" in ablation_table(record).columns
+    towers = set()
+    for arm in record["arms"].values():
+        entry = arm["seeds"][0]
+        assert arm["qa"]["mean"] == entry["qa"] and arm["qa"]["std"] == 0
+        cfg = condition_config("smoke", "mmclip", 0, Path(entry["run"]), **small)
+        towers.add(cfg.vision)
+        root, _ = dataset_rows(cfg, "train", None)
+        # the arm's score is its own LMM's, read afresh from the saved model (not a cached or shared number)
+        fresh = evaluate_lmm(stage_dir(cfg, "sft") / "model", root, limit=get_lmm_sizes("smoke").eval_questions)
+        assert entry["qa"] == fresh["overall"]
+    assert len(towers) == 2  # one LMM per arm, each on that arm's encoder
 
 
 def test_curve_and_bar_studies_plot_from_a_record():
