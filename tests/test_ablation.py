@@ -114,6 +114,24 @@ def test_curve_and_bar_studies_plot_from_a_record():
     assert list(ablation_table(bars)["paper"]) == ["45.4", "58.2", "–"]
 
 
+def test_arms_tested_on_their_own_builds_keep_their_own_chance_level():
+    from mmgeo_utils.experiments.ablation import _common_chance
+
+    m = {"mean": 0.3, "std": 0.0, "n": 3}
+    arms = {
+        name: {"paper": None, "x": None, "t2i_fine": m, "i2t_fine": m, "robustness": {}, "chance": c}
+        for name, c in (("with marks", {"i2t_fine": 0.2268, "t2i_fine": 0.2}),
+                        ("letters only", {"i2t_fine": 0.2268, "t2i_fine": 0.2158}))
+    }  # fmt: skip
+    record = {"study": "marks", "seeds": [0, 1, 2], "title": "t", "paper_source": "p", "arms": arms}
+    record["chance"] = _common_chance(arms)
+    assert record["chance"] == {"i2t_fine": 0.2268}  # t2i_fine differs: no one number stands for both arms
+    table = ablation_table(record)
+    assert table.loc["chance", "i2t_fine"] == "22.7" and table.loc["chance", "t2i_fine"] == "20.0 / 21.6"
+    ax = plot_study(record, "t2i_fine").axes[0]
+    assert sorted(round(seg[0][1], 2) for seg in ax.collections[-1].get_segments()) == [20.0, 21.58]
+
+
 def test_rank_agreement_is_spearmans_rho_of_ours_against_the_paper():
     from mmgeo_utils.experiments.ablation import rank_agreement
 

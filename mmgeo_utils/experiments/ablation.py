@@ -199,7 +199,17 @@ def _entry(seed: int, run: Path, full: dict[str, Any]) -> dict[str, Any]:
     h = headline(full)
     out = {"seed": seed, "run": str(run), **{k: h[k] for k in METRICS}, "i2t_fine_by_type": h["i2t_fine_by_type"]}
     out["robustness"] = {v: {k: r[k]["acc"] for k in ("i2t_fine", "t2i_fine")} for v, r in full["robustness"].items()}
+    out["chance"] = {k: full[k]["all"]["chance"] for k in ("i2t_fine", "t2i_fine")} | {
+        k: full["retrieval"][k]["chance"] for k in ("i2t_r1", "t2i_r1")
+    }
     return out
+
+
+def _common_chance(arms: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The chance levels every arm shares. An arm tested on its own build (the marks study's letters-only
+    diagrams have fewer image negatives) can have its own: those stay in the arm's ``chance`` only."""
+    levels = [a["chance"] for a in arms.values() if "chance" in a]
+    return {k: v for k, v in levels[0].items() if all(c.get(k) == v for c in levels)} if levels else {}
 
 
 def run_ablation(
@@ -248,8 +258,6 @@ def run_ablation(
         for (arm, seed, _), result in zip(planned, results):
             full = evaluate_run(result, device=device)
             per[arm.name].append(_entry(seed, result.run_dir, full))
-            chance = {k: full[k]["all"]["chance"] for k in ("i2t_fine", "t2i_fine")}
-            chance |= {k: full["retrieval"][k]["chance"] for k in ("i2t_r1", "t2i_r1")}
         if lmm:
             _add_lmm_scores(p, planned, results, per, lmm_overrides or {})
     record: dict[str, Any] = {
@@ -258,7 +266,7 @@ def run_ablation(
         "paper_source": s.paper_source,
         "note": s.note,
         "seeds": seeds,
-        "chance": chance,
+        "chance": {},  # the levels all arms share, filled in below
         "overrides": dict(overrides),
         "lmm_overrides": dict(lmm_overrides or {}) if lmm else None,
         "arms": {},
@@ -274,6 +282,8 @@ def run_ablation(
         if lmm:
             summary["qa"] = _mean_std([e["qa"] for e in entries])
         record["arms"][arm.name] = {"recipe": arm.recipe, "paper": arm.paper, "x": arm.x, "seeds": entries, **summary}
+        record["arms"][arm.name]["chance"] = entries[0]["chance"]  # every seed is tested on the same split
+    record["chance"] = _common_chance(record["arms"])
     if write:
         write_results(f"ablation_{study}", record, profile=p, seed=None, wall_time_s=t.seconds, root=results_root)
     return record
@@ -302,8 +312,16 @@ def ablation_table(record: dict[str, Any]):
         | {"paper": "–" if a["paper"] is None else f"{a['paper']:.1f}"}
         for name, a in record["arms"].items()
     }
-    rows["chance"] = {k: f"{100 * record['chance'][k]:.1f}" for k in metrics if k in record["chance"]}
+    rows["chance"] = {k: _chance_cell(record, k) for k in metrics}
     return pd.DataFrame(rows).T.fillna("–")
+
+
+def _chance_cell(record: dict[str, Any], metric: str) -> str:
+    """The chance level of ``metric``: one number when the arms share it, else each arm's in the table's order."""
+    if metric in record["chance"]:
+        return f"{100 * record['chance'][metric]:.1f}"
+    per = [a["chance"][metric] for a in record["arms"].values() if metric in a.get("chance", {})]
+    return " / ".join(f"{100 * c:.1f}" for c in per) if per else "–"
 
 
 def plot_study(record: dict[str, Any], metric: str = "i2t_fine"):
@@ -336,6 +354,11 @@ def plot_study(record: dict[str, Any], metric: str = "i2t_fine"):
         ours.tick_params(axis="x", rotation=20)
     if metric in record["chance"]:
         ours.axhline(100 * record["chance"][metric], color="grey", linestyle=":", label="chance")
+    elif record["study"] not in ("robustness", "k"):  # bars tested on their own builds: each its own chance
+        at = [(i, 100 * arms[n]["chance"][metric]) for i, n in enumerate(names) if metric in arms[n].get("chance", {})]
+        if at:
+            ours.hlines([c for _, c in at], [i - 0.4 for i, _ in at], [i + 0.4 for i, _ in at], color="grey",
+                        linestyle=":", label="chance")  # fmt: skip
     ours.set(title=f"ours: {metric} % ({len(record['seeds'])} seed(s))", ylabel=f"{metric} %")
     with_paper = [n for n in names if arms[n]["paper"] is not None]
     if with_paper:
