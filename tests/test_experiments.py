@@ -341,3 +341,18 @@ def test_in_processes_returns_results_in_call_order_whatever_the_start_order():
     assert in_processes(calls, 1) == [0, 10, 20, 30]  # here, one after another
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         in_processes(calls, 0)
+
+
+def test_wrong_image_probe_scores_the_own_image_as_the_benchmark_does_and_another_as_a_caption_prior(
+    smoke_data, tmp_path
+):
+    from mmgeo_utils.clip.evaluate import ERROR_TYPES
+    from mmgeo_utils.experiments.evaluation import wrong_image_probe
+
+    cfg = comparison_configs("smoke", 0, steps=2)["mmclip"]
+    result = train(cfg, out_dir=tmp_path / "runs" / "a", data_root=smoke_data, progress=False)
+    probe = wrong_image_probe(result.run_dir, data_root=smoke_data)
+    bench = evaluate_run(result, data_root=smoke_data)["i2t_fine"]
+    assert probe["own image"] == {k: bench[k]["acc"] for k in ("all", *ERROR_TYPES)}
+    wrong = probe["another diagram's image"]
+    assert set(wrong) == set(probe["own image"]) and all(0.0 <= v <= 1.0 for v in wrong.values())

@@ -8,10 +8,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from ..clip import (
+    MODEL_FILE,
     TrainConfig,
     TrainResult,
     dataset_root,
+    load_config,
 )
 from ..clip.checkpoint import CheckpointError, load_model
 from ..clip.evaluate import EVAL_VERSION, evaluate_clip
@@ -118,3 +122,30 @@ def evaluate_checkpoint(
         variants=variants,
         device=device,
     )
+
+
+def wrong_image_probe(
+    run_dir: Path | str, *, split: str = "test", data_root: Path | str | None = None, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
+    """``i2t_fine`` per error type with each diagram's own image, and with another diagram's (the next one).
+
+    What an encoder gets right against another diagram's image it gets from the two captions alone (which
+    one reads as more plausible); the gap to its own image is what it reads from the diagram. Lesson 08
+    uses it on the marks study: an encoder that never saw a drawn value still scores above chance on
+    number edits with the true diagram, so its gain there comes from the drawing's proportions.
+    """
+    from ..clip.evaluate import drop_indistinguishable, encode_items, fine_grained_scores, split_items
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    model = load_run_model(run_dir / MODEL_FILE, cfg, device)
+    tok = get_tokenizer(cfg.model, context_length=model.context_length)  # type: ignore[arg-type]
+    items, _ = drop_indistinguishable(split_items(data_root or dataset_root(cfg), split), tok)
+    images, texts = encode_items(model, tok, items, get_profile(cfg.profile).image_size, device=device)
+    out = {}
+    for name, shift in (("own image", 0), ("another diagram's image", 1)):
+        shown = images.clone()
+        shown[: items.n] = torch.roll(images[: items.n], shift, dims=0)  # positives only; negatives stay
+        scores = fine_grained_scores(items, shown, texts)["i2t_fine"]
+        out[name] = {k: v["acc"] for k, v in scores.items()}
+    return out
