@@ -18,7 +18,14 @@ from ..clip import (
     load_config,
 )
 from ..clip.checkpoint import CheckpointError, load_model
-from ..clip.evaluate import EVAL_VERSION, evaluate_clip
+from ..clip.evaluate import (
+    EVAL_VERSION,
+    drop_indistinguishable,
+    encode_items,
+    evaluate_clip,
+    fine_grained_scores,
+    split_items,
+)
 from ..clip.models import checkpoint_context_length, create_clip, get_tokenizer
 from ..data import split_fingerprint
 from ..profiles import get_profile
@@ -134,8 +141,6 @@ def wrong_image_probe(
     uses it on the marks study: an encoder that never saw a drawn value still scores above chance on
     number edits with the true diagram, so its gain there comes from the drawing's proportions.
     """
-    from ..clip.evaluate import drop_indistinguishable, encode_items, fine_grained_scores, split_items
-
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     model = load_run_model(run_dir / MODEL_FILE, cfg, device)
