@@ -1,5 +1,6 @@
 """Lesson 08's ablation runner: studies, arms, records, reuse, plots and the command line."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,12 +14,13 @@ from mmgeo_utils.experiments.ablation import (
     hardest_types,
     plot_study,
     plot_thetas,
+    probe_table,
     run_ablation,
     studies,
     theta_curves,
 )
 from mmgeo_utils.experiments.comparison import MMCLIP_RECIPE, comparison_configs
-from mmgeo_utils.experiments.evaluation import evaluate_run
+from mmgeo_utils.experiments.evaluation import evaluate_run, wrong_image_probe
 from mmgeo_utils.experiments.lmm_comparison import condition_config
 from mmgeo_utils.profiles import get_lmm_sizes
 
@@ -72,6 +74,21 @@ def test_a_study_trains_scores_writes_and_is_reused(smoke_data, tmp_path, monkey
                  "--steps", "2", "--jobs", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "MMGeoLM Table 7" in out and "image negatives" in out
+    with pytest.raises(ValueError, match="written before the probe existed"):
+        probe_table(record)  # a study without the probe (or an old record) says how to get one
+
+    # a study with the probe (the marks study's switch) scores every run against another diagram's image too
+    probed = {k: dataclasses.replace(s, probe=True) for k, s in studies("smoke").items()}
+    monkeypatch.setattr("mmgeo_utils.experiments.ablation.studies", lambda p=None: probed)
+    with_probe = run_ablation("robustness", "smoke", seeds=[0], jobs=1, steps=2, write=False)
+    for arm in with_probe["arms"].values():
+        entry = arm["seeds"][0]
+        expected = wrong_image_probe(entry["run"], data_root=smoke_data)["another diagram's image"]
+        assert entry["wrong_image_by_type"] == expected and arm["wrong_image"]["all"]["mean"] == expected["all"]
+    table = probe_table(with_probe)
+    assert table.shape == (4, 4) and list(table.columns) == ["label", "shape", "relation", "number"]
+    own = with_probe["arms"]["image negatives"]["seeds"][0]["i2t_fine_by_type"]["label"]
+    assert table.loc[("image negatives", "own image"), "label"] == f"{100 * own:.1f} ± 0.0"
 
 
 def test_with_lmm_every_arm_is_scored_by_lesson_06s_lmm_on_its_own_tower(smoke_data, tmp_path, monkeypatch):

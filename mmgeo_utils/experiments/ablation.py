@@ -33,7 +33,7 @@ from ..data import DatasetConfig
 from ..profiles import Profile, get_profile
 from ..repro import Timer, detect_device, write_results
 from .comparison import comparison_configs
-from .evaluation import evaluate_run
+from .evaluation import evaluate_run, wrong_image_probe
 from .jobs import train_all
 from .lmm_comparison import _mean_std
 
@@ -59,6 +59,7 @@ class Study:
     arms: tuple[Arm, ...]
     note: str = ""
     metrics: tuple[str, ...] = field(default=METRICS)
+    probe: bool = False  # also score each run with another diagram's image (what the captions alone give)
 
 
 def _k_values(profile: Profile) -> tuple[int, ...]:
@@ -121,6 +122,7 @@ def studies(profile: Profile | str | None = None) -> dict[str, Study]:
             "value draws like its positive, so it is not made); each encoder is tested on diagrams drawn as "
             "it was trained, and with --lmm its LMM reads lesson 06's diagrams, which carry the marks, as the "
             "paper tests on GeoQA",
+            probe=True,
         ),
         "robustness": Study(
             "robustness",
@@ -258,6 +260,9 @@ def run_ablation(
         for (arm, seed, _), result in zip(planned, results):
             full = evaluate_run(result, device=device)
             per[arm.name].append(_entry(seed, result.run_dir, full))
+            if s.probe:
+                probe = wrong_image_probe(result.run_dir, device=device)
+                per[arm.name][-1]["wrong_image_by_type"] = probe["another diagram's image"]
         if lmm:
             _add_lmm_scores(p, planned, results, per, lmm_overrides or {})
     record: dict[str, Any] = {
@@ -279,6 +284,10 @@ def run_ablation(
             for v in VARIANTS
             if all(v in e["robustness"] for e in entries)
         }
+        if s.probe:  # i2t_fine by type with another diagram's image: the captions' prior alone
+            summary["wrong_image"] = {
+                t: _mean_std([e["wrong_image_by_type"][t] for e in entries]) for t in entries[0]["wrong_image_by_type"]
+            }
         if lmm:
             summary["qa"] = _mean_std([e["qa"] for e in entries])
         record["arms"][arm.name] = {"recipe": arm.recipe, "paper": arm.paper, "x": arm.x, "seeds": entries, **summary}
@@ -314,6 +323,28 @@ def ablation_table(record: dict[str, Any]):
     }
     rows["chance"] = {k: _chance_cell(record, k) for k in metrics}
     return pd.DataFrame(rows).T.fillna("–")
+
+
+def probe_table(record: dict[str, Any]):
+    """Two-way ``i2t_fine`` per error type, each arm with its diagrams' own images and with another diagram's.
+
+    A study run with ``probe`` (the marks study) stores both per seed. What survives the wrong image comes from
+    the two captions alone (chance 50 %); the gap between the rows is what the encoder reads from the diagram.
+    """
+    import pandas as pd  # local: pandas only for the table
+
+    rows = {}
+    for name, a in record["arms"].items():
+        if any("wrong_image_by_type" not in e for e in a["seeds"]):
+            raise ValueError(
+                f"the {record['study']} record has no wrong-image probe for arm {name!r}: it was written before "
+                f"the probe existed; run `mmgeo experiment ablate --study {record['study']}` again (runs are reused)"
+            )
+        for label, key in (("own image", "i2t_fine_by_type"), ("another diagram's image", "wrong_image_by_type")):
+            types = a["seeds"][0][key]
+            cells = {t: _mean_std([e[key][t] for e in a["seeds"]]) for t in types if t != "all"}
+            rows[(name, label)] = {t: f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}" for t, c in cells.items()}
+    return pd.DataFrame(rows).T
 
 
 def _chance_cell(record: dict[str, Any], metric: str) -> str:
