@@ -180,6 +180,37 @@ def test_an_interrupted_sft_resumes_to_the_same_weights(smoke_data, tmp_path, mo
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
 
 
+def test_mixed_precision_follows_lesson_04s_rule_and_an_fp16_stage_resumes_to_the_same_weights(
+    smoke_data, tmp_path, monkeypatch
+):
+    """``auto`` is fp32 on CPU (every recorded number), bf16 on GPUs that have it natively, fp16 with a grad
+    scaler on older ones; the autocast reaches the step, and fp16's scaler state is in the checkpoint."""
+    import mmgeo_utils.clip.loop as L
+
+    assert LMMConfig().amp_dtype("cpu") is None and LMMConfig().stage_config("lm")["precision"] == "fp32"
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(L, "native_bf16", lambda native=native: native)
+        assert LMMConfig().amp_dtype("cuda") == dtype
+    assert _cfg(precision="bf16").stage_config("align")["precision"] == "bf16"
+
+    def lm_weights(cfg, runs, stop=None):
+        monkeypatch.setenv("MMGEO_RUNS_DIR", str(tmp_path / runs))
+        if stop is not None:
+            with pytest.raises(KeyboardInterrupt):
+                train_lmm(cfg, "lm", data_root=smoke_data, callbacks=[_Stop(stop)])
+        train_lmm(cfg, "lm", data_root=smoke_data, resume=stop is not None)
+        return load_file(str(stage_dir(cfg, "lm") / "lm" / "model.safetensors"))
+
+    fp32, bf16 = lm_weights(_cfg(lm_steps=3), "fp32"), lm_weights(_cfg(lm_steps=3, precision="bf16"), "bf16")
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)  # the step ran under autocast
+    fp16 = _cfg(lm_steps=3, precision="fp16")
+    assert _equal_weights(lm_weights(fp16, "fp16-whole"), lm_weights(fp16, "fp16-cut", stop=2))
+
+
+def _equal_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 FRESH_PROCESS = r"""
 import json, sys, torch, open_clip
 from pathlib import Path
@@ -431,6 +462,7 @@ def test_a_question_longer_than_the_context_is_named(tok):
         ({"sft_steps": -1}, "sft_steps must be a positive integer"),
         ({"profile": "laptop"}, "unknown profile"),
         ({"vision": ""}, "vision must name a run"),
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
     ],
 )
 def test_bad_config_names_the_problem(kw, words):

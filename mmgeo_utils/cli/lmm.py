@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..clip import PRECISIONS
 from ..profiles import get_profile
 from .args import _add_profile
 
@@ -29,6 +30,7 @@ def _lmm_config(args: argparse.Namespace):
         sft_steps=args.sft_steps,
         train_scenes=args.train_scenes,
         threads=args.threads,
+        precision=args.precision,
     )
 
 
@@ -211,6 +213,12 @@ def _add_lmm_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{stage}-steps", type=int, default=None)
     p.add_argument("--train-scenes", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="autocast of every stage (default auto: bf16 on GPUs that have it, fp16 on older, fp32 on CPU)",
+    )
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the profile's)")
 
 

@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..clip import runs_root
+import torch
+
+from ..clip import PRECISIONS, runs_root
+from ..clip.loop import resolve_precision
 from ..profiles import LMMSizes, get_lmm_sizes, get_profile
+from ..repro import detect_device
 from .balance import QA_VERSION
 from .vision_tower import TOKEN_GRIDS, resolve_run
 
@@ -34,6 +38,7 @@ class LMMConfig:
     batch_size: int | None = None
     train_scenes: int | None = None
     threads: int | None = None
+    precision: str = "auto"  # autocast: auto = bf16 on GPUs that have it, fp16 (+ grad scaler) on older, fp32 on CPU
 
     def __post_init__(self) -> None:
         get_profile(self.profile)
@@ -45,6 +50,8 @@ class LMMConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (0 if name.endswith("_steps") else 1)):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         if not self.vision:
             raise ValueError("vision must name a run of mmgeo train-clip, 'random' or 'none'")
 
@@ -67,6 +74,10 @@ class LMMConfig:
             threads=self.threads or get_profile(self.profile).train_threads,
         )
 
+    def amp_dtype(self, device_type: str | None = None) -> torch.dtype | None:
+        """The autocast dtype training uses on ``device_type`` (default: this machine's), None for fp32."""
+        return resolve_precision(self.precision, device_type or ("cuda" if detect_device() == "cuda" else "cpu"))
+
     @property
     def blind(self) -> bool:
         return self.vision == "none"
@@ -88,6 +99,7 @@ class LMMConfig:
             "train_scenes": c.train_scenes,
             "batch_size": c.batch_size,
             "lm_steps": c.lm_steps,
+            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[c.amp_dtype()],
         }
         if stage == "lm":
             return common

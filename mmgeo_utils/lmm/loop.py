@@ -16,6 +16,7 @@ from torch import nn
 from ..clip import CsvLog, cosine_with_warmup
 from ..clip.checkpoint import CheckpointError, load_training_state, save_training_state
 from ..clip.distributed import barrier, init_distributed
+from ..clip.loop import autocast_context
 from ..data import split_fingerprint
 from ..data.contrastive import StepBatchSampler
 from ..repro import atomic_write_text, detect_device, provenance
@@ -78,9 +79,13 @@ def _fit(
     state_path = run_dir / STATE_FILE
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = cosine_with_warmup(optimizer, max(1, steps // 20), max(1, steps))
+    amp_dtype = c.amp_dtype(dev.type)  # as lesson 04's CLIP loop: bf16, or fp16 with a grad scaler, or fp32
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    autocast = autocast_context(amp_dtype, dev.type)
+    state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     start = 0
     if resume and state_path.exists():
-        start = load_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler)["step"]
+        start = load_training_state(state_path, **state)["step"]
     batch_size = min(c.batch_size, len(examples))  # type: ignore[type-var]
     batch_size -= batch_size % info.world_size
     sampler = StepBatchSampler(
@@ -103,7 +108,7 @@ def _fit(
 
     def checkpoint(at: int) -> None:
         if info.is_main:
-            save_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, step=at)
+            save_training_state(state_path, **state, step=at)
         barrier(info)
 
     every = max(1, steps // 5)
@@ -113,10 +118,13 @@ def _fit(
         for idx in sampler:
             t1 = time.perf_counter()
             batch = collate([examples[i] for i in idx], pad_id, features)
-            loss, n_tok = step_loss(train_model, batch, dev, info)
-            (loss * info.world_size).backward()  # DDP averages over processes; the loss is a global sum
+            with autocast:
+                loss, n_tok = step_loss(train_model, batch, dev, info)
+            scaler.scale(loss * info.world_size).backward()  # DDP averages over processes; the loss is a global sum
+            scaler.unscale_(optimizer)  # clip the true gradients (no-ops unless fp16)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
@@ -142,7 +150,7 @@ def _fit(
                 checkpoint(step)
     except KeyboardInterrupt:
         if step > start and info.is_main:
-            save_training_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, step=step)
+            save_training_state(state_path, **state, step=step)
         raise
     wall = time.perf_counter() - t0
     checkpoint(step)
